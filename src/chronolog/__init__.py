@@ -1,0 +1,45 @@
+"""Chronolog: a fast, crash-safe embedded event store for CQRS and event sourcing.
+
+Example:
+    >>> import chronolog as cl
+    >>> store = cl.EventStore.open("data/shop")  # doctest: +SKIP
+    >>> store.append("order-7", [cl.NewEvent("OrderPlaced", b'{"amount": 3.5}')],
+    ...              expected_version=cl.NO_STREAM)  # doctest: +SKIP
+    AppendResult(first_position=0, last_position=0, next_version=1)
+"""
+
+from chronolog import errors
+from chronolog._core.events import AppendResult, NewEvent, RecordedEvent
+from chronolog.errors import (
+    ChronologError,
+    CorruptionError,
+    EventTooLargeError,
+    InvalidStreamNameError,
+    ReadOnlyError,
+    StoreClosedError,
+    StoreLockedError,
+    WrongExpectedVersionError,
+)
+from chronolog.store import ANY, NO_STREAM, STREAM_EXISTS, EventStore, StreamState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "AppendResult",
+    "ChronologError",
+    "CorruptionError",
+    "EventStore",
+    "EventTooLargeError",
+    "InvalidStreamNameError",
+    "NewEvent",
+    "ReadOnlyError",
+    "RecordedEvent",
+    "StoreClosedError",
+    "StoreLockedError",
+    "StreamState",
+    "WrongExpectedVersionError",
+    "errors",
+]

@@ -1,0 +1,1 @@
+"""The compiled core of Chronolog (Cython + C): segments, framing, indexes, recovery."""

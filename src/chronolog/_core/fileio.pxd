@@ -1,0 +1,16 @@
+from libc.stdint cimport uint64_t
+
+cdef class FileIO:
+    cdef bint _armed
+    cdef dict _faults
+    cdef readonly dict counts
+    cdef int _fault(self, str op) except -1
+    cdef int open(self, str path, int flags, int mode) except -1
+    cdef int close(self, int fd) except -1
+    cdef int pwrite_all(self, int fd, const void *buf, size_t n, uint64_t offset) except -1
+    cdef int fsync(self, int fd) except -1
+    cdef int fdatasync(self, int fd) except -1
+    cdef int ftruncate(self, int fd, uint64_t size) except -1
+    cdef int rename(self, str src, str dst) except -1
+    cdef int unlink(self, str path) except -1
+    cdef int fsync_dir(self, str path) except -1

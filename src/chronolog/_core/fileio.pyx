@@ -1,0 +1,184 @@
+"""The one I/O layer of the compiled core: every open, pwrite, fsync, rename and truncate of
+the log and its indexes goes through a FileIO, so tests can inject faults without touching
+the log's logic.
+"""
+import errno as _errno
+import os
+
+from libc.errno cimport errno, EINTR
+from posix.fcntl cimport O_RDONLY, O_DIRECTORY
+from posix.unistd cimport close as c_close, fsync as c_fsync, ftruncate as c_ftruncate
+from posix.types cimport off_t
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t c_pwrite "pwrite" (int fd, const void *buf, size_t n, off_t offset)
+    int c_fdatasync "fdatasync" (int fd)
+
+cdef extern from "<fcntl.h>" nogil:
+    int c_open "open" (const char *path, int flags, int mode)
+
+cdef extern from "<stdio.h>" nogil:
+    int c_rename "rename" (const char *src, const char *dst)
+
+cdef extern from "<unistd.h>" nogil:
+    int c_unlink "unlink" (const char *path)
+
+_OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir")
+
+
+cdef inline _raise_os(int err, str what, str path=None):
+    if path is not None:
+        raise OSError(err, f"{os.strerror(err)} ({what})", path)
+    raise OSError(err, f"{os.strerror(err)} ({what})")
+
+
+cdef class FileIO:
+    """Thin wrappers over the POSIX calls the log uses, with optional fault injection.
+
+    `inject(op, after=N, errno=E, persistent=False)` makes the (N+1)-th call of `op` from now
+    fail with `E` (and every later one when persistent). Ops: open, write, fsync (fsync and
+    fdatasync), truncate, rename, unlink, fsync_dir. `counts` tallies the calls per op.
+
+    Invariants:
+        - A failed pwrite may have written a prefix; the caller treats the file as suspect.
+
+    Thread-safety: calls may come from several threads; the GIL is released around each
+    syscall and fault bookkeeping happens with the GIL held.
+
+    Example:
+        >>> io = FileIO()
+        >>> io.inject("fsync", after=0, errno=5)
+    """
+
+    def __cinit__(self):
+        self._armed = False
+        self._faults = {}
+        self.counts = {op: 0 for op in _OPS}
+
+    def inject(self, str op, *, int after=0, int errno=_errno.EIO, bint persistent=False):
+        """Fail the (after+1)-th call of `op` from now with `errno` (every later one too when
+        persistent)."""
+        if op not in _OPS:
+            raise ValueError(f"unknown I/O op {op!r}; choose one of {', '.join(_OPS)}")
+        if after < 0:
+            raise ValueError("after must be >= 0")
+        self._faults[op] = [after, errno, persistent]
+        self._armed = True
+
+    def clear(self):
+        """Remove every injected fault."""
+        self._faults.clear()
+        self._armed = False
+
+    cdef int _fault(self, str op) except -1:
+        self.counts[op] += 1
+        if not self._armed:
+            return 0
+        plan = self._faults.get(op)
+        if plan is None:
+            return 0
+        if plan[0] > 0:
+            plan[0] -= 1
+            return 0
+        if not plan[2]:
+            del self._faults[op]
+        raise OSError(plan[1], f"{os.strerror(plan[1])} (injected {op} fault)")
+
+    cdef int open(self, str path, int flags, int mode) except -1:
+        self._fault("open")
+        cdef bytes p = os.fsencode(path)
+        cdef const char *cp = p
+        cdef int fd
+        while True:
+            with nogil:
+                fd = c_open(cp, flags, mode)
+            if fd >= 0:
+                return fd
+            if errno != EINTR:
+                _raise_os(errno, "open", path)
+
+    cdef int close(self, int fd) except -1:
+        with nogil:
+            c_close(fd)
+        return 0
+
+    cdef int pwrite_all(self, int fd, const void *buf, size_t n, uint64_t offset) except -1:
+        self._fault("write")
+        cdef const char *p = <const char *>buf
+        cdef ssize_t w
+        cdef int err = 0
+        with nogil:
+            while n > 0:
+                w = c_pwrite(fd, p, n, <off_t>offset)
+                if w < 0:
+                    if errno == EINTR:
+                        continue
+                    err = errno
+                    break
+                p += w
+                n -= <size_t>w
+                offset += <uint64_t>w
+        if err:
+            _raise_os(err, "write")
+        return 0
+
+    cdef int fsync(self, int fd) except -1:
+        self._fault("fsync")
+        cdef int r
+        with nogil:
+            r = c_fsync(fd)
+        if r != 0:
+            _raise_os(errno, "fsync")
+        return 0
+
+    cdef int fdatasync(self, int fd) except -1:
+        self._fault("fsync")
+        cdef int r
+        with nogil:
+            r = c_fdatasync(fd)
+        if r != 0:
+            _raise_os(errno, "fdatasync")
+        return 0
+
+    cdef int ftruncate(self, int fd, uint64_t size) except -1:
+        self._fault("truncate")
+        cdef int r
+        with nogil:
+            r = c_ftruncate(fd, <off_t>size)
+        if r != 0:
+            _raise_os(errno, "ftruncate")
+        return 0
+
+    cdef int rename(self, str src, str dst) except -1:
+        self._fault("rename")
+        cdef bytes a = os.fsencode(src), b = os.fsencode(dst)
+        cdef const char *ca = a
+        cdef const char *cb = b
+        cdef int r
+        with nogil:
+            r = c_rename(ca, cb)
+        if r != 0:
+            _raise_os(errno, "rename", src)
+        return 0
+
+    cdef int unlink(self, str path) except -1:
+        self._fault("unlink")
+        cdef bytes a = os.fsencode(path)
+        cdef const char *ca = a
+        cdef int r
+        with nogil:
+            r = c_unlink(ca)
+        if r != 0:
+            _raise_os(errno, "unlink", path)
+        return 0
+
+    cdef int fsync_dir(self, str path) except -1:
+        self._fault("fsync_dir")
+        cdef int fd = self.open(path, O_RDONLY | O_DIRECTORY, 0)
+        cdef int r
+        with nogil:
+            r = c_fsync(fd)
+            c_close(fd)
+        if r != 0:
+            _raise_os(errno, "fsync of directory", path)
+        return 0

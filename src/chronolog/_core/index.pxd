@@ -1,0 +1,51 @@
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from chronolog._core.fileio cimport FileIO
+
+cdef extern from "chl_streams.h":
+    ctypedef struct chl_stream:
+        const char *name
+        uint64_t hash
+        const uint64_t *base
+        uint64_t *delta
+        uint64_t base_count
+        uint64_t delta_count
+        uint64_t delta_cap
+        uint64_t pending
+        uint32_t name_len
+    ctypedef struct chl_streams:
+        chl_stream *streams
+        uint64_t n_streams
+        uint64_t delta_events
+    chl_streams *chl_streams_new() nogil
+    void chl_streams_free(chl_streams *t) nogil
+    int64_t chl_streams_find(const chl_streams *t, const char *name, uint32_t len) nogil
+    int64_t chl_streams_intern(chl_streams *t, const char *name, uint32_t len, int copy) nogil
+    uint64_t chl_streams_count(const chl_streams *t, uint64_t id) nogil
+    uint64_t chl_streams_position(const chl_streams *t, uint64_t id, uint64_t v) nogil
+    int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position) nogil
+    void chl_streams_clear(chl_streams *t) nogil
+
+cdef class PositionIndex:
+    cdef const uint64_t *base
+    cdef uint64_t base_count
+    cdef uint64_t *delta
+    cdef uint64_t delta_count
+    cdef uint64_t delta_cap
+    cdef void *map
+    cdef uint64_t map_len
+    cdef uint64_t count(self) noexcept
+    cdef uint64_t get(self, uint64_t position) noexcept
+    cdef int push_n(self, uint64_t entry, uint64_t n) except -1
+    cdef void clear(self) noexcept
+    cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF
+    cdef int save(self, FileIO io, str path, bytes store_id) except -1
+
+cdef class StreamIndex:
+    cdef chl_streams *t
+    cdef void *map
+    cdef uint64_t map_len
+    cdef uint64_t base_through
+    cdef void clear(self) noexcept
+    cdef uint64_t load(self, str path, bytes store_id, uint32_t anchor) except? 0xFFFFFFFFFFFFFFFF
+    cdef int save(self, FileIO io, str path, bytes store_id, uint64_t through,
+                  uint32_t anchor) except -1

@@ -1,0 +1,392 @@
+"""The derived indexes of the log: position -> frame, and stream -> positions by version.
+
+Both are rebuilt from the segments whenever missing, damaged or stale (DESIGN invariant 1).
+In memory each is a read-only base (a mapping of its checkpoint file) plus a malloc'd delta
+of what was appended since; a checkpoint writes base + delta out and maps it again.
+
+index/positions.idx (checkpointed in place: entries first, then the header's count):
+    0  b"CHLPIDX1"  8 B magic
+    8  u32          format version
+    12 u32          header bytes (64)
+    16 16 B         store id
+    32 u64          count of valid entries
+    40 20 B         reserved, zero
+    60 u32          CRC32C of bytes 0..60
+    64 u64[count]   entry for each position: segment ordinal << 32 | frame offset
+
+index/streams.idx (rewritten whole: temporary file, fdatasync, rename):
+    0  b"CHLSIDX1"  8 B magic
+    8  u32          format version
+    12 u32          header bytes (64)
+    16 16 B         store id
+    32 u64          through: the number of positions covered (every position of [0, through))
+    40 u64          streams
+    48 u64          names bytes
+    56 u32          anchor: low 32 bits of the salt of the segment holding position through-1
+    60 u32          CRC32C of bytes 0..60
+    64              directory, per stream: u64 count, u32 name bytes, u32 zero
+    ...             names, back to back; zero padding to a multiple of 8
+    ...             u64 positions of each stream by version, streams in directory order
+"""
+import os
+
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memcmp, memset
+from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
+from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_CLOEXEC
+from posix.stat cimport struct_stat, fstat
+from posix.unistd cimport close as c_close
+
+from chronolog._core.format cimport FORMAT_VERSION, MAX_STREAM_NAME_BYTES, ld32, ld64, st32, st64, chl_crc32c
+from chronolog._core.fileio cimport FileIO
+
+cdef enum:
+    INDEX_HEADER_BYTES = 64
+    WRITE_CHUNK_BYTES = 4 << 20
+
+cdef uint64_t NOT_LOADED = 0xFFFFFFFFFFFFFFFF
+
+
+cdef bytes _header(bytes magic, bytes store_id, uint64_t a, uint64_t b, uint64_t c,
+                   uint32_t d):
+    cdef bytearray h = bytearray(INDEX_HEADER_BYTES)
+    cdef unsigned char *p = h
+    h[0:8] = magic
+    st32(p + 8, FORMAT_VERSION)
+    st32(p + 12, INDEX_HEADER_BYTES)
+    h[16:32] = store_id
+    st64(p + 32, a)
+    st64(p + 40, b)
+    st64(p + 48, c)
+    st32(p + 56, d)
+    st32(p + 60, chl_crc32c(p, 60))
+    return bytes(h)
+
+
+cdef const unsigned char *_map_checked(str path, bytes magic, bytes store_id, void **map_out,
+                                       uint64_t *len_out) except? NULL:
+    """Map an index file read-only when its header is sound; NULL when missing or unsound."""
+    cdef int fd
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return NULL
+    cdef struct_stat st
+    cdef void *p = MAP_FAILED
+    if fstat(fd, &st) == 0 and st.st_size >= INDEX_HEADER_BYTES:
+        p = mmap(NULL, <size_t>st.st_size, PROT_READ, MAP_SHARED, fd, 0)
+    c_close(fd)
+    if p == MAP_FAILED:
+        return NULL
+    cdef const unsigned char *h = <const unsigned char *>p
+    if (memcmp(h, <const char *>magic, 8) != 0 or ld32(h + 8) != FORMAT_VERSION
+            or chl_crc32c(h, 60) != ld32(h + 60)
+            or memcmp(h + 16, <const char *>store_id, 16) != 0):
+        munmap(p, <size_t>st.st_size)
+        return NULL
+    map_out[0] = p
+    len_out[0] = <uint64_t>st.st_size
+    return h
+
+
+cdef class _ChunkWriter:
+    """Buffered sequential pwrite through the FileIO layer."""
+    cdef FileIO io
+    cdef int fd
+    cdef unsigned char *buf
+    cdef uint64_t used
+    cdef uint64_t offset
+
+    def __cinit__(self, FileIO io, int fd, uint64_t offset):
+        self.io = io
+        self.fd = fd
+        self.offset = offset
+        self.used = 0
+        self.buf = <unsigned char *>malloc(WRITE_CHUNK_BYTES)
+        if self.buf == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    cdef int put(self, const void *src, uint64_t n) except -1:
+        cdef const unsigned char *s = <const unsigned char *>src
+        cdef uint64_t k
+        while n:
+            k = WRITE_CHUNK_BYTES - self.used
+            if k > n:
+                k = n
+            memcpy(self.buf + self.used, s, k)
+            self.used += k
+            s += k
+            n -= k
+            if self.used == WRITE_CHUNK_BYTES:
+                self.flush()
+        return 0
+
+    cdef int flush(self) except -1:
+        if self.used:
+            self.io.pwrite_all(self.fd, self.buf, self.used, self.offset)
+            self.offset += self.used
+            self.used = 0
+        return 0
+
+
+cdef class PositionIndex:
+    """position -> (segment ordinal << 32 | frame offset), dense from position 0.
+
+    Invariants:
+        - entries [0, base_count) come from the mapped checkpoint, the rest from `delta`;
+        - every entry names a checked frame that holds its position.
+
+    Thread-safety: not thread-safe; the Log calls it with the GIL held.
+    """
+
+    def __dealloc__(self):
+        self.clear()
+
+    cdef uint64_t count(self) noexcept:
+        return self.base_count + self.delta_count
+
+    cdef uint64_t get(self, uint64_t position) noexcept:
+        if position < self.base_count:
+            return self.base[position]
+        return self.delta[position - self.base_count]
+
+    cdef int push_n(self, uint64_t entry, uint64_t n) except -1:
+        cdef uint64_t cap
+        cdef uint64_t *d
+        if self.delta_count + n > self.delta_cap:
+            cap = self.delta_cap * 2 if self.delta_cap else 4096
+            while cap < self.delta_count + n:
+                cap *= 2
+            d = <uint64_t *>realloc(self.delta, cap * 8)
+            if d == NULL:
+                raise MemoryError()
+            self.delta = d
+            self.delta_cap = cap
+        cdef uint64_t i
+        for i in range(n):
+            self.delta[self.delta_count + i] = entry
+        self.delta_count += n
+        return 0
+
+    cdef void clear(self) noexcept:
+        if self.map != NULL:
+            munmap(self.map, self.map_len)
+        self.map = NULL
+        self.map_len = 0
+        self.base = NULL
+        self.base_count = 0
+        free(self.delta)
+        self.delta = NULL
+        self.delta_count = 0
+        self.delta_cap = 0
+
+    cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF:
+        """Map a checkpoint; return how many entries it holds (0 when absent or unsound)."""
+        self.clear()
+        cdef void *m = NULL
+        cdef uint64_t n = 0
+        cdef const unsigned char *h = _map_checked(path, b"CHLPIDX1", store_id, &m, &n)
+        if h == NULL:
+            return 0
+        cdef uint64_t count = ld64(h + 32)
+        if INDEX_HEADER_BYTES + count * 8 > n or count > (n >> 3):
+            munmap(m, n)
+            return 0
+        self.map = m
+        self.map_len = n
+        self.base = <const uint64_t *>(h + INDEX_HEADER_BYTES)
+        self.base_count = count
+        return count
+
+    cdef int save(self, FileIO io, str path, bytes store_id) except -1:
+        """Write the checkpoint: append the delta in place when the file on disk is this
+        index's base, else write the whole file anew; then map it again."""
+        cdef uint64_t total = self.count()
+        cdef int fd
+        cdef _ChunkWriter w
+        cdef bint in_place = self.map != NULL and os.path.exists(path)
+        if in_place:
+            fd = io.open(path, O_WRONLY | O_CLOEXEC, 0o600)
+            try:
+                w = _ChunkWriter(io, fd, INDEX_HEADER_BYTES + self.base_count * 8)
+                w.put(self.delta, self.delta_count * 8)
+                w.flush()
+                io.fdatasync(fd)
+                hdr = _header(b"CHLPIDX1", store_id, total, 0, 0, 0)
+                io.pwrite_all(fd, <const char *>hdr, INDEX_HEADER_BYTES, 0)
+            finally:
+                io.close(fd)
+        else:
+            tmp = path + ".tmp"
+            fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            try:
+                w = _ChunkWriter(io, fd, 0)
+                hdr = _header(b"CHLPIDX1", store_id, total, 0, 0, 0)
+                w.put(<const char *>hdr, INDEX_HEADER_BYTES)
+                if self.base_count:
+                    w.put(self.base, self.base_count * 8)
+                w.put(self.delta, self.delta_count * 8)
+                w.flush()
+                io.fdatasync(fd)
+            finally:
+                io.close(fd)
+            io.rename(tmp, path)
+        cdef uint64_t loaded = self.load(path, store_id)
+        if loaded != total:
+            raise OSError(f"position index checkpoint {path} did not read back ({loaded} != {total})")
+        return 0
+
+
+cdef class StreamIndex:
+    """stream name -> stream id -> positions by version (the C table of chl_streams.h).
+
+    Invariants:
+        - a stream with no committed events (count 0) does not exist for any reader;
+        - for every stream, positions by version are strictly increasing.
+
+    Thread-safety: not thread-safe; the Log calls it with the GIL held.
+    """
+
+    def __cinit__(self):
+        self.t = chl_streams_new()
+        if self.t == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self.t != NULL:
+            chl_streams_free(self.t)
+        if self.map != NULL:
+            munmap(self.map, self.map_len)
+
+    cdef void clear(self) noexcept:
+        chl_streams_clear(self.t)
+        if self.map != NULL:
+            munmap(self.map, self.map_len)
+        self.map = NULL
+        self.map_len = 0
+        self.base_through = 0
+
+    cdef uint64_t load(self, str path, bytes store_id, uint32_t anchor) except? 0xFFFFFFFFFFFFFFFF:
+        """Map a checkpoint into an empty table; return the positions it covers, or
+        NOT_LOADED when it is absent, unsound or does not match `anchor`."""
+        self.clear()
+        cdef void *m = NULL
+        cdef uint64_t n = 0
+        cdef const unsigned char *h = _map_checked(path, b"CHLSIDX1", store_id, &m, &n)
+        if h == NULL:
+            return NOT_LOADED
+        cdef uint64_t through = ld64(h + 32), n_streams = ld64(h + 40), names_bytes = ld64(h + 48)
+        cdef uint64_t dir_end = INDEX_HEADER_BYTES + n_streams * 16
+        cdef uint64_t names_end = dir_end + names_bytes
+        cdef uint64_t pos_start = (names_end + 7) & ~(<uint64_t>7)
+        if (ld32(h + 56) != anchor or n_streams > (n >> 4) or names_bytes > n or through > (n >> 3)
+                or pos_start + through * 8 != n):
+            munmap(m, n)
+            return NOT_LOADED
+        cdef uint64_t i, count, name_len, name_off = dir_end, pos_off = pos_start, total = 0
+        cdef int64_t sid
+        cdef const unsigned char *d
+        ok = True
+        for i in range(n_streams):
+            d = h + INDEX_HEADER_BYTES + i * 16
+            count = ld64(d)
+            name_len = ld32(d + 8)
+            if (name_len == 0 or name_len > MAX_STREAM_NAME_BYTES or count == 0
+                    or name_off + name_len > names_end or count > through - total):
+                ok = False
+                break
+            sid = chl_streams_intern(self.t, <const char *>(h + name_off), <uint32_t>name_len, 1)
+            if sid < 0:
+                raise MemoryError()
+            if <uint64_t>sid != i:  # a duplicate name: unsound
+                ok = False
+                break
+            self.t.streams[sid].base = <const uint64_t *>(h + pos_off)
+            self.t.streams[sid].base_count = count
+            name_off += name_len
+            pos_off += count * 8
+            total += count
+        if not ok or total != through or name_off != names_end:
+            chl_streams_clear(self.t)
+            munmap(m, n)
+            return NOT_LOADED
+        self.map = m
+        self.map_len = n
+        self.base_through = through
+        return through
+
+    cdef int save(self, FileIO io, str path, bytes store_id, uint64_t through,
+                  uint32_t anchor) except -1:
+        """Write every stream's positions (base and delta) as a new checkpoint, then map it
+        and drop the deltas."""
+        cdef chl_streams *t = self.t
+        cdef uint64_t i, n_live = 0, names_bytes = 0, pos_off
+        cdef chl_stream *s
+        for i in range(t.n_streams):
+            s = &t.streams[i]
+            if s.base_count + s.delta_count:
+                n_live += 1
+                names_bytes += s.name_len
+        tmp = path + ".tmp"
+        cdef int fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        cdef _ChunkWriter w
+        cdef unsigned char ent[16]
+        cdef uint64_t zero = 0
+        try:
+            w = _ChunkWriter(io, fd, 0)
+            hdr = _header(b"CHLSIDX1", store_id, through, n_live, names_bytes, anchor)
+            w.put(<const char *>hdr, INDEX_HEADER_BYTES)
+            for i in range(t.n_streams):
+                s = &t.streams[i]
+                if s.base_count + s.delta_count:
+                    st64(ent, s.base_count + s.delta_count)
+                    st32(ent + 8, s.name_len)
+                    st32(ent + 12, 0)
+                    w.put(ent, 16)
+            for i in range(t.n_streams):
+                s = &t.streams[i]
+                if s.base_count + s.delta_count:
+                    w.put(s.name, s.name_len)
+            pos_off = INDEX_HEADER_BYTES + n_live * 16 + names_bytes
+            if pos_off & 7:
+                w.put(&zero, 8 - (pos_off & 7))
+            for i in range(t.n_streams):
+                s = &t.streams[i]
+                if s.base_count:
+                    w.put(s.base, s.base_count * 8)
+                if s.delta_count:
+                    w.put(s.delta, s.delta_count * 8)
+            w.flush()
+            io.fdatasync(fd)
+        finally:
+            io.close(fd)
+        io.rename(tmp, path)
+        # Re-point every live stream at the new mapping; ids stay as they are in memory.
+        cdef void *m = NULL
+        cdef uint64_t n = 0
+        cdef const unsigned char *h = _map_checked(path, b"CHLSIDX1", store_id, &m, &n)
+        if h == NULL:
+            raise OSError(f"stream index checkpoint {path} did not read back")
+        pos_off = (INDEX_HEADER_BYTES + n_live * 16 + names_bytes + 7) & ~(<uint64_t>7)
+        for i in range(t.n_streams):
+            s = &t.streams[i]
+            count = s.base_count + s.delta_count
+            if count:
+                s.base = <const uint64_t *>(h + pos_off)
+                s.base_count = count
+                pos_off += count * 8
+            free(s.delta)
+            s.delta = NULL
+            s.delta_count = 0
+            s.delta_cap = 0
+        t.delta_events = 0
+        if self.map != NULL:
+            munmap(self.map, self.map_len)
+        self.map = m
+        self.map_len = n
+        self.base_through = through
+        return 0

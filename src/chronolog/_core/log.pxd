@@ -1,0 +1,58 @@
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from chronolog._core.fileio cimport FileIO
+from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams
+from chronolog._core.segment cimport Segment, FrameInfo
+from chronolog._core.record cimport RecordView
+from chronolog._core.events cimport RecordedEvent
+
+cdef class Log:
+    cdef readonly str path
+    cdef readonly bint readonly
+    cdef readonly str durability
+    cdef int dmode
+    cdef readonly uint64_t max_segment_bytes
+    cdef readonly uint64_t max_event_bytes
+    cdef readonly bytes store_id
+    cdef readonly FileIO io
+    cdef list segments
+    cdef PositionIndex pidx
+    cdef StreamIndex sidx
+    cdef chl_streams *st
+    cdef readonly uint64_t head
+    cdef object _lock
+    cdef object _sync_lock
+    cdef uint64_t written_seq
+    cdef uint64_t synced_seq
+    cdef readonly object failed
+    cdef readonly bint closed
+    cdef unsigned char *buf
+    cdef size_t buf_cap
+    cdef int64_t *sids
+    cdef uint64_t *vers
+    cdef size_t scratch_cap
+    cdef readonly uint64_t checkpoint_through
+    cdef _open(self)
+    cdef _create_store(self, str store_file)
+    cdef bytes _read_store_header(self, str store_file)
+    cdef bint _attach_segment(self, str name, bint is_newest) except -1
+    cdef uint64_t _load_checkpoints(self) except? 0xFFFFFFFFFFFFFFFF
+    cdef uint32_t _anchor_of(self, uint64_t position, FrameInfo *fi) except? 0
+    cdef int _catch_up(self, bint recover) except -1
+    cdef bint _later_frame_exists(self, Segment seg, uint64_t off, uint64_t size) except -1
+    cdef int _index_frame(self, Segment seg, FrameInfo *fi) except -1
+    cdef int _reserve_scratch(self, size_t n) except -1
+    cdef void _reset_pending(self, size_t n) noexcept
+    cdef int _commit(self, uint64_t n, uint64_t entry) except -1
+    cdef Segment _new_segment(self, uint64_t first_position)
+    cdef Segment _roll(self)
+    cdef int _checkpoint(self) except -1
+    cdef int _check_writable(self) except -1
+    cdef unsigned char *_frame_buffer(self, size_t n) except NULL
+    cdef Segment _segment_for(self, size_t frame_bytes)
+    cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0
+    cdef int sync_to(self, uint64_t seq) except -1
+    cdef object _retry_result(self, int64_t sid, uint64_t count, int64_t expected, uint64_t n, uint64_t n_first, const char *stream_of_first, const unsigned char *ids, const char **streams, const uint32_t *slens)
+    cdef int _check_open(self) except -1
+    cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict) except -1
+    cdef RecordedEvent _event(self, RecordView *rv, str stream)
+    cdef void _release(self) noexcept

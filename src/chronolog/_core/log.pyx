@@ -1,0 +1,1132 @@
+"""The log: opening and recovery, the append path (framing, group commit) and reads by
+position and by stream. Format: format.pxd; indexes: index.pyx; segments: segment.pyx.
+"""
+import os
+import re
+import threading
+
+cimport cython
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memcmp, memset, memchr
+from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_CLOEXEC
+from posix.unistd cimport dup, close as c_close
+
+from chronolog._core.format cimport (
+    FORMAT_VERSION, STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES, FRAME_HEADER_BYTES,
+    FRAME_TRAILER_BYTES, FRAME_OVERHEAD_BYTES, RECORD_HEADER_BYTES, EVENT_ID_BYTES, FRAME_MAGIC,
+    TRAILER_MAGIC, CODEC_NONE, RECORD_HAS_ID, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES,
+    CHL_STORE_MAGIC, CHL_MAX_BODY_BYTES, ld16, ld32, ld64, st16, st32, st64, chl_crc32c,
+    chl_crc32c_extend)
+from chronolog._core.fileio cimport FileIO
+from chronolog._core.events cimport NewEvent, RecordedEvent, AppendResult
+from chronolog._core.record cimport (
+    RecordView, record_bytes, put_record, seal_frame, view_record)
+from chronolog._core.segment cimport (
+    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK, FRAME_SHORT)
+from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams, chl_stream
+from chronolog._core.index cimport chl_streams_find, chl_streams_intern, chl_streams_push
+from chronolog._core.index cimport chl_streams_count, chl_streams_position
+from chronolog._core.segment import segment_name, encode_segment_header, decode_segment_header
+from chronolog._core import index as _index
+
+from chronolog.errors import (
+    CorruptionError, EventTooLargeError, InvalidArgumentError, InvalidEventError,
+    InvalidStreamNameError, ReadOnlyError, StoreClosedError, StoreFailedError,
+    StoreNotFoundError, WrongExpectedVersionError)
+
+cdef enum:
+    ANY = -2
+    NO_STREAM = -1
+    STREAM_EXISTS = -4
+    DURABILITY_OS = 0
+    DURABILITY_FSYNC = 1
+    DURABILITY_INTERVAL = 2
+    NOGIL_BATCH = 2048   # encode batches at least this long with the GIL released
+
+_SEGMENT_RE = re.compile(r"^(\d{20})\.seg$")
+_DURABILITY = {"os": DURABILITY_OS, "fsync": DURABILITY_FSYNC, "interval": DURABILITY_INTERVAL}
+STORE_FILE = "chronolog.store"
+FORMAT_VERSION_NUMBER = FORMAT_VERSION
+DEFAULT_MAX_SEGMENT_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+MAX_SEGMENT_BYTES_LIMIT = 1 << 31
+
+
+_RECORD_PROBLEMS = {1: "record offset or length out of bounds",
+                    2: "record fields do not add up to its length",
+                    3: "record CRC32C mismatch"}
+
+
+cdef bytes _stream_utf8(object stream):
+    """Validate a stream name; return its UTF-8 bytes."""
+    if not isinstance(stream, str):
+        raise InvalidStreamNameError(stream, f"a stream name must be a str, got {type(stream).__name__}")
+    if not stream:
+        raise InvalidStreamNameError(stream, "a stream name must not be empty")
+    cdef bytes b
+    try:
+        b = (<str>stream).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidStreamNameError(stream, "a stream name must be valid Unicode (no lone surrogates)") from None
+    if len(b) > MAX_STREAM_NAME_BYTES:
+        raise InvalidStreamNameError(
+            stream[:40] + "...", f"a stream name is at most {MAX_STREAM_NAME_BYTES} bytes of UTF-8, this one is {len(b)}")
+    if memchr(PyBytes_AS_STRING(b), 0, len(b)) != NULL:
+        raise InvalidStreamNameError(stream, "a stream name must not contain NUL characters")
+    return b
+
+
+def expected_code(object expected):
+    """Map an expected_version argument to the core's integer code, refusing bad values."""
+    if isinstance(expected, bool) or not isinstance(expected, int):
+        raise InvalidArgumentError(
+            f"expected_version must be ANY, NO_STREAM, STREAM_EXISTS or a version >= 0, got {expected!r}")
+    if expected >= 0 or expected in (ANY, NO_STREAM, STREAM_EXISTS):
+        if expected >= (1 << 62):
+            raise InvalidArgumentError(f"expected_version {expected} is out of range")
+        return int(expected)
+    raise InvalidArgumentError(
+        f"expected_version must be ANY, NO_STREAM, STREAM_EXISTS or a version >= 0, got {expected!r}")
+
+
+cdef inline bint expectation_holds(int64_t expected, uint64_t count) noexcept nogil:
+    if expected == ANY:
+        return True
+    if expected == NO_STREAM:
+        return count == 0
+    if expected == STREAM_EXISTS:
+        return count > 0
+    return count > 0 and <int64_t>(count - 1) == expected
+
+
+
+cdef class _Col:
+    """A binary/string Arrow array (64-bit offsets, no nulls) seen as raw pointers."""
+    cdef const int64_t *offsets
+    cdef const char *data
+    cdef object keep
+
+    def __cinit__(self, arr, str what):
+        if arr.null_count:
+            raise InvalidEventError(f"{what} must not contain nulls")
+        bufs = arr.buffers()
+        self.keep = arr
+        self.offsets = (<const int64_t *><size_t>bufs[1].address) + <Py_ssize_t>arr.offset
+        self.data = <const char *><size_t>bufs[2].address if bufs[2] is not None else NULL
+
+    cdef inline uint64_t length(self, Py_ssize_t i) noexcept nogil:
+        return <uint64_t>(self.offsets[i + 1] - self.offsets[i])
+
+    cdef inline const char *ptr(self, Py_ssize_t i) noexcept nogil:
+        return self.data + self.offsets[i]
+
+
+cdef class Log:
+    """The segmented append-only log of one store directory, with its indexes.
+
+    Format: format.pxd (docs/format.md). One Log per open store handle.
+
+    Invariants:
+        - head == positions.count(): every position below head is indexed and readable;
+        - for every stream, its versions are 0..count-1 and map to increasing positions;
+        - segments[-1] is the only segment that grows; bytes past its `end` are not yet
+          acknowledged (or are a torn tail that recovery cut);
+        - after a write or fsync error, `failed` is set and no append succeeds again.
+
+    Thread-safety: appends from many threads are serialised by an internal lock and share
+    fsyncs (group commit); reads may run in any thread at any time.
+    """
+
+
+    def __cinit__(self):
+        self.buf = NULL
+        self.sids = NULL
+        self.vers = NULL
+
+    def __dealloc__(self):
+        free(self.buf)
+        free(self.sids)
+        free(self.vers)
+
+    def __init__(self, str path, *, bint readonly=False, str durability="fsync",
+                 uint64_t max_segment_bytes=DEFAULT_MAX_SEGMENT_BYTES,
+                 uint64_t max_event_bytes=DEFAULT_MAX_EVENT_BYTES, FileIO io=None):
+        if durability not in _DURABILITY:
+            raise InvalidArgumentError(
+                f"durability must be 'fsync', 'interval' or 'os', got {durability!r}")
+        if max_segment_bytes < 4096 or max_segment_bytes > MAX_SEGMENT_BYTES_LIMIT:
+            raise InvalidArgumentError(
+                f"max_segment_bytes must be between 4096 and {MAX_SEGMENT_BYTES_LIMIT}, got {max_segment_bytes}")
+        if max_event_bytes < 64 or max_event_bytes > (1 << 30):
+            raise InvalidArgumentError(
+                f"max_event_bytes must be between 64 and {1 << 30}, got {max_event_bytes}")
+        self.path = os.path.abspath(path)
+        self.readonly = readonly
+        self.durability = durability
+        self.dmode = _DURABILITY[durability]
+        self.max_segment_bytes = max_segment_bytes
+        self.max_event_bytes = max_event_bytes
+        self.io = io if io is not None else FileIO()
+        self.segments = []
+        self.pidx = PositionIndex()
+        self.sidx = StreamIndex()
+        self.st = self.sidx.t
+        self.head = 0
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self.failed = None
+        self.closed = False
+        try:
+            self._open()
+        except BaseException:
+            self._release()
+            raise
+
+    # ---------------------------------------------------------------- opening and recovery
+
+    cdef _open(self):
+        # Pass 1: the store header (created with the directory when missing).
+        store_file = os.path.join(self.path, STORE_FILE)
+        if not os.path.exists(store_file):
+            if self.readonly:
+                raise StoreNotFoundError(self.path)
+            self._create_store(store_file)
+        self.store_id = self._read_store_header(store_file)
+        if not self.readonly:
+            os.makedirs(os.path.join(self.path, "index"), mode=0o700, exist_ok=True)
+        # Pass 2: the segments, by name; each header checked.
+        names = sorted(n for n in os.listdir(self.path) if _SEGMENT_RE.match(n))
+        for name in names:
+            if not self._attach_segment(name, name == names[len(names) - 1]):
+                break
+        if not self.segments:
+            if self.readonly:
+                raise StoreNotFoundError(self.path)
+            self._new_segment(0)
+        # Pass 3: the index checkpoints, when sound and consistent with the segments.
+        cdef uint64_t through = self._load_checkpoints()
+        # Pass 4: index the tail past the checkpoint (cutting a torn tail when writing).
+        self._catch_up(not self.readonly)
+        if not self.readonly:
+            (<Segment>self.segments[len(self.segments) - 1]).open_for_write()
+        self.checkpoint_through = through
+
+    cdef _create_store(self, str store_file):
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        cdef bytearray h = bytearray(STORE_HEADER_BYTES)
+        cdef unsigned char *p = h
+        h[0:8] = CHL_STORE_MAGIC[:8]
+        st32(p + 8, FORMAT_VERSION)
+        st32(p + 12, STORE_HEADER_BYTES)
+        h[16:32] = os.urandom(16)
+        import time
+        st64(p + 32, <uint64_t>time.time_ns())
+        st32(p + 60, chl_crc32c(p, 60))
+        tmp = store_file + ".tmp"
+        cdef int fd = self.io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        try:
+            self.io.pwrite_all(fd, <const char *>h, STORE_HEADER_BYTES, 0)
+            self.io.fsync(fd)
+        finally:
+            self.io.close(fd)
+        self.io.rename(tmp, store_file)
+        self.io.fsync_dir(self.path)
+
+    cdef bytes _read_store_header(self, str store_file):
+        with open(store_file, "rb") as f:
+            h = f.read(STORE_HEADER_BYTES + 1)
+        cdef const unsigned char *p = h
+        if len(h) != STORE_HEADER_BYTES or memcmp(p, CHL_STORE_MAGIC, 8) != 0:
+            raise CorruptionError(store_file, 0, "not a Chronolog store header")
+        if chl_crc32c(p, 60) != ld32(p + 60):
+            raise CorruptionError(store_file, 60, "store header CRC32C mismatch")
+        if ld32(p + 8) != FORMAT_VERSION:
+            raise CorruptionError(store_file, 8, f"store format version {ld32(p + 8)} is not "
+                                  f"supported (this Chronolog reads version {FORMAT_VERSION})")
+        return h[16:32]
+
+    cdef bint _attach_segment(self, str name, bint is_newest) except -1:
+        """Open and check one segment; False when it is the newest and its header is torn
+        (a segment being created: the writer removes it, a reader waits for it)."""
+        path = os.path.join(self.path, name)
+        with open(path, "rb") as f:
+            h = f.read(SEGMENT_HEADER_BYTES)
+        try:
+            first, salt = decode_segment_header(h, path, self.store_id)
+        except CorruptionError:
+            if is_newest and len(h) <= SEGMENT_HEADER_BYTES and os.path.getsize(path) <= SEGMENT_HEADER_BYTES:
+                if not self.readonly:
+                    self.io.unlink(path)
+                    self.io.fsync_dir(self.path)
+                return False
+            raise
+        if segment_name(first) != name:
+            raise CorruptionError(path, 24, f"segment header says first position {first}, "
+                                  f"its name says {int(name[:20])}")
+        if self.segments and first < (<Segment>self.segments[len(self.segments) - 1]).first_position:
+            raise CorruptionError(path, 24, "segment positions are not increasing")
+        self.segments.append(Segment(self.io, path, first, salt, len(self.segments)))
+        return True
+
+    cdef uint64_t _load_checkpoints(self) except? 0xFFFFFFFFFFFFFFFF:
+        """Load both checkpoints; on any doubt start from nothing (a full rebuild)."""
+        idx = os.path.join(self.path, "index")
+        cdef uint64_t pcount = self.pidx.load(os.path.join(idx, "positions.idx"), self.store_id)
+        cdef uint64_t through = 0
+        cdef uint32_t anchor = 0
+        cdef FrameInfo fi
+        if pcount:
+            anchor = self._anchor_of(pcount - 1, &fi)
+            if anchor == 0:
+                pcount = 0
+        if pcount:
+            through = self.sidx.load(os.path.join(idx, "streams.idx"), self.store_id, 0)
+            # The stream checkpoint names the segment of its last position; check it.
+            if through != 0xFFFFFFFFFFFFFFFF and through > 0 and through <= pcount:
+                if self.sidx.load(os.path.join(idx, "streams.idx"), self.store_id,
+                                  self._anchor_of(through - 1, &fi)) != through:
+                    through = 0
+            elif through != 0:
+                through = 0
+        if through == 0:
+            self.pidx.clear()
+            self.sidx.clear()
+            return 0
+        # Entries past `through` are dropped: the tail scan re-adds them.
+        if self.pidx.base_count > through:
+            self.pidx.base_count = through
+        self.head = through
+        return through
+
+    cdef uint32_t _anchor_of(self, uint64_t position, FrameInfo *fi) except? 0:
+        """Low 32 bits of the salt of the segment holding `position` (with a sanity check of
+        its frame), or 0 when the position index entry does not hold up."""
+        cdef uint64_t e = self.pidx.get(position)
+        cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
+        if ordinal >= <uint64_t>len(self.segments):
+            return 0
+        cdef Segment seg = self.segments[ordinal]
+        cdef uint64_t size = seg.file_size()
+        seg.ensure_mapped(size, 0)
+        if check_frame(seg.map, size, off, seg.salt, False, fi) != FRAME_OK:
+            return 0
+        if not (fi.first_position <= position < fi.first_position + fi.count):
+            return 0
+        cdef uint32_t a = <uint32_t>(seg.salt & 0xFFFFFFFF)
+        return a if a else 1
+
+    cdef int _catch_up(self, bint recover) except -1:
+        """Index every complete frame past head. With `recover` (the writer on open) a torn
+        tail of the newest segment is cut; a bad frame anywhere else is CorruptionError."""
+        cdef Segment seg
+        cdef uint64_t size, off, ordinal, e
+        cdef FrameStatus status
+        cdef FrameInfo fi
+        # Pass 1: where head's frame starts: right after the frame of head - 1.
+        if self.head == 0:
+            ordinal = 0
+            off = SEGMENT_HEADER_BYTES
+        else:
+            e = self.pidx.get(self.head - 1)
+            ordinal = e >> 32
+            seg = self.segments[ordinal]
+            seg.ensure_mapped(seg.file_size(), 0)
+            if check_frame(seg.map, seg.file_size(), e & 0xFFFFFFFF, seg.salt, False, &fi) != FRAME_OK:
+                raise CorruptionError(seg.path, e & 0xFFFFFFFF, "indexed frame no longer checks")
+            off = fi.end
+        if (<Segment>self.segments[ordinal]).end < off:
+            (<Segment>self.segments[ordinal]).end = off
+        # Pass 2: frame by frame, segment by segment.
+        while True:
+            seg = self.segments[ordinal]
+            if seg.end > off:
+                off = seg.end
+            size = seg.file_size()
+            if size >= (1 << 32) + 1:
+                raise CorruptionError(seg.path, None, "segment file is larger than 4 GiB")
+            seg.ensure_mapped(size, self.max_segment_bytes)
+            while True:
+                status = check_frame(seg.map, size, off, seg.salt, True, &fi)
+                if status != FRAME_OK:
+                    break
+                if fi.first_position != self.head:
+                    raise CorruptionError(seg.path, off, f"frame starts at position "
+                                          f"{fi.first_position}, expected {self.head}")
+                self._index_frame(seg, &fi)
+                off = fi.end
+                seg.end = off
+            is_newest = ordinal + 1 == <uint64_t>len(self.segments)
+            if off == size:
+                if is_newest and self.readonly:
+                    nxt = segment_name(self.head)
+                    if not (nxt != seg.name and os.path.exists(os.path.join(self.path, nxt))
+                            and self._attach_segment(nxt, True)):
+                        return 0
+                elif is_newest:
+                    return 0
+                ordinal += 1
+                off = SEGMENT_HEADER_BYTES
+                if (<Segment>self.segments[ordinal]).first_position != self.head:
+                    raise CorruptionError((<Segment>self.segments[ordinal]).path, 24,
+                                          f"segment starts at position {(<Segment>self.segments[ordinal]).first_position}, "
+                                          f"expected {self.head} (a gap between segments)")
+                continue
+            # A frame that does not check. Only the newest segment may end in a torn tail.
+            if not is_newest:
+                raise CorruptionError(seg.path, off, frame_status_reason(status))
+            if self.readonly:
+                return 0  # the writer may be mid-write; look again later
+            if self._later_frame_exists(seg, off, size):
+                raise CorruptionError(seg.path, off, frame_status_reason(status) +
+                                      "; complete frames follow it, so this is damage, not a torn tail")
+            seg.open_for_write()
+            self.io.ftruncate(seg.wfd, off)
+            if self.dmode != DURABILITY_OS:
+                self.io.fsync(seg.wfd)
+            return 0
+
+    cdef bint _later_frame_exists(self, Segment seg, uint64_t off, uint64_t size) except -1:
+        cdef FrameInfo fi
+        cdef uint64_t p = off + 1
+        cdef const unsigned char *hit
+        while p + FRAME_HEADER_BYTES <= size:
+            hit = <const unsigned char *>memchr(seg.map + p, 0x43, size - p)  # 'C' of CHLF
+            if hit == NULL:
+                return False
+            p = <uint64_t>(hit - seg.map)
+            if check_frame(seg.map, size, p, seg.salt, False, &fi) == FRAME_OK:
+                return True
+            p += 1
+        return False
+
+    cdef int _index_frame(self, Segment seg, FrameInfo *fi) except -1:
+        """Check every record of a frame (density of positions and versions), then index it."""
+        cdef uint32_t i
+        cdef int rc
+        cdef int64_t sid
+        cdef RecordView rv
+        cdef uint64_t expect_version
+        self._reserve_scratch(fi.count)
+        for i in range(fi.count):
+            rc = view_record(fi, i, False, &rv)
+            if rc:
+                raise CorruptionError(seg.path, fi.offset, f"record {i}: {_RECORD_PROBLEMS[rc]}")
+            if rv.position != self.head + i:
+                raise CorruptionError(seg.path, fi.offset, f"record {i} has position "
+                                      f"{rv.position}, expected {self.head + i}")
+            sid = chl_streams_intern(self.st, <const char *>rv.stream, rv.slen, 1)
+            if sid < 0:
+                raise MemoryError()
+            expect_version = chl_streams_count(self.st, sid) + self.st.streams[sid].pending
+            self.st.streams[sid].pending += 1
+            self.sids[i] = sid
+            if rv.version != expect_version:
+                self._reset_pending(i + 1)
+                raise CorruptionError(seg.path, fi.offset, f"record {i} of stream "
+                                      f"{bytes(rv.stream[:rv.slen])!r} has version {rv.version}, "
+                                      f"expected {expect_version}")
+        self._commit(fi.count, (<uint64_t>seg.ordinal << 32) | fi.offset)
+        return 0
+
+    cdef int _reserve_scratch(self, size_t n) except -1:
+        cdef size_t cap
+        if n <= self.scratch_cap:
+            return 0
+        cap = n if n > 1024 else 1024
+        s = <int64_t *>realloc(self.sids, cap * 8)
+        if s == NULL:
+            raise MemoryError()
+        self.sids = s
+        v = <uint64_t *>realloc(self.vers, cap * 8)
+        if v == NULL:
+            raise MemoryError()
+        self.vers = v
+        self.scratch_cap = cap
+        return 0
+
+    cdef void _reset_pending(self, size_t n) noexcept:
+        cdef size_t i
+        for i in range(n):
+            self.st.streams[self.sids[i]].pending = 0
+
+    cdef int _commit(self, uint64_t n, uint64_t entry) except -1:
+        """Make n events, whose stream ids are in sids[0:n], visible at head."""
+        cdef uint64_t i
+        for i in range(n):
+            self.st.streams[self.sids[i]].pending = 0
+        for i in range(n):
+            if chl_streams_push(self.st, self.sids[i], self.head + i) != 0:
+                raise MemoryError()
+        self.pidx.push_n(entry, n)
+        self.head += n
+        return 0
+
+    # ---------------------------------------------------------------- segments and checkpoints
+
+    cdef Segment _new_segment(self, uint64_t first_position):
+        import time
+        name = segment_name(first_position)
+        path = os.path.join(self.path, name)
+        cdef bytes h = encode_segment_header(first_position, int.from_bytes(os.urandom(8), "little"),
+                                             self.store_id, time.time_ns())
+        cdef int fd = self.io.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        try:
+            self.io.pwrite_all(fd, <const char *>h, SEGMENT_HEADER_BYTES, 0)
+            if self.dmode != DURABILITY_OS:
+                self.io.fsync(fd)
+        finally:
+            self.io.close(fd)
+        if self.dmode != DURABILITY_OS:
+            self.io.fsync_dir(self.path)
+        first, salt = decode_segment_header(h, path, self.store_id)
+        seg = Segment(self.io, path, first, salt, len(self.segments))
+        self.segments.append(seg)
+        return seg
+
+    cdef Segment _roll(self):
+        """Seal the active segment (synced unless durability is 'os') and start the next."""
+        cdef Segment old = self.segments[len(self.segments) - 1]
+        if self.dmode != DURABILITY_OS:
+            self.io.fdatasync(old.wfd)
+        cdef Segment seg = self._new_segment(self.head)
+        seg.open_for_write()
+        seg.ensure_mapped(SEGMENT_HEADER_BYTES, self.max_segment_bytes)
+        self.io.close(old.wfd)
+        old.wfd = -1
+        self._checkpoint()
+        return seg
+
+    def checkpoint(self):
+        """Write both index checkpoints for everything up to head (the writer only)."""
+        self._check_open()
+        with self._lock:
+            self._checkpoint()
+
+    cdef int _checkpoint(self) except -1:
+        if self.readonly or self.head == self.checkpoint_through:
+            return 0
+        cdef FrameInfo fi
+        idx = os.path.join(self.path, "index")
+        self.pidx.save(self.io, os.path.join(idx, "positions.idx"), self.store_id)
+        self.sidx.save(self.io, os.path.join(idx, "streams.idx"), self.store_id, self.head,
+                       self._anchor_of(self.head - 1, &fi))
+        self.checkpoint_through = self.head
+        return 0
+
+    # ---------------------------------------------------------------- the append path
+
+    cdef int _check_writable(self) except -1:
+        if self.closed:
+            raise StoreClosedError(self.path)
+        if self.readonly:
+            raise ReadOnlyError(self.path)
+        if self.failed is not None:
+            raise StoreFailedError(self.path, self.failed)
+        return 0
+
+    cdef unsigned char *_frame_buffer(self, size_t n) except NULL:
+        if n > self.buf_cap:
+            p = <unsigned char *>realloc(self.buf, n)
+            if p == NULL:
+                raise MemoryError(f"cannot allocate {n} bytes for an append")
+            self.buf = p
+            self.buf_cap = n
+        return self.buf
+
+    cdef Segment _segment_for(self, size_t frame_bytes):
+        cdef Segment seg = self.segments[len(self.segments) - 1]
+        if seg.end > SEGMENT_HEADER_BYTES and seg.end + frame_bytes > self.max_segment_bytes:
+            try:
+                seg = self._roll()
+            except OSError as exc:
+                self.failed = exc
+                raise StoreFailedError(self.path, exc) from exc
+        return seg
+
+    cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0:
+        """pwrite one sealed frame at the segment's end; fail-stop on any error."""
+        cdef uint64_t off = seg.end
+        try:
+            self.io.pwrite_all(seg.wfd, self.buf, frame_bytes, off)
+        except OSError as exc:
+            self.failed = exc
+            raise StoreFailedError(self.path, exc) from exc
+        seg.end = off + frame_bytes
+        self.written_seq += frame_bytes
+        seg.ensure_mapped(seg.end, self.max_segment_bytes)
+        return off
+
+    cdef int sync_to(self, uint64_t seq) except -1:
+        """Group commit: return once every byte written up to `seq` is on stable storage.
+        One caller fdatasyncs for all who wait; the others find their bytes already synced."""
+        if self.synced_seq >= seq:
+            return 0
+        cdef Segment seg
+        cdef int fd
+        cdef uint64_t target
+        with self._sync_lock:
+            if self.synced_seq >= seq:
+                return 0
+            if self.failed is not None:
+                raise StoreFailedError(self.path, self.failed)
+            target = self.written_seq
+            seg = self.segments[len(self.segments) - 1]
+            fd = dup(seg.wfd)
+            if fd < 0:
+                raise OSError("cannot dup the segment file descriptor")
+            try:
+                self.io.fdatasync(fd)
+            except OSError as exc:
+                self.failed = exc
+                raise StoreFailedError(self.path, exc) from exc
+            finally:
+                c_close(fd)
+            if target > self.synced_seq:
+                self.synced_seq = target
+        return 0
+
+    def sync(self):
+        """fdatasync everything written so far (the interval thread and close call this)."""
+        if not self.readonly and not self.closed and self.failed is None:
+            self.sync_to(self.written_seq)
+
+    cdef object _retry_result(self, int64_t sid, uint64_t count, int64_t expected, uint64_t n,
+                              uint64_t n_first, const char *stream_of_first,
+                              const unsigned char *ids, const char **streams,
+                              const uint32_t *slens):
+        """Idempotent retries (KurrentDB's rule). When the append's first event would repeat
+        a stored event with the same id, and the next n-1 stored events repeat the rest
+        (same ids, same streams), return the original AppendResult; a partial repeat is
+        WrongExpectedVersionError; anything else returns None (append as usual)."""
+        cdef uint64_t v0
+        if sid < 0 or count == 0:
+            return None
+        if expected >= NO_STREAM:
+            if <int64_t>count - 1 <= expected:
+                return None
+            v0 = <uint64_t>(expected + 1)
+        else:
+            if count < n_first:
+                return None
+            v0 = count - n_first
+        cdef uint64_t p0 = chl_streams_position(self.st, sid, v0)
+        cdef RecordView rv
+        cdef FrameInfo fi
+        cdef uint64_t i
+        if not self._view(p0, &fi, &rv, False) or rv.eid == NULL or memcmp(rv.eid, ids, 16) != 0:
+            return None
+        if p0 + n > self.head:
+            return False
+        for i in range(n):
+            if not self._view(p0 + i, &fi, &rv, False) or rv.eid == NULL \
+                    or memcmp(rv.eid, ids + 16 * i, 16) != 0 or rv.slen != slens[i] \
+                    or memcmp(rv.stream, streams[i], rv.slen) != 0:
+                return False
+        next_version = rv.version + 1 if streams == NULL or n == n_first else None
+        return AppendResult(p0, p0 + n - 1, next_version)
+
+    def append(self, str stream, events, int64_t expected, int64_t timestamp):
+        """Append events of one stream as one frame; see EventStore.append."""
+        self._check_writable()
+        cdef bytes s = _stream_utf8(stream)
+        cdef const char *sp = PyBytes_AS_STRING(s)
+        cdef uint32_t slen = <uint32_t>PyBytes_GET_SIZE(s)
+        if not isinstance(events, (list, tuple)):
+            events = list(events) if not isinstance(events, NewEvent) else [events]
+        cdef Py_ssize_t n = len(events), i
+        if n == 0:
+            raise InvalidArgumentError("append needs at least one event; pass a list of NewEvent")
+        cdef NewEvent ev
+        cdef size_t body = 0, rec
+        cdef bint all_ids = True
+        for i in range(n):
+            obj = events[i]
+            if not isinstance(obj, NewEvent):
+                raise InvalidEventError(f"event {i} must be a chronolog.NewEvent, got {type(obj).__name__}")
+            ev = <NewEvent>obj
+            rec = record_bytes(slen, len(ev._type_utf8), len(ev.metadata), len(ev.data), ev._id is not None)
+            if rec > self.max_event_bytes:
+                raise EventTooLargeError(rec, self.max_event_bytes, f"event {i} ({ev.type})")
+            body += rec + 4
+            if ev._id is None:
+                all_ids = False
+        if body > CHL_MAX_BODY_BYTES:
+            raise EventTooLargeError(body, CHL_MAX_BODY_BYTES, "the append")
+        cdef size_t frame_bytes = body + FRAME_OVERHEAD_BYTES
+        cdef int64_t sid
+        cdef uint64_t count, first, seq, off
+        cdef Segment seg
+        cdef unsigned char *bp
+        cdef size_t at
+        cdef bytes ids
+        cdef const char **streams_p
+        cdef uint32_t *slens_p
+        with self._lock:
+            self._check_writable()
+            sid = chl_streams_find(self.st, sp, slen)
+            count = chl_streams_count(self.st, sid) if sid >= 0 else 0
+            # Pass 1: an idempotent retry returns the original result and writes nothing.
+            if all_ids and count:
+                ids = b"".join([(<NewEvent>e)._id for e in events])
+                streams_p = <const char **>malloc(n * sizeof(char *))
+                slens_p = <uint32_t *>malloc(n * sizeof(uint32_t))
+                try:
+                    for i in range(n):
+                        streams_p[i] = sp
+                        slens_p[i] = slen
+                    res = self._retry_result(sid, count, expected, n, n, sp, ids, streams_p, slens_p)
+                finally:
+                    free(streams_p)
+                    free(slens_p)
+                if res is False:
+                    raise WrongExpectedVersionError(stream, expected, count - 1,
+                                                    "part of this append repeats stored events")
+                if res is not None:
+                    return res
+            # Pass 2: the expected version.
+            if not expectation_holds(expected, count):
+                raise WrongExpectedVersionError(stream, expected, count - 1 if count else None)
+            # Pass 3: encode the frame into the reusable buffer and write it.
+            seg = self._segment_for(frame_bytes)
+            bp = self._frame_buffer(frame_bytes)
+            first = self.head
+            at = 0
+            for i in range(n):
+                ev = <NewEvent>events[i]
+                st32(bp + FRAME_HEADER_BYTES + body - 4 * (n - i), <uint32_t>at)
+                at += put_record(bp + FRAME_HEADER_BYTES + at, sp, slen,
+                                 PyBytes_AS_STRING(ev._type_utf8), PyBytes_GET_SIZE(ev._type_utf8),
+                                 <const unsigned char *>PyBytes_AS_STRING(ev._id) if ev._id is not None else NULL,
+                                 PyBytes_AS_STRING(ev.metadata), PyBytes_GET_SIZE(ev.metadata),
+                                 PyBytes_AS_STRING(ev.data), PyBytes_GET_SIZE(ev.data),
+                                 first + i, count + i, timestamp)
+            seal_frame(bp, body, seg.salt, first, <uint32_t>n)
+            off = self._write_frame(seg, frame_bytes)
+            # Pass 4: commit to the indexes (the stream is created here, never on a refusal).
+            if sid < 0:
+                sid = chl_streams_intern(self.st, sp, slen, 1)
+                if sid < 0:
+                    raise MemoryError()
+            self._reserve_scratch(n)
+            for i in range(n):
+                self.sids[i] = sid
+            self._commit(n, (<uint64_t>seg.ordinal << 32) | off)
+            seq = self.written_seq
+        if self.dmode == DURABILITY_FSYNC:
+            self.sync_to(seq)
+        return AppendResult(first, first + n - 1, count + n)
+
+    def append_columns(self, streams, types, datas, metas, ids, dict expected_versions,
+                       int64_t timestamp):
+        """Append parallel Arrow columns as one frame; see EventStore.append_batch.
+
+        streams and types: large_string arrays; datas and metas: large_binary arrays (metas
+        may be None); ids: fixed_size_binary(16) array or None. No nulls except in ids."""
+        self._check_writable()
+        cdef Py_ssize_t n = len(streams)
+        if n == 0:
+            raise InvalidArgumentError("append_batch needs at least one event")
+        cdef _Col cs = _Col(streams, "streams"), ct = _Col(types, "types"), cd = _Col(datas, "datas")
+        cdef _Col cm = _Col(metas, "metadatas") if metas is not None else None
+        cdef const unsigned char *idp = NULL
+        cdef const unsigned char *idvalid = NULL
+        cdef int64_t id_offset = 0
+        if ids is not None:
+            bufs = ids.buffers()
+            id_offset = ids.offset
+            idp = <const unsigned char *><size_t>bufs[1].address
+            if bufs[0] is not None and ids.null_count:
+                idvalid = <const unsigned char *><size_t>bufs[0].address
+        cdef bint all_ids = ids is not None and ids.null_count == 0
+        # Pass 1: sizes and limits, no Python object per event.
+        cdef size_t body = 0, rec, max_event = self.max_event_bytes
+        cdef Py_ssize_t i, bad = -1
+        cdef int problem = 0
+        cdef uint64_t slen, tlen, mlen, dlen
+        cdef bint has_id
+        with nogil:
+            for i in range(n):
+                slen = cs.length(i)
+                tlen = ct.length(i)
+                mlen = cm.length(i) if cm is not None else 0
+                dlen = cd.length(i)
+                has_id = idp != NULL and (idvalid == NULL or (idvalid[(id_offset + i) >> 3] >> ((id_offset + i) & 7)) & 1)
+                if slen == 0 or slen > MAX_STREAM_NAME_BYTES or memchr(cs.ptr(i), 0, slen) != NULL:
+                    problem = 1
+                elif tlen == 0 or tlen > MAX_TYPE_NAME_BYTES:
+                    problem = 2
+                rec = record_bytes(slen, tlen, mlen, dlen, has_id)
+                if problem == 0 and rec > max_event:
+                    problem = 3
+                if problem:
+                    bad = i
+                    break
+                body += rec + 4
+        if problem == 1:
+            name = bytes(cs.ptr(bad)[:cs.length(bad)]).decode("utf-8", "replace")
+            _stream_utf8(name)  # raises the precise reason
+            raise InvalidStreamNameError(name, f"event {bad}: a stream name must be 1..{MAX_STREAM_NAME_BYTES} bytes")
+        if problem == 2:
+            raise InvalidEventError(f"event {bad}: the event type must be 1..{MAX_TYPE_NAME_BYTES} bytes of UTF-8")
+        if problem == 3:
+            raise EventTooLargeError(record_bytes(cs.length(bad), ct.length(bad),
+                                                  cm.length(bad) if cm is not None else 0,
+                                                  cd.length(bad), idp != NULL),
+                                     self.max_event_bytes, f"event {bad}")
+        if body > CHL_MAX_BODY_BYTES:
+            raise EventTooLargeError(body, CHL_MAX_BODY_BYTES, "the append")
+        cdef size_t frame_bytes = body + FRAME_OVERHEAD_BYTES
+        cdef int64_t sid, code
+        cdef uint64_t count, first, seq, off, at
+        cdef Segment seg
+        cdef unsigned char *bp
+        cdef uint64_t salt
+        cdef size_t n_first = 0
+        cdef const char **streams_p
+        cdef uint32_t *slens_p
+        with self._lock:
+            self._check_writable()
+            self._reserve_scratch(n)
+            # Pass 2: stream ids and versions (new streams get ids now, with no events).
+            for i in range(n):
+                sid = chl_streams_intern(self.st, cs.ptr(i), <uint32_t>cs.length(i), 1)
+                if sid < 0:
+                    self._reset_pending(i)
+                    raise MemoryError()
+                self.sids[i] = sid
+                self.vers[i] = chl_streams_count(self.st, sid) + self.st.streams[sid].pending
+                self.st.streams[sid].pending += 1
+            try:
+                # Pass 3: an idempotent retry returns the original result and writes nothing.
+                if all_ids:
+                    sid = self.sids[0]
+                    count = chl_streams_count(self.st, sid)
+                    n_first = self.st.streams[sid].pending
+                    code = ANY
+                    if expected_versions:
+                        s0 = bytes(cs.ptr(0)[:cs.length(0)]).decode("utf-8")
+                        if s0 in expected_versions:
+                            code = expected_versions[s0]
+                    streams_p = <const char **>malloc(n * sizeof(char *))
+                    slens_p = <uint32_t *>malloc(n * sizeof(uint32_t))
+                    try:
+                        for i in range(n):
+                            streams_p[i] = cs.ptr(i)
+                            slens_p[i] = <uint32_t>cs.length(i)
+                        res = self._retry_result(sid, count, code, n, n_first, NULL,
+                                                 idp + 16 * id_offset, streams_p, slens_p)
+                    finally:
+                        free(streams_p)
+                        free(slens_p)
+                    if res is False:
+                        raise WrongExpectedVersionError(
+                            bytes(cs.ptr(0)[:cs.length(0)]).decode("utf-8"), code,
+                            count - 1 if count else None, "part of this batch repeats stored events")
+                    if res is not None:
+                        return res
+                # Pass 4: every expected version, before anything is written.
+                if expected_versions:
+                    for name, code in expected_versions.items():
+                        b = _stream_utf8(name)
+                        sid = chl_streams_find(self.st, PyBytes_AS_STRING(b), len(b))
+                        count = chl_streams_count(self.st, sid) if sid >= 0 else 0
+                        if not expectation_holds(code, count):
+                            raise WrongExpectedVersionError(name, code, count - 1 if count else None)
+                # Pass 5: encode (without the GIL for long batches) and write.
+                seg = self._segment_for(frame_bytes)
+                bp = self._frame_buffer(frame_bytes)
+                first = self.head
+                salt = seg.salt
+                with nogil:
+                    at = 0
+                    for i in range(n):
+                        st32(bp + FRAME_HEADER_BYTES + body - 4 * (n - i), <uint32_t>at)
+                        has_id = idp != NULL and (idvalid == NULL or (idvalid[(id_offset + i) >> 3] >> ((id_offset + i) & 7)) & 1)
+                        at += put_record(bp + FRAME_HEADER_BYTES + at, cs.ptr(i), cs.length(i),
+                                         ct.ptr(i), ct.length(i),
+                                         idp + 16 * (id_offset + i) if has_id else NULL,
+                                         cm.ptr(i) if cm is not None else NULL,
+                                         cm.length(i) if cm is not None else 0,
+                                         cd.ptr(i), cd.length(i), first + i, self.vers[i], timestamp)
+                    seal_frame(bp, body, salt, first, <uint32_t>n)
+                off = self._write_frame(seg, frame_bytes)
+            except BaseException:
+                self._reset_pending(n)
+                raise
+            # Pass 6: commit to the indexes.
+            self._commit(n, (<uint64_t>seg.ordinal << 32) | off)
+            seq = self.written_seq
+            single = True
+            for i in range(1, n):
+                if self.sids[i] != self.sids[0]:
+                    single = False
+                    break
+            next_version = self.vers[n - 1] + 1 if single else None
+        if self.dmode == DURABILITY_FSYNC:
+            self.sync_to(seq)
+        return AppendResult(first, first + n - 1, next_version)
+
+    # ---------------------------------------------------------------- reads
+
+    cdef int _check_open(self) except -1:
+        if self.closed:
+            raise StoreClosedError(self.path)
+        return 0
+
+    cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict) except -1:
+        """Find the record at `position` (< head): header CRC, trailer and record CRC checked.
+        A problem raises CorruptionError when strict, else returns False."""
+        cdef uint64_t e = self.pidx.get(position)
+        cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
+        cdef Segment seg = self.segments[ordinal]
+        cdef FrameStatus status
+        cdef int rc
+        if fi.body == NULL or fi.offset != off or not (fi.first_position <= position < fi.first_position + fi.count) \
+                or fi.end > seg.end or <uint64_t>(fi.body - seg.map) != off + FRAME_HEADER_BYTES:
+            status = check_frame(seg.map, seg.end, off, seg.salt, False, fi)
+            if status != FRAME_OK:
+                fi.body = NULL
+                if strict:
+                    raise CorruptionError(seg.path, off, frame_status_reason(status))
+                return False
+            if not (fi.first_position <= position < fi.first_position + fi.count):
+                fi.body = NULL
+                if strict:
+                    raise CorruptionError(seg.path, off, f"frame does not hold position {position}")
+                return False
+        rc = view_record(fi, <uint32_t>(position - fi.first_position), True, rv)
+        if rc == 0 and rv.position != position:
+            rc = 4
+        if rc:
+            if strict:
+                raise CorruptionError(seg.path, off, f"record of position {position}: " +
+                                      _RECORD_PROBLEMS.get(rc, "record holds another position"))
+            return False
+        return True
+
+    cdef RecordedEvent _event(self, RecordView *rv, str stream):
+        cdef RecordedEvent ev = RecordedEvent.__new__(RecordedEvent)
+        ev.position = rv.position
+        ev.version = rv.version
+        ev.timestamp = rv.timestamp
+        ev.stream = stream if stream is not None else PyUnicode_DecodeUTF8(<const char *>rv.stream, rv.slen, "strict")
+        ev.type = PyUnicode_DecodeUTF8(<const char *>rv.etype, rv.tlen, "strict")
+        ev.metadata = PyBytes_FromStringAndSize(<const char *>rv.meta, rv.mlen) if rv.mlen else b""
+        ev.data = PyBytes_FromStringAndSize(<const char *>rv.data, rv.dlen)
+        ev._id = PyBytes_FromStringAndSize(<const char *>rv.eid, 16) if rv.eid != NULL else None
+        return ev
+
+    def read_positions(self, uint64_t start, uint64_t stop, bint backwards=False):
+        """RecordedEvents of positions [start, stop) (clipped to head), in order or reversed."""
+        self._check_open()
+        if stop > self.head:
+            stop = self.head
+        cdef list out = []
+        cdef FrameInfo fi
+        cdef RecordView rv
+        cdef uint64_t p
+        fi.body = NULL
+        if start >= stop:
+            return out
+        if backwards:
+            p = stop
+            while p > start:
+                p -= 1
+                self._view(p, &fi, &rv, True)
+                out.append(self._event(&rv, None))
+        else:
+            for p in range(start, stop):
+                self._view(p, &fi, &rv, True)
+                out.append(self._event(&rv, None))
+        return out
+
+    def stream_count(self, str stream):
+        """The number of events in `stream` (0 when it does not exist)."""
+        self._check_open()
+        cdef bytes s = _stream_utf8(stream)
+        cdef int64_t sid = chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s))
+        return chl_streams_count(self.st, sid) if sid >= 0 else 0
+
+    def read_stream(self, str stream, uint64_t lo, uint64_t hi, bint backwards, uint64_t limit):
+        """RecordedEvents of `stream` with lo <= version < hi (clipped), at most `limit`,
+        ascending or (backwards) descending."""
+        self._check_open()
+        cdef bytes s = _stream_utf8(stream)
+        cdef int64_t sid = chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s))
+        cdef list out = []
+        if sid < 0:
+            return out
+        cdef uint64_t count = chl_streams_count(self.st, sid)
+        if hi > count:
+            hi = count
+        if lo >= hi or limit == 0:
+            return out
+        cdef FrameInfo fi
+        cdef RecordView rv
+        cdef uint64_t v, taken = 0
+        fi.body = NULL
+        if backwards:
+            v = hi
+            while v > lo and taken < limit:
+                v -= 1
+                self._view(chl_streams_position(self.st, sid, v), &fi, &rv, True)
+                if rv.version != v or rv.slen != len(s) or memcmp(rv.stream, PyBytes_AS_STRING(s), rv.slen) != 0:
+                    raise CorruptionError(self.path, None, f"stream index disagrees with the log at {stream!r} version {v}")
+                out.append(self._event(&rv, stream))
+                taken += 1
+        else:
+            v = lo
+            while v < hi and taken < limit:
+                self._view(chl_streams_position(self.st, sid, v), &fi, &rv, True)
+                if rv.version != v or rv.slen != len(s) or memcmp(rv.stream, PyBytes_AS_STRING(s), rv.slen) != 0:
+                    raise CorruptionError(self.path, None, f"stream index disagrees with the log at {stream!r} version {v}")
+                out.append(self._event(&rv, stream))
+                taken += 1
+                v += 1
+        return out
+
+    def streams(self, str prefix=""):
+        """Names of the streams that hold events, in order of first appearance."""
+        self._check_open()
+        cdef bytes pre = prefix.encode("utf-8")
+        cdef Py_ssize_t plen = len(pre)
+        cdef uint64_t i
+        cdef chl_stream *s
+        out = []
+        for i in range(self.st.n_streams):
+            s = &self.st.streams[i]
+            if s.base_count + s.delta_count and s.name_len >= plen and memcmp(s.name, PyBytes_AS_STRING(pre), plen) == 0:
+                out.append(PyUnicode_DecodeUTF8(s.name, s.name_len, "strict"))
+        return out
+
+    def stream_total(self):
+        """How many streams hold events."""
+        cdef uint64_t i, n = 0
+        for i in range(self.st.n_streams):
+            if self.st.streams[i].base_count + self.st.streams[i].delta_count:
+                n += 1
+        return n
+
+    def refresh(self):
+        """Read-only handles: index what the writer appended since; returns the new head."""
+        self._check_open()
+        if self.readonly:
+            self._catch_up(False)
+        return self.head
+
+    def segment_info(self):
+        """(name, first position, bytes) of every segment."""
+        return [(s.name, s.first_position, s.end) for s in self.segments]
+
+    # ---------------------------------------------------------------- verify and close
+
+    def verify(self):
+        """Check every frame and record of every segment (CRCs, density of positions and
+        versions) and the indexes against them. Returns a dict report; never raises for
+        damage, which it reports with the first problem's segment and offset."""
+        self._check_open()
+        from chronolog._core.index import StreamIndex as _SI
+        cdef StreamIndex fresh = _SI()
+        cdef Segment seg
+        cdef FrameInfo fi
+        cdef RecordView rv
+        cdef FrameStatus status
+        cdef uint64_t position = 0, off, size, frames = 0, nbytes = 0, entry
+        cdef uint32_t i
+        cdef int rc
+        cdef int64_t sid
+        problems = []
+
+        def problem(path, offset, reason):
+            problems.append({"segment": os.path.basename(path), "offset": offset, "reason": reason})
+
+        for seg in list(self.segments):
+            off = SEGMENT_HEADER_BYTES
+            size = seg.end if not self.readonly else seg.end
+            nbytes += seg.file_size()
+            if seg.first_position != position:
+                problem(seg.path, 24, f"segment starts at position {seg.first_position}, expected {position}")
+                break
+            while off < size:
+                status = check_frame(seg.map, size, off, seg.salt, True, &fi)
+                if status != FRAME_OK:
+                    problem(seg.path, off, frame_status_reason(status))
+                    break
+                if fi.first_position != position:
+                    problem(seg.path, off, f"frame starts at position {fi.first_position}, expected {position}")
+                    break
+                for i in range(fi.count):
+                    rc = view_record(&fi, i, True, &rv)
+                    if rc == 0 and rv.position != position:
+                        rc = 4
+                    if rc:
+                        problem(seg.path, off, f"record {i}: " + _RECORD_PROBLEMS.get(rc, "position out of sequence"))
+                        break
+                    sid = chl_streams_intern(fresh.t, <const char *>rv.stream, rv.slen, 1)
+                    if rv.version != chl_streams_count(fresh.t, sid):
+                        problem(seg.path, off, f"record {i}: version {rv.version} out of sequence")
+                        break
+                    chl_streams_push(fresh.t, sid, position)
+                    entry = self.pidx.get(position) if position < self.head else 0
+                    if position >= self.head or entry != ((<uint64_t>seg.ordinal << 32) | off):
+                        problem(seg.path, off, f"position index disagrees at position {position}")
+                        break
+                    position += 1
+                if problems:
+                    break
+                frames += 1
+                off = fi.end
+            if problems:
+                break
+            if seg.file_size() > seg.end and seg is not self.segments[len(self.segments) - 1]:
+                problem(seg.path, seg.end, "bytes after the last frame of a sealed segment")
+                break
+        cdef uint64_t k, c
+        if not problems:
+            if position != self.head:
+                problems.append({"segment": None, "offset": None, "reason": f"log holds {position} events, the index {self.head}"})
+            for k in range(fresh.t.n_streams):
+                s = fresh.t.streams[k]
+                sid = chl_streams_find(self.st, s.name, s.name_len)
+                c = s.base_count + s.delta_count
+                if sid < 0 or chl_streams_count(self.st, sid) != c or any(
+                        chl_streams_position(self.st, sid, v) != chl_streams_position(fresh.t, k, v) for v in range(c)):
+                    problems.append({"segment": None, "offset": None,
+                                     "reason": f"stream index disagrees for {bytes(s.name[:s.name_len])!r}"})
+                    break
+        return {"ok": not problems, "events": position, "frames": frames,
+                "segments": len(self.segments), "bytes": nbytes, "problems": problems}
+
+    cdef void _release(self) noexcept:
+        cdef Segment seg
+        for seg in self.segments:
+            seg.release()
+        self.segments = []
+        self.pidx.clear()
+        self.sidx.clear()
+
+    def close(self):
+        """Sync, checkpoint the indexes (the writer) and release every file."""
+        if self.closed:
+            return
+        try:
+            if not self.readonly and self.failed is None:
+                with self._lock:
+                    self.sync()
+                    self._checkpoint()
+        finally:
+            self.closed = True
+            self._release()
+
+    def _check_invariants(self):
+        """Debug check: head == position index count; stream counts add up to head."""
+        cdef uint64_t i, total = 0
+        assert self.head == self.pidx.count(), (self.head, self.pidx.count())
+        for i in range(self.st.n_streams):
+            total += chl_streams_count(self.st, i)
+            assert self.st.streams[i].pending == 0
+        assert total == self.head, (total, self.head)
+        return True

@@ -1,0 +1,45 @@
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from chronolog._core.fileio cimport FileIO
+
+cdef enum FrameStatus:
+    FRAME_OK = 0
+    FRAME_SHORT = 1        # fewer bytes than the frame needs: a torn or still-being-written tail
+    FRAME_BAD_MAGIC = 2
+    FRAME_BAD_HEADER_CRC = 3
+    FRAME_BAD_SALT = 4
+    FRAME_BAD_LAYOUT = 5   # header fields out of range
+    FRAME_BAD_BODY_CRC = 6
+    FRAME_BAD_TRAILER = 7
+    FRAME_BAD_CODEC = 8
+
+cdef struct FrameInfo:
+    uint64_t offset
+    uint64_t end
+    uint64_t first_position
+    uint32_t count
+    uint32_t body_bytes
+    uint32_t raw_bytes
+    uint16_t codec
+    const unsigned char *body
+
+cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t offset,
+                             uint64_t salt, bint check_body, FrameInfo *fi) noexcept nogil
+cdef str frame_status_reason(FrameStatus status)
+
+cdef class Segment:
+    cdef readonly str path
+    cdef readonly str name
+    cdef readonly uint64_t first_position
+    cdef readonly uint64_t salt
+    cdef readonly uint32_t ordinal
+    cdef public uint64_t end
+    cdef int fd
+    cdef int wfd
+    cdef unsigned char *map
+    cdef uint64_t map_len
+    cdef list _old_maps
+    cdef FileIO io
+    cdef uint64_t file_size(self) except? 0xFFFFFFFFFFFFFFFF
+    cdef int ensure_mapped(self, uint64_t length, uint64_t reserve) except -1
+    cdef int open_for_write(self) except -1
+    cdef void release(self) noexcept

@@ -1,0 +1,193 @@
+"""Segment files: their header, memory-mapped reading, and the check of one batch frame.
+
+The format is specified in format.pxd (and docs/format.md).
+"""
+import os
+
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.string cimport memcmp
+from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
+from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CLOEXEC
+from posix.stat cimport struct_stat, fstat
+
+from chronolog._core.format cimport (
+    FRAME_HEADER_BYTES, FRAME_TRAILER_BYTES, FRAME_OVERHEAD_BYTES, FRAME_MAGIC, TRAILER_MAGIC,
+    CODEC_NONE, SEGMENT_HEADER_BYTES, FORMAT_VERSION, CHL_SEGMENT_MAGIC, CHL_MAX_BODY_BYTES,
+    ld16, ld32, ld64, st32, st64, chl_crc32c)
+from chronolog._core.fileio cimport FileIO
+from chronolog.errors import CorruptionError
+
+cdef uint64_t _MAP_CHUNK = 1 << 20
+
+
+cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t offset,
+                             uint64_t salt, bint check_body, FrameInfo *fi) noexcept nogil:
+    """Check the frame at `offset` of a mapping whose first `limit` bytes are readable."""
+    if offset + FRAME_HEADER_BYTES > limit:
+        return FRAME_SHORT
+    cdef const unsigned char *h = base + offset
+    if ld32(h) != FRAME_MAGIC:
+        return FRAME_BAD_MAGIC
+    if chl_crc32c(h, 44) != ld32(h + 44):
+        return FRAME_BAD_HEADER_CRC
+    if ld64(h + 8) != salt:
+        return FRAME_BAD_SALT
+    cdef uint32_t body_bytes = ld32(h + 4)
+    cdef uint32_t count = ld32(h + 24)
+    cdef uint16_t codec = ld16(h + 28)
+    cdef uint32_t raw_bytes = ld32(h + 32)
+    if count == 0 or ld16(h + 30) != 0 or <uint64_t>raw_bytes > CHL_MAX_BODY_BYTES:
+        return FRAME_BAD_LAYOUT
+    if codec != CODEC_NONE:
+        return FRAME_BAD_CODEC
+    if raw_bytes != body_bytes or <uint64_t>count * 52 > <uint64_t>raw_bytes:
+        return FRAME_BAD_LAYOUT
+    cdef uint64_t end = offset + FRAME_OVERHEAD_BYTES + body_bytes
+    if end > limit:
+        return FRAME_SHORT
+    cdef const unsigned char *t = base + end - FRAME_TRAILER_BYTES
+    if ld32(t) != body_bytes or ld32(t + 4) != TRAILER_MAGIC:
+        return FRAME_BAD_TRAILER
+    if check_body and chl_crc32c(h + FRAME_HEADER_BYTES, body_bytes) != ld32(h + 40):
+        return FRAME_BAD_BODY_CRC
+    fi.offset = offset
+    fi.end = end
+    fi.first_position = ld64(h + 16)
+    fi.count = count
+    fi.body_bytes = body_bytes
+    fi.raw_bytes = raw_bytes
+    fi.codec = codec
+    fi.body = h + FRAME_HEADER_BYTES
+    return FRAME_OK
+
+
+cdef str frame_status_reason(FrameStatus status):
+    return {
+        FRAME_SHORT: "frame extends past the end of the file",
+        FRAME_BAD_MAGIC: "no frame magic where a frame must start",
+        FRAME_BAD_HEADER_CRC: "frame header CRC32C mismatch",
+        FRAME_BAD_SALT: "frame salt differs from its segment's (a stale or foreign frame)",
+        FRAME_BAD_LAYOUT: "frame header fields out of range",
+        FRAME_BAD_BODY_CRC: "frame body CRC32C mismatch",
+        FRAME_BAD_TRAILER: "frame trailer does not match its header",
+        FRAME_BAD_CODEC: "frame uses an unknown codec",
+    }.get(status, "unknown frame problem")
+
+
+def segment_name(uint64_t first_position):
+    """The file name of the segment that starts at `first_position`."""
+    return f"{first_position:020d}.seg"
+
+
+def encode_segment_header(uint64_t first_position, uint64_t salt, bytes store_id,
+                          uint64_t created_ns):
+    """The 64-byte header of a new segment."""
+    cdef bytearray h = bytearray(SEGMENT_HEADER_BYTES)
+    cdef unsigned char *p = h
+    h[0:8] = CHL_SEGMENT_MAGIC[:8]
+    st32(p + 8, FORMAT_VERSION)
+    st32(p + 12, SEGMENT_HEADER_BYTES)
+    st64(p + 16, salt)
+    st64(p + 24, first_position)
+    h[32:48] = store_id
+    st64(p + 48, created_ns)
+    st32(p + 60, chl_crc32c(p, 60))
+    return bytes(h)
+
+
+def decode_segment_header(bytes h, str path, bytes store_id):
+    """Check a segment header; return (first_position, salt) or raise CorruptionError."""
+    cdef const unsigned char *p = h
+    if len(h) < SEGMENT_HEADER_BYTES:
+        raise CorruptionError(path, 0, f"segment header is {len(h)} bytes, expected 64")
+    if memcmp(p, CHL_SEGMENT_MAGIC, 8) != 0:
+        raise CorruptionError(path, 0, "not a Chronolog segment (bad magic)")
+    if chl_crc32c(p, 60) != ld32(p + 60):
+        raise CorruptionError(path, 0, "segment header CRC32C mismatch")
+    if ld32(p + 8) != FORMAT_VERSION:
+        raise CorruptionError(path, 8, f"segment format version {ld32(p + 8)} is not supported "
+                              f"(this Chronolog reads version {FORMAT_VERSION})")
+    if h[32:48] != store_id:
+        raise CorruptionError(path, 32, "segment belongs to another store (store id differs)")
+    return ld64(p + 24), ld64(p + 16)
+
+
+cdef class Segment:
+    """One segment file of the log, read through a shared read-only mapping.
+
+    Format: format.pxd. Writes never go through the mapping: the writer uses pwrite on `wfd`.
+
+    Invariants:
+        - bytes [0, end) hold the segment header and complete, checked frames;
+        - a mapping, once made, stays valid until release() (old ones are kept when it grows,
+          so a pointer handed out earlier never dangles).
+
+    Thread-safety: not thread-safe by itself; the Log serialises use under the GIL.
+    """
+
+    def __cinit__(self):
+        self.fd = -1
+        self.wfd = -1
+        self.map = NULL
+        self.map_len = 0
+        self._old_maps = []
+
+    def __init__(self, FileIO io, str path, uint64_t first_position, uint64_t salt,
+                 uint32_t ordinal):
+        self.io = io
+        self.path = path
+        self.name = os.path.basename(path)
+        self.first_position = first_position
+        self.salt = salt
+        self.ordinal = ordinal
+        self.end = SEGMENT_HEADER_BYTES
+        self.fd = io.open(path, O_RDONLY | O_CLOEXEC, 0)
+
+    cdef uint64_t file_size(self) except? 0xFFFFFFFFFFFFFFFF:
+        cdef struct_stat st
+        if fstat(self.fd, &st) != 0:
+            raise OSError(f"cannot stat segment {self.path}")
+        return <uint64_t>st.st_size
+
+    cdef int ensure_mapped(self, uint64_t length, uint64_t reserve) except -1:
+        """Make at least `length` bytes addressable; map `reserve` bytes when growing so a
+        growing segment is remapped rarely. Never touch mapped bytes past the file's end."""
+        if length <= self.map_len:
+            return 0
+        cdef uint64_t want = length if length > reserve else reserve
+        want = (want + _MAP_CHUNK - 1) // _MAP_CHUNK * _MAP_CHUNK
+        cdef void *p = mmap(NULL, want, PROT_READ, MAP_SHARED, self.fd, 0)
+        if p == MAP_FAILED:
+            raise MemoryError(f"cannot map {want} bytes of segment {self.path}")
+        if self.map != NULL:
+            self._old_maps.append((<size_t>self.map, self.map_len))
+        self.map = <unsigned char *>p
+        self.map_len = want
+        return 0
+
+    cdef int open_for_write(self) except -1:
+        if self.wfd < 0:
+            self.wfd = self.io.open(self.path, O_WRONLY | O_CLOEXEC, 0)
+        return 0
+
+    cdef void release(self) noexcept:
+        cdef size_t addr, n
+        for addr, n in self._old_maps:
+            munmap(<void *>addr, n)
+        self._old_maps = []
+        if self.map != NULL:
+            munmap(self.map, self.map_len)
+            self.map = NULL
+            self.map_len = 0
+        if self.fd >= 0:
+            self.io.close(self.fd)
+            self.fd = -1
+        if self.wfd >= 0:
+            self.io.close(self.wfd)
+            self.wfd = -1
+
+    def __dealloc__(self):
+        self.release()
+
+    def __repr__(self):
+        return f"Segment({self.name!r}, first_position={self.first_position}, end={self.end})"

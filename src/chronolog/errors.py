@@ -1,0 +1,211 @@
+"""The exceptions Chronolog raises: one root, each also a subclass of the matching builtin.
+
+Example:
+    >>> import chronolog as cl
+    >>> try:
+    ...     raise cl.errors.InvalidStreamNameError("", "a stream name must not be empty")
+    ... except ValueError as exc:
+    ...     print(type(exc).__name__)
+    InvalidStreamNameError
+"""
+
+from __future__ import annotations
+
+
+class ChronologError(Exception):
+    """Raised for every refusal or failure of Chronolog; the root of all its errors.
+
+    Example:
+        >>> issubclass(WrongExpectedVersionError, ChronologError)
+        True
+    """
+
+
+class WrongExpectedVersionError(ChronologError, ValueError):
+    """Raised when an append's expected version does not match the stream's actual version.
+
+    Attributes:
+        stream: the stream name.
+        expected: what the append expected (an int, or the name of ANY/NO_STREAM/STREAM_EXISTS).
+        actual: the stream's current version (its last event's version), or None when the
+            stream does not exist.
+
+    Example:
+        >>> e = WrongExpectedVersionError("order-7", 1, 3)
+        >>> e.actual
+        3
+    """
+
+    def __init__(self, stream: str, expected: object, actual: int | None, detail: str = "") -> None:
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+        now = "does not exist" if actual is None else f"is at version {actual}"
+        want = {-1: "no stream", -2: "any version", -4: "an existing stream"}.get(
+            expected if isinstance(expected, int) else 0, f"version {expected}")
+        msg = f"stream {stream!r} {now}, the append expected {want}; nothing was written"
+        if detail:
+            msg += f" ({detail})"
+        msg += ". Reload the stream and decide again, or pass expected_version=ANY."
+        super().__init__(msg)
+
+
+class StoreLockedError(ChronologError, BlockingIOError):
+    """Raised when another process (or another open in this one) holds the store's write lock.
+
+    Attributes:
+        path: the store directory.
+
+    Example:
+        >>> StoreLockedError("/data/shop").path
+        '/data/shop'
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"store {path!r} is already open for writing by another process or handle; "
+            "open it with readonly=True to read and follow it, or close the other writer")
+
+
+class CorruptionError(ChronologError, OSError):
+    """Raised when bytes on disk fail a check (checksum, magic, length, density).
+
+    Attributes:
+        path: the file that failed the check.
+        offset: the byte offset in that file where the problem starts (or None).
+        reason: what was wrong.
+
+    Example:
+        >>> CorruptionError("00000000000000000000.seg", 64, "bad body CRC").offset
+        64
+    """
+
+    def __init__(self, path: str, offset: int | None, reason: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        where = f"{path} at offset {offset}" if offset is not None else path
+        super().__init__(
+            f"corruption in {where}: {reason}. Run `chronolog verify` for a full report; "
+            "`chronolog repair --salvage` keeps everything before the damage")
+
+
+class EventTooLargeError(ChronologError, ValueError):
+    """Raised when an event (or a whole append) exceeds the store's size limits.
+
+    Attributes:
+        size: the offending size in bytes.
+        limit: the limit it exceeded.
+
+    Example:
+        >>> EventTooLargeError(10, 5).limit
+        5
+    """
+
+    def __init__(self, size: int, limit: int, what: str = "event") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} is {size} bytes, over the limit of {limit} bytes; nothing was written. "
+            "Store large blobs elsewhere and record a reference, or open the store with a "
+            "larger max_event_bytes")
+
+
+class InvalidStreamNameError(ChronologError, ValueError):
+    """Raised when a stream name is empty, too long, not a str, or not encodable as UTF-8.
+
+    Attributes:
+        stream: the refused name (repr-safe).
+
+    Example:
+        >>> InvalidStreamNameError("", "a stream name must not be empty").stream
+        ''
+    """
+
+    def __init__(self, stream: object, reason: str) -> None:
+        self.stream = stream
+        super().__init__(f"invalid stream name {stream!r}: {reason}; nothing was written")
+
+
+class InvalidEventError(ChronologError, TypeError):
+    """Raised when an event's type, data, metadata or id has the wrong type or shape.
+
+    Example:
+        >>> isinstance(InvalidEventError("data must be bytes"), TypeError)
+        True
+    """
+
+
+class InvalidArgumentError(ChronologError, ValueError):
+    """Raised when an argument is out of its allowed range or of the wrong kind.
+
+    Example:
+        >>> isinstance(InvalidArgumentError("limit must be >= 0"), ValueError)
+        True
+    """
+
+
+class StoreClosedError(ChronologError, RuntimeError):
+    """Raised when a closed store (or subscription) is used.
+
+    Example:
+        >>> str(StoreClosedError("/data/shop")).startswith("store")
+        True
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"store {path!r} is closed; open it again with EventStore.open()")
+
+
+class ReadOnlyError(ChronologError, PermissionError):
+    """Raised when a write is attempted on a store opened with readonly=True.
+
+    Example:
+        >>> isinstance(ReadOnlyError("/data/shop"), PermissionError)
+        True
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"store {path!r} was opened read-only; open it without readonly=True "
+            "(one writer per store) to append")
+
+
+class StoreFailedError(ChronologError, OSError):
+    """Raised by every append after a write or fsync failed: the store stopped (fail-stop).
+
+    Nothing acknowledged is lost; close the store, fix the cause (disk full, I/O error) and
+    open it again: recovery truncates the unacknowledged tail.
+
+    Attributes:
+        cause: the OSError that stopped the store.
+
+    Example:
+        >>> StoreFailedError("/s", OSError(28, "No space left on device")).cause.errno
+        28
+    """
+
+    def __init__(self, path: str, cause: OSError) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(
+            f"store {path!r} stopped accepting writes after an I/O error ({cause}); "
+            "nothing acknowledged is lost: close it, fix the cause and open it again")
+
+
+class StoreNotFoundError(ChronologError, FileNotFoundError):
+    """Raised when a read-only open (or a tool) names a directory that holds no store.
+
+    Example:
+        >>> StoreNotFoundError("/nope").path
+        '/nope'
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"no Chronolog store at {path!r}; create one with EventStore.open(path) "
+            "(without readonly=True) or `chronolog init`")

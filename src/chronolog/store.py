@@ -1,0 +1,541 @@
+"""EventStore: the public facade over the compiled log (validation, locking, durability)."""
+
+from __future__ import annotations
+
+import errno as _errno
+import fcntl
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from enum import IntEnum
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+
+from chronolog._core.events import AppendResult, NewEvent, RecordedEvent
+from chronolog._core.fileio import FileIO
+from chronolog._core.log import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_SEGMENT_BYTES,
+    FORMAT_VERSION_NUMBER as FORMAT_VERSION,
+    Log,
+    expected_code,
+)
+from chronolog.errors import (
+    InvalidArgumentError,
+    InvalidEventError,
+    StoreClosedError,
+    StoreLockedError,
+)
+
+__all__ = ["EventStore", "StreamState", "ANY", "NO_STREAM", "STREAM_EXISTS"]
+
+_READ_CHUNK = 4096
+
+
+class StreamState(IntEnum):
+    """The symbolic expected versions of an append (KurrentDB's stream states).
+
+    Example:
+        >>> int(StreamState.NO_STREAM)
+        -1
+    """
+
+    NO_STREAM = -1
+    ANY = -2
+    STREAM_EXISTS = -4
+
+
+ANY = StreamState.ANY
+NO_STREAM = StreamState.NO_STREAM
+STREAM_EXISTS = StreamState.STREAM_EXISTS
+
+
+def _as_strings(values: Any, n: int | None, what: str) -> pa.Array:
+    arr = _as_array(values, pa.large_string(), what)
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+            try:
+                arr = arr.cast(pa.large_string())
+            except pa.ArrowInvalid as exc:
+                raise InvalidEventError(f"{what} must be valid UTF-8: {exc}") from None
+        else:
+            raise InvalidEventError(f"{what} must be strings, got Arrow type {arr.type}")
+    arr = arr.cast(pa.large_string())
+    _check_len(arr, n, what)
+    return arr
+
+
+def _as_bytes(values: Any, n: int | None, what: str) -> pa.Array:
+    arr = _as_array(values, pa.large_binary(), what)
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not any(f(arr.type) for f in (pa.types.is_binary, pa.types.is_large_binary,
+                                      pa.types.is_string, pa.types.is_large_string)):
+        raise InvalidEventError(f"{what} must be bytes, got Arrow type {arr.type}")
+    arr = arr.cast(pa.large_binary())
+    _check_len(arr, n, what)
+    return arr
+
+
+def _as_array(values: Any, typ: pa.DataType, what: str) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values
+    if isinstance(values, (str, bytes)):
+        raise InvalidEventError(f"{what} must be a sequence (one value per event), not a single {type(values).__name__}")
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+        kind = "str" if pa.types.is_large_string(typ) else "bytes"
+        raise InvalidEventError(f"{what} must be a sequence of {kind}: {exc}") from None
+
+
+def _check_len(arr: pa.Array, n: int | None, what: str) -> None:
+    if n is not None and len(arr) != n:
+        raise InvalidArgumentError(f"{what} has {len(arr)} values, streams has {n}; the columns must be parallel")
+
+
+def _as_ids(values: Any, n: int) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        if values.type != pa.binary(16):
+            try:
+                values = values.cast(pa.binary(16))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise InvalidEventError(f"ids must be 16-byte values: {exc}") from None
+        arr = values
+    else:
+        out: list[bytes | None] = []
+        for v in values:
+            if v is None:
+                out.append(None)
+            elif isinstance(v, uuid.UUID):
+                out.append(v.bytes)
+            elif isinstance(v, (bytes, bytearray)) and len(v) == 16:
+                out.append(bytes(v))
+            else:
+                raise InvalidEventError(f"each id must be a uuid.UUID, 16 bytes or None, got {v!r}")
+        arr = pa.array(out, type=pa.binary(16))
+    _check_len(arr, n, "ids")
+    return arr
+
+
+class EventStore:
+    """An embedded event store: a directory holding a segmented, checksummed append-only log.
+
+    Open it with `EventStore.open(path)`. One process may write (it holds the store's lock);
+    any number may open it read-only and follow the writer.
+
+    Invariants:
+        - positions are dense from 0; each stream's versions are dense from 0;
+        - an append is atomic: after any crash all of its events are there or none;
+        - an append that returned survives a process crash, and in durability "fsync" a
+          power loss.
+
+    Thread-safety: every method may be called from any thread; appends from several threads
+    are serialised and share fsyncs (group commit).
+
+    Example:
+        >>> import chronolog as cl
+        >>> with cl.EventStore.open(tmp_path / "shop", durability="os") as store:  # doctest: +SKIP
+        ...     store.append("order-7", [cl.NewEvent("OrderPlaced", b'{"amount": 3.5}')])
+        AppendResult(first_position=0, last_position=0, next_version=1)
+    """
+
+    def __init__(self, log: Log, lock_fd: int | None, flush_interval_ms: int) -> None:
+        """Use EventStore.open(); this constructor is internal."""
+        self._log = log
+        self._lock_fd = lock_fd
+        self._closed = False
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if log.durability == "interval" and not log.readonly:
+            self._flusher = threading.Thread(
+                target=self._flush_loop, args=(flush_interval_ms / 1000.0,),
+                name=f"chronolog-flush:{log.path}", daemon=True)
+            self._flusher.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        durability: str = "fsync",
+        readonly: bool = False,
+        max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        flush_interval_ms: int = 200,
+        io: FileIO | None = None,
+    ) -> EventStore:
+        """Open (creating when missing, unless readonly) the store at `path`.
+
+        Args:
+            path: the store directory.
+            durability: "fsync" (default: fdatasync before each append returns, shared by
+                concurrent appenders), "interval" (a background fdatasync every
+                flush_interval_ms) or "os" (the page cache: survives a process crash, not a
+                power loss).
+            readonly: open without the write lock, to read and follow another writer.
+            max_segment_bytes: the size at which the active segment rolls (default 256 MiB).
+            max_event_bytes: the largest single event record (default 16 MiB).
+            flush_interval_ms: the period of the "interval" durability mode.
+            io: a FileIO (tests inject faults through it).
+
+        Raises:
+            StoreLockedError: another writer holds the store (raised at once, never waits).
+            StoreNotFoundError: readonly and there is no store at `path`.
+            CorruptionError: a sealed segment (or the store header) fails its checks.
+            InvalidArgumentError: an option is out of range.
+
+        Example:
+            >>> store = EventStore.open("data/shop")  # doctest: +SKIP
+        """
+        path = os.fspath(path)
+        if isinstance(flush_interval_ms, bool) or not isinstance(flush_interval_ms, int) \
+                or flush_interval_ms < 1:
+            raise InvalidArgumentError(f"flush_interval_ms must be an int >= 1, got {flush_interval_ms!r}")
+        lock_fd = None
+        if not readonly:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            lock_fd = os.open(os.path.join(path, "LOCK"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(lock_fd)
+                if exc.errno in (_errno.EWOULDBLOCK, _errno.EAGAIN, _errno.EACCES):
+                    raise StoreLockedError(os.path.abspath(path)) from None
+                raise
+        try:
+            log = Log(path, readonly=readonly, durability=durability,
+                      max_segment_bytes=max_segment_bytes, max_event_bytes=max_event_bytes, io=io)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return cls(log, lock_fd, flush_interval_ms)
+
+    def close(self) -> None:
+        """Sync, write the index checkpoints and release the store (idempotent).
+
+        Example:
+            >>> store.close()  # doctest: +SKIP
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        try:
+            self._log.close()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"head={self._log.head}"
+        mode = "readonly" if self._log.readonly else self._log.durability
+        return f"EventStore({self._log.path!r}, {mode}, {state})"
+
+    def _flush_loop(self, period: float) -> None:
+        while not self._stop.wait(period):
+            try:
+                self._log.sync()
+            except Exception:  # the log is now failed-stop; appends report the cause
+                return
+
+    def _reading(self) -> Log:
+        if self._closed:
+            raise StoreClosedError(self._log.path)
+        if self._log.readonly:
+            self._log.refresh()
+        return self._log
+
+    # ------------------------------------------------------------------ metadata
+
+    @property
+    def path(self) -> str:
+        """The absolute path of the store directory."""
+        return str(self._log.path)
+
+    @property
+    def readonly(self) -> bool:
+        """True when this handle was opened with readonly=True."""
+        return bool(self._log.readonly)
+
+    @property
+    def durability(self) -> str:
+        """The durability mode: "fsync", "interval" or "os"."""
+        return str(self._log.durability)
+
+    @property
+    def head(self) -> int:
+        """The next position: the number of events in the store.
+
+        Example:
+            >>> store.head  # doctest: +SKIP
+            0
+        """
+        return int(self._reading().head)
+
+    def stream_version(self, stream: str) -> int | None:
+        """The version of the stream's last event, or None when the stream does not exist.
+
+        Raises:
+            InvalidStreamNameError: the name is not a valid stream name.
+
+        Example:
+            >>> store.stream_version("order-7")  # doctest: +SKIP
+            0
+        """
+        count = self._reading().stream_count(stream)
+        return count - 1 if count else None
+
+    def streams(self, prefix: str = "") -> list[str]:
+        """The names of the streams holding events (that start with `prefix`), in order of
+        first appearance.
+
+        Example:
+            >>> store.streams("order-")  # doctest: +SKIP
+            ['order-7']
+        """
+        if not isinstance(prefix, str):
+            raise InvalidArgumentError(f"prefix must be a str, got {type(prefix).__name__}")
+        return list(self._reading().streams(prefix))
+
+    def refresh(self) -> int:
+        """Read-only handles: pick up what the writer appended; returns the new head.
+        (Reads on a read-only handle refresh by themselves.)
+
+        Example:
+            >>> reader.refresh()  # doctest: +SKIP
+            42
+        """
+        if self._closed:
+            raise StoreClosedError(self._log.path)
+        return int(self._log.refresh())
+
+    def stats(self) -> dict[str, Any]:
+        """Figures: events, streams, segments, bytes on disk, format version, durability.
+
+        Example:
+            >>> store.stats()["events"]  # doctest: +SKIP
+            1
+        """
+        log = self._reading()
+        segs = log.segment_info()
+        return {
+            "path": log.path,
+            "events": int(log.head),
+            "streams": int(log.stream_total()),
+            "segments": len(segs),
+            "bytes": int(sum(s[2] for s in segs)),
+            "format_version": FORMAT_VERSION,
+            "durability": log.durability,
+            "readonly": bool(log.readonly),
+            "max_segment_bytes": int(log.max_segment_bytes),
+            "max_event_bytes": int(log.max_event_bytes),
+        }
+
+    def verify(self) -> dict[str, Any]:
+        """Check every frame and record on disk (CRCs, dense positions and versions) and the
+        indexes against them. Returns a report: {"ok", "events", "frames", "segments",
+        "bytes", "problems": [{"segment", "offset", "reason"}]}, first problem first.
+
+        Example:
+            >>> store.verify()["ok"]  # doctest: +SKIP
+            True
+        """
+        return dict(self._reading().verify())
+
+    # ------------------------------------------------------------------ appends
+
+    def append(self, stream: str, events: Sequence[NewEvent] | NewEvent,
+               expected_version: int = ANY) -> AppendResult:
+        """Append events to one stream, atomically.
+
+        Args:
+            stream: the stream name (1..1024 bytes of UTF-8, no NUL).
+            events: the NewEvents to append (at least one).
+            expected_version: ANY, NO_STREAM, STREAM_EXISTS, or the version of the stream's
+                last event.
+
+        Returns:
+            AppendResult(first_position, last_position, next_version). Re-appending events
+            whose ids are already stored at the same versions returns the original result and
+            writes nothing (see docs/idempotency.md).
+
+        Raises:
+            WrongExpectedVersionError: the stream is not where the append expected it.
+            InvalidStreamNameError, InvalidEventError, EventTooLargeError: bad input.
+            ReadOnlyError, StoreClosedError, StoreFailedError: the store cannot take writes.
+
+        Example:
+            >>> store.append("order-7", [NewEvent("OrderPlaced", b"{}")], expected_version=NO_STREAM)  # doctest: +SKIP
+            AppendResult(first_position=0, last_position=0, next_version=1)
+        """
+        if self._closed:
+            raise StoreClosedError(self._log.path)
+        return self._log.append(stream, events, expected_code(expected_version), time.time_ns())
+
+    def append_batch(
+        self,
+        streams: Sequence[str] | pa.Array,
+        types: Sequence[str] | pa.Array,
+        datas: Sequence[bytes] | pa.Array,
+        *,
+        metadatas: Sequence[bytes] | pa.Array | None = None,
+        ids: Sequence[uuid.UUID | bytes | None] | pa.Array | None = None,
+        expected_versions: Mapping[str, int] | None = None,
+    ) -> AppendResult:
+        """Append many events over many streams as one atomic unit: the ingestion fast path.
+
+        The columns are parallel sequences (lists, numpy arrays or Arrow arrays); Arrow input
+        is encoded in the compiled core without a Python object per event.
+
+        Args:
+            streams: the stream of each event.
+            types: the event type of each event.
+            datas: the payload of each event (bytes).
+            metadatas: optional metadata of each event.
+            ids: optional event ids (uuid.UUID, 16 bytes or None each).
+            expected_versions: stream -> ANY/NO_STREAM/STREAM_EXISTS/version, all checked
+                before anything is written.
+
+        Returns:
+            AppendResult; next_version is None when the batch touched several streams.
+
+        Raises:
+            WrongExpectedVersionError: an expectation failed (nothing written).
+            InvalidStreamNameError, InvalidEventError, EventTooLargeError,
+            InvalidArgumentError: bad input (nothing written).
+
+        Example:
+            >>> store.append_batch(["a-1", "b-2"], ["Made", "Made"], [b"{}", b"{}"])  # doctest: +SKIP
+            AppendResult(first_position=0, last_position=1, next_version=None)
+        """
+        if self._closed:
+            raise StoreClosedError(self._log.path)
+        s = _as_strings(streams, None, "streams")
+        n = len(s)
+        t = _as_strings(types, n, "types")
+        d = _as_bytes(datas, n, "datas")
+        m = _as_bytes(metadatas, n, "metadatas") if metadatas is not None else None
+        i = _as_ids(ids, n) if ids is not None else None
+        codes: dict[str, int] | None = None
+        if expected_versions:
+            if not isinstance(expected_versions, Mapping):
+                raise InvalidArgumentError("expected_versions must be a mapping of stream -> expected version")
+            codes = {k: expected_code(v) for k, v in expected_versions.items()}
+        return self._log.append_columns(s, t, d, m, i, codes, time.time_ns())
+
+    # ------------------------------------------------------------------ reads
+
+    def read_stream(self, stream: str, from_version: int | None = None, *,
+                    to_version: int | None = None, backwards: bool = False,
+                    limit: int | None = None) -> list[RecordedEvent]:
+        """The events of one stream, by version (inclusive bounds).
+
+        Forwards, versions from_version (default 0) up to to_version (default: the last).
+        Backwards, from from_version (default: the last) down to to_version (default 0).
+        A stream that does not exist reads as an empty list.
+
+        Raises:
+            InvalidStreamNameError: the name is not a valid stream name.
+            InvalidArgumentError: a negative version or limit.
+            CorruptionError: a record read fails its checksum.
+
+        Example:
+            >>> [e.version for e in store.read_stream("order-7")]  # doctest: +SKIP
+            [0, 1, 2]
+        """
+        log = self._reading()
+        lim = _non_negative(limit, "limit", default=(1 << 63))
+        if backwards:
+            hi = _non_negative(from_version, "from_version", default=(1 << 63) - 1) + 1
+            lo = _non_negative(to_version, "to_version", default=0)
+        else:
+            lo = _non_negative(from_version, "from_version", default=0)
+            hi = _non_negative(to_version, "to_version", default=(1 << 63) - 1) + 1
+        return list(log.read_stream(stream, lo, hi, backwards, lim))
+
+    def read_all(self, from_position: int | None = None, *, backwards: bool = False,
+                 limit: int | None = None) -> Iterator[RecordedEvent]:
+        """Every event in position order (or reversed), as an iterator read in chunks.
+
+        Forwards from from_position (default 0); backwards from from_position (default: the
+        last) down to 0.
+
+        Raises:
+            InvalidArgumentError: a negative position or limit.
+            CorruptionError: a record read fails its checksum.
+
+        Example:
+            >>> [e.position for e in store.read_all(limit=2)]  # doctest: +SKIP
+            [0, 1]
+        """
+        log = self._reading()
+        lim = _non_negative(limit, "limit", default=(1 << 63))
+        head = int(log.head)
+        if backwards:
+            start = min(_non_negative(from_position, "from_position", default=head - 1), head - 1)
+            return self._read_back(log, start, lim)
+        start = _non_negative(from_position, "from_position", default=0)
+        return self._read_fwd(log, start, head, lim)
+
+    @staticmethod
+    def _read_fwd(log: Log, start: int, head: int, limit: int) -> Iterator[RecordedEvent]:
+        end = min(head, start + limit)
+        p = start
+        while p < end:
+            chunk = log.read_positions(p, min(end, p + _READ_CHUNK), False)
+            yield from chunk
+            p += _READ_CHUNK
+
+    @staticmethod
+    def _read_back(log: Log, start: int, limit: int) -> Iterator[RecordedEvent]:
+        stop = start + 1
+        lowest = max(0, stop - limit)
+        while stop > lowest:
+            lo = max(lowest, stop - _READ_CHUNK)
+            yield from log.read_positions(lo, stop, True)
+            stop = lo
+
+    def checkpoint(self) -> None:
+        """Write the index checkpoints now (open then costs only the events after it).
+
+        Example:
+            >>> store.checkpoint()  # doctest: +SKIP
+        """
+        if self._closed:
+            raise StoreClosedError(self._log.path)
+        if not self._log.readonly:
+            self._log.checkpoint()
+
+
+def _non_negative(value: int | None, name: str, *, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{name} must be an int >= 0 or None, got {value!r}")
+    if value < 0:
+        raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
+    return min(value, (1 << 63) - 1)
