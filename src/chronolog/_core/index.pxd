@@ -45,7 +45,8 @@ cdef class StreamIndex:
     cdef void *map
     cdef uint64_t map_len
     cdef uint64_t base_through
+    cdef uint32_t anchor
     cdef void clear(self) noexcept
-    cdef uint64_t load(self, str path, bytes store_id, uint32_t anchor) except? 0xFFFFFFFFFFFFFFFF
+    cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF
     cdef int save(self, FileIO io, str path, bytes store_id, uint64_t through,
                   uint32_t anchor) except -1

@@ -270,9 +270,9 @@ cdef class StreamIndex:
         self.map_len = 0
         self.base_through = 0
 
-    cdef uint64_t load(self, str path, bytes store_id, uint32_t anchor) except? 0xFFFFFFFFFFFFFFFF:
-        """Map a checkpoint into an empty table; return the positions it covers, or
-        NOT_LOADED when it is absent, unsound or does not match `anchor`."""
+    cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF:
+        """Map a checkpoint into an empty table; return the positions it covers (and set
+        `anchor` from its header), or NOT_LOADED when it is absent or unsound."""
         self.clear()
         cdef void *m = NULL
         cdef uint64_t n = 0
@@ -283,7 +283,7 @@ cdef class StreamIndex:
         cdef uint64_t dir_end = INDEX_HEADER_BYTES + n_streams * 16
         cdef uint64_t names_end = dir_end + names_bytes
         cdef uint64_t pos_start = (names_end + 7) & ~(<uint64_t>7)
-        if (ld32(h + 56) != anchor or n_streams > (n >> 4) or names_bytes > n or through > (n >> 3)
+        if (n_streams > (n >> 4) or names_bytes > n or through > (n >> 3)
                 or pos_start + through * 8 != n):
             munmap(m, n)
             return NOT_LOADED
@@ -317,6 +317,7 @@ cdef class StreamIndex:
         self.map = m
         self.map_len = n
         self.base_through = through
+        self.anchor = ld32(h + 56)
         return through
 
     cdef int save(self, FileIO io, str path, bytes store_id, uint64_t through,
@@ -389,4 +390,5 @@ cdef class StreamIndex:
         self.map = m
         self.map_len = n
         self.base_through = through
+        self.anchor = anchor
         return 0

@@ -206,6 +206,12 @@ cdef class Log:
             if self.readonly:
                 raise StoreNotFoundError(self.path)
             self._new_segment(0)
+        # Sealed segments are complete and immutable: readable to their end. (Their frames are
+        # checked when read; verify() checks all of them.)
+        cdef Segment seg
+        for seg in self.segments[:len(self.segments) - 1]:
+            seg.end = seg.file_size()
+            seg.ensure_mapped(seg.end, 0)
         # Pass 3: the index checkpoints, when sound and consistent with the segments.
         cdef uint64_t through = self._load_checkpoints()
         # Pass 4: index the tail past the checkpoint (cutting a torn tail when writing).
@@ -283,13 +289,11 @@ cdef class Log:
             if anchor == 0:
                 pcount = 0
         if pcount:
-            through = self.sidx.load(os.path.join(idx, "streams.idx"), self.store_id, 0)
+            through = self.sidx.load(os.path.join(idx, "streams.idx"), self.store_id)
             # The stream checkpoint names the segment of its last position; check it.
-            if through != 0xFFFFFFFFFFFFFFFF and through > 0 and through <= pcount:
-                if self.sidx.load(os.path.join(idx, "streams.idx"), self.store_id,
-                                  self._anchor_of(through - 1, &fi)) != through:
-                    through = 0
-            elif through != 0:
+            if through == 0xFFFFFFFFFFFFFFFF or through > pcount:
+                through = 0
+            elif through > 0 and self.sidx.anchor != self._anchor_of(through - 1, &fi):
                 through = 0
         if through == 0:
             self.pidx.clear()
@@ -337,13 +341,10 @@ cdef class Log:
             if check_frame(seg.map, seg.file_size(), e & 0xFFFFFFFF, seg.salt, False, &fi) != FRAME_OK:
                 raise CorruptionError(seg.path, e & 0xFFFFFFFF, "indexed frame no longer checks")
             off = fi.end
-        if (<Segment>self.segments[ordinal]).end < off:
-            (<Segment>self.segments[ordinal]).end = off
         # Pass 2: frame by frame, segment by segment.
         while True:
             seg = self.segments[ordinal]
-            if seg.end > off:
-                off = seg.end
+            seg.end = off
             size = seg.file_size()
             if size >= (1 << 32) + 1:
                 raise CorruptionError(seg.path, None, "segment file is larger than 4 GiB")
@@ -634,8 +635,8 @@ cdef class Log:
         cdef bytes s = _stream_utf8(stream)
         cdef const char *sp = PyBytes_AS_STRING(s)
         cdef uint32_t slen = <uint32_t>PyBytes_GET_SIZE(s)
-        if not isinstance(events, (list, tuple)):
-            events = list(events) if not isinstance(events, NewEvent) else [events]
+        # A private tuple: another thread cannot swap an event between sizing and encoding.
+        events = (events,) if isinstance(events, NewEvent) else tuple(events)
         cdef Py_ssize_t n = len(events), i
         if n == 0:
             raise InvalidArgumentError("append needs at least one event; pass a list of NewEvent")
@@ -826,6 +827,7 @@ cdef class Log:
                             bytes(cs.ptr(0)[:cs.length(0)]).decode("utf-8"), code,
                             count - 1 if count else None, "part of this batch repeats stored events")
                     if res is not None:
+                        self._reset_pending(n)
                         return res
                 # Pass 4: every expected version, before anything is written.
                 if expected_versions:
@@ -884,6 +886,8 @@ cdef class Log:
         cdef Segment seg = self.segments[ordinal]
         cdef FrameStatus status
         cdef int rc
+        if seg.map_len < seg.end:
+            seg.ensure_mapped(seg.end, 0)
         if fi.body == NULL or fi.offset != off or not (fi.first_position <= position < fi.first_position + fi.count) \
                 or fi.end > seg.end or <uint64_t>(fi.body - seg.map) != off + FRAME_HEADER_BYTES:
             status = check_frame(seg.map, seg.end, off, seg.salt, False, fi)
@@ -1045,7 +1049,8 @@ cdef class Log:
 
         for seg in list(self.segments):
             off = SEGMENT_HEADER_BYTES
-            size = seg.end if not self.readonly else seg.end
+            size = seg.end
+            seg.ensure_mapped(size, 0)
             nbytes += seg.file_size()
             if seg.first_position != position:
                 problem(seg.path, 24, f"segment starts at position {seg.first_position}, expected {position}")
