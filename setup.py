@@ -27,7 +27,8 @@ def core(name: str, extra: list[str] = ()) -> Extension:
 setup(
     ext_modules=cythonize(
         [core("crc", CRC), core("fileio"), core("events"), core("segment", CRC),
-         core("index", CSRC), core("log", CSRC)],
+         core("index", CSRC), core("log", CSRC),
+         core("scan", CSRC)],
         compiler_directives=DIRECTIVES,
         include_path=["src"],
     ),

@@ -1,0 +1,566 @@
+"""Columnar replay: walk a log's batch frames and fill Arrow buffers in the compiled core.
+
+No Python object is made per event: a first pass (without the GIL) selects the records of a
+batch and sums their sizes, the Arrow buffers are then allocated once, and a second pass
+(without the GIL) fills them. Format of what is read: format.pxd.
+"""
+import pyarrow as pa
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memcmp, memset
+
+from chronolog._core.format cimport (
+    SEGMENT_HEADER_BYTES, RECORD_HEADER_BYTES, EVENT_ID_BYTES, RECORD_HAS_ID, CODEC_NONE,
+    ld16, ld32, ld64)
+from chronolog._core.segment cimport (
+    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK)
+from chronolog._core.record cimport RecordView, view_record
+from chronolog._core.index cimport (
+    chl_streams, chl_streams_new, chl_streams_free, chl_streams_find, chl_streams_intern)
+from chronolog._core.log cimport Log
+
+from chronolog.errors import CorruptionError, InvalidArgumentError, StoreClosedError
+
+cdef enum:
+    COL_POSITION = 1
+    COL_STREAM = 2
+    COL_VERSION = 4
+    COL_TYPE = 8
+    COL_TIMESTAMP = 16
+    COL_DATA = 32
+    COL_METADATA = 64
+    COL_ID = 128
+    COL_ALL = 255
+    # Problems of pass 1, turned into CorruptionError by _raise_problem (with the GIL).
+    PROBLEM_NONE = 0
+    PROBLEM_FRAME = 1        # check_frame failed: detail holds the FrameStatus
+    PROBLEM_RECORD = 2       # view_record failed: detail holds its code
+    PROBLEM_POSITION = 3     # a frame or record out of position sequence
+    PROBLEM_MISSING = 4      # the segments end before the snapshot's stop position
+    PROBLEM_NOMEM = 5
+
+# The largest byte total of one variable-width column in one batch (32-bit Arrow offsets).
+cdef uint64_t MAX_COLUMN_BYTES = 0x7FFFFFFF
+
+COLUMNS = ("position", "stream", "version", "type", "timestamp", "data", "metadata", "id")
+_COLUMN_BITS = {"position": COL_POSITION, "stream": COL_STREAM, "version": COL_VERSION,
+                "type": COL_TYPE, "timestamp": COL_TIMESTAMP, "data": COL_DATA,
+                "metadata": COL_METADATA, "id": COL_ID}
+_TYPES = {
+    "position": pa.uint64(), "stream": pa.string(), "version": pa.uint64(),
+    "type": pa.dictionary(pa.int32(), pa.string()), "timestamp": pa.timestamp("ns", tz="UTC"),
+    "data": pa.binary(), "metadata": pa.binary(), "id": pa.binary(16),
+}
+SCHEMA = pa.schema([pa.field(c, _TYPES[c], nullable=(c == "id")) for c in COLUMNS])
+_RECORD_PROBLEMS = {1: "record offset or length out of bounds",
+                    2: "record fields do not add up to its length",
+                    3: "record CRC32C mismatch"}
+
+
+def schema_of(columns=None):
+    """The Arrow schema of a scan with these columns (all, in the standard order, when None).
+
+    Example:
+        >>> schema_of(["position", "type"]).names
+        ['position', 'type']
+    """
+    return pa.schema([SCHEMA.field(c) for c in _column_names(columns)])
+
+
+cdef list _column_names(object columns):
+    if columns is None:
+        return list(COLUMNS)
+    if isinstance(columns, (str, bytes)):
+        raise InvalidArgumentError(f"columns must be a list of column names, not a single "
+                                   f"{type(columns).__name__}; e.g. columns=[{columns!r}]")
+    names = list(columns)
+    for c in names:
+        if c not in _COLUMN_BITS:
+            raise InvalidArgumentError(f"unknown scan column {c!r}; the columns are {', '.join(COLUMNS)}")
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"columns names a column twice: {names!r}")
+    if not names:
+        raise InvalidArgumentError("columns must name at least one column")
+    return names
+
+
+cdef chl_streams *_name_table(object names, str what, uint32_t max_bytes) except NULL:
+    """A lookup table of the UTF-8 names in `names` (an iterable of str)."""
+    if isinstance(names, (str, bytes)):
+        raise InvalidArgumentError(f"{what} must be a list of names, not a single "
+                                   f"{type(names).__name__}; e.g. {what}=[{names!r}]")
+    cdef chl_streams *t = chl_streams_new()
+    if t == NULL:
+        raise MemoryError()
+    cdef bytes b
+    try:
+        for name in names:
+            if not isinstance(name, str):
+                raise InvalidArgumentError(f"{what} must hold str names, got {name!r}")
+            b = (<str>name).encode("utf-8", "surrogatepass")
+            if len(b) == 0 or <uint64_t>len(b) > max_bytes:
+                continue  # no stored event can carry this name
+            if chl_streams_intern(t, b, <uint32_t>len(b), 1) < 0:
+                raise MemoryError()
+    except BaseException:
+        chl_streams_free(t)
+        raise
+    return t
+
+
+def _allocate(uint64_t nbytes):
+    return pa.allocate_buffer(nbytes if nbytes else 1)
+
+
+cdef struct SegRef:
+    const unsigned char *map
+    uint64_t end
+    uint64_t salt
+
+
+cdef class Scanner:
+    """An iterator of Arrow RecordBatches over the positions [start, stop) of a Log.
+
+    `stop` is fixed when the scanner is made (at most the log's head then): a scan never sees
+    part of an append, nor anything appended after it started. Each frame's body CRC32C is
+    checked before any of its events is used; damage raises CorruptionError.
+
+    Invariants:
+        - `pos` is the next position to examine; segment `k`, offset `off` hold its frame;
+        - segment mappings named in `refs` stay valid while the log is open (a growing
+          segment keeps its old mappings), and every position below `stop` lies within them.
+
+    Thread-safety: one thread at a time per scanner (a second concurrent call raises
+    RuntimeError); many scanners may run at once, also while the log is appended to. The log
+    must not be closed while a batch is being built (EventStore guards this).
+
+    Example:
+        >>> sc = Scanner(store._log, 0, None, columns=["position"])  # doctest: +SKIP
+        >>> sum(b.num_rows for b in sc)  # doctest: +SKIP
+        42
+    """
+    cdef Log log
+    cdef list segs
+    cdef SegRef *refs
+    cdef size_t n_refs
+    cdef size_t k
+    cdef uint64_t off
+    cdef uint64_t pos
+    cdef readonly uint64_t start
+    cdef readonly uint64_t stop
+    cdef bint fresh_frame
+    cdef size_t checked_k
+    cdef uint64_t checked_off
+    cdef int cols
+    cdef list names
+    cdef uint64_t batch_size
+    # the type dictionary of this scan (ids in order of first appearance) and the filters
+    cdef chl_streams *types
+    cdef uint8_t *type_ok
+    cdef size_t type_ok_cap
+    cdef object type_dict
+    cdef uint64_t type_dict_n
+    cdef int64_t last_tid
+    cdef chl_streams *want_types
+    cdef chl_streams *want_streams
+    cdef bytes prefix
+    cdef const char *pre
+    cdef uint64_t plen
+    # per-batch scratch: the selected records and their type ids
+    cdef const unsigned char **sel
+    cdef int32_t *sel_type
+    cdef size_t sel_cap
+    cdef bint busy
+    # where pass 1 stopped on a problem
+    cdef int problem
+    cdef int detail
+    cdef size_t problem_k
+    cdef uint64_t problem_off
+
+    def __cinit__(self):
+        self.refs = NULL
+        self.types = NULL
+        self.type_ok = NULL
+        self.want_types = NULL
+        self.want_streams = NULL
+        self.sel = NULL
+        self.sel_type = NULL
+        self.pre = NULL
+        self.plen = 0
+
+    def __dealloc__(self):
+        free(self.refs)
+        free(self.type_ok)
+        free(self.sel)
+        free(self.sel_type)
+        chl_streams_free(self.types)
+        chl_streams_free(self.want_types)
+        chl_streams_free(self.want_streams)
+
+    def __init__(self, Log log not None, uint64_t start=0, object stop=None, *, object types=None,
+                 object streams=None, object stream_prefix=None, uint64_t batch_size=65536,
+                 object columns=None):
+        if batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
+        if stream_prefix is not None and not isinstance(stream_prefix, str):
+            raise InvalidArgumentError(f"stream_prefix must be a str or None, got {stream_prefix!r}")
+        if log.closed:
+            raise StoreClosedError(log.path)
+        self.log = log
+        self.names = _column_names(columns)
+        self.cols = 0
+        for c in self.names:
+            self.cols |= _COLUMN_BITS[c]
+        self.batch_size = batch_size
+        self.types = chl_streams_new()
+        if self.types == NULL:
+            raise MemoryError()
+        self.last_tid = -1
+        if types is not None:
+            self.want_types = _name_table(types, "types", 255)
+        if streams is not None:
+            self.want_streams = _name_table(streams, "streams", 1024)
+        if stream_prefix:
+            self.prefix = (<str>stream_prefix).encode("utf-8", "surrogatepass")
+            self.pre = <const char *>self.prefix
+            self.plen = len(self.prefix)
+        # The snapshot: positions [start, stop), stop at most the head now.
+        cdef uint64_t head = log.head
+        cdef uint64_t s = head if stop is None or stop > head else <uint64_t>stop
+        self.start = start
+        self.pos = start
+        self.stop = s if s > start else start
+        self.segs = []
+        if self.pos >= self.stop:
+            return
+        cdef uint64_t e = log.pidx.get(self.pos)
+        cdef size_t first = <size_t>(e >> 32)
+        cdef Segment seg
+        self.segs = log.segments[first:]
+        self.n_refs = len(self.segs)
+        self.refs = <SegRef *>malloc(sizeof(SegRef) * (self.n_refs if self.n_refs else 1))
+        if self.refs == NULL:
+            raise MemoryError()
+        cdef size_t i
+        for i in range(self.n_refs):
+            seg = self.segs[i]
+            self.refs[i].map = seg.map
+            self.refs[i].end = seg.end
+            self.refs[i].salt = seg.salt
+        self.k = 0
+        self.off = e & 0xFFFFFFFF
+        self.fresh_frame = False
+        self.checked_k = <size_t>-1
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = self.next_batch()
+        if batch is None:
+            raise StopIteration
+        return batch
+
+    @property
+    def position(self):
+        """The next position the scan will examine (== stop once it is done)."""
+        return self.pos
+
+    @property
+    def columns(self):
+        """The names of the columns of each batch, in order."""
+        return list(self.names)
+
+    def next_batch(self):
+        """The next RecordBatch (1..batch_size rows), or None when the range is exhausted.
+
+        Raises:
+            CorruptionError: a frame or record fails its checks (nothing of it is returned).
+            StoreClosedError: the log was closed.
+        """
+        if self.busy:
+            raise RuntimeError("a Scanner is used by one thread at a time")
+        self.busy = True
+        try:
+            return self._next_batch()
+        finally:
+            self.busy = False
+
+    cdef object _next_batch(self):
+        cdef size_t n = 0
+        cdef uint64_t sizes[4]
+        cdef int rc
+        while self.pos < self.stop:
+            if self.log.closed:
+                raise StoreClosedError(self.log.path)
+            if self._reserve(self.batch_size if self.batch_size < self.stop - self.pos
+                             else self.stop - self.pos) < 0:
+                raise MemoryError()
+            memset(sizes, 0, sizeof(sizes))
+            # Pass 1: select the batch's records and sum the sizes of its columns.
+            with nogil:
+                rc = self._select(&n, sizes)
+            if rc != PROBLEM_NONE:
+                self._raise_problem()
+            if n:
+                return self._build(n, sizes)
+        return None
+
+    cdef int _reserve(self, uint64_t n) noexcept:
+        if n <= self.sel_cap:
+            return 0
+        cdef void *a = realloc(self.sel, n * sizeof(const unsigned char *))
+        if a == NULL:
+            return -1
+        self.sel = <const unsigned char **>a
+        a = realloc(self.sel_type, n * sizeof(int32_t))
+        if a == NULL:
+            return -1
+        self.sel_type = <int32_t *>a
+        self.sel_cap = n
+        return 0
+
+    cdef int _fail(self, int problem, int detail) noexcept nogil:
+        self.problem = problem
+        self.detail = detail
+        self.problem_k = self.k
+        self.problem_off = self.off
+        return problem
+
+    cdef int64_t _type_id(self, const unsigned char *etype, uint32_t tlen) noexcept nogil:
+        """The scan's id of an event type (interned on first sight), or -1 out of memory."""
+        cdef const chl_streams *t = self.types
+        if self.last_tid >= 0 and t.streams[self.last_tid].name_len == tlen \
+                and memcmp(t.streams[self.last_tid].name, etype, tlen) == 0:
+            return self.last_tid
+        cdef uint64_t before = self.types.n_streams
+        cdef int64_t tid = chl_streams_intern(self.types, <const char *>etype, tlen, 1)
+        cdef void *grown
+        if tid < 0:
+            return -1
+        if <uint64_t>tid >= before:
+            # A type seen for the first time: decide the type filter for it once.
+            if <size_t>tid >= self.type_ok_cap:
+                grown = realloc(self.type_ok, (self.type_ok_cap * 2 + 16))
+                if grown == NULL:
+                    return -1
+                self.type_ok = <uint8_t *>grown
+                self.type_ok_cap = self.type_ok_cap * 2 + 16
+            self.type_ok[tid] = self.want_types == NULL or \
+                chl_streams_find(self.want_types, <const char *>etype, tlen) >= 0
+        self.last_tid = tid
+        return tid
+
+    cdef int _select(self, size_t *n_out, uint64_t *sizes) noexcept nogil:
+        """Pass 1: from `pos`, pick up to batch_size records that pass the filters, stopping
+        early when a variable-width column would overflow 32-bit offsets. sizes[0..3]: stream,
+        data, metadata bytes and the number of ids among the selected."""
+        cdef FrameInfo fi
+        cdef RecordView rv
+        cdef FrameStatus status
+        cdef const SegRef *ref
+        cdef uint64_t i, last
+        cdef size_t n = 0
+        cdef int64_t tid = -1
+        cdef int rc
+        cdef bint need_type = (self.cols & COL_TYPE) != 0 or self.want_types != NULL
+        cdef uint64_t plen = self.plen
+        cdef const char *pre = self.pre
+        while self.pos < self.stop and n < self.batch_size:
+            if self.k >= self.n_refs:
+                return self._fail(PROBLEM_MISSING, 0)
+            ref = &self.refs[self.k]
+            if self.off >= ref.end:
+                self.k += 1
+                self.off = SEGMENT_HEADER_BYTES
+                self.fresh_frame = True
+                continue
+            # The body CRC is checked once per frame, even when a frame spans two batches.
+            # (A compressed frame would be decoded here, into a scratch body, before use.)
+            status = check_frame(ref.map, ref.end, self.off, ref.salt,
+                                 not (self.checked_k == self.k and self.checked_off == self.off),
+                                 &fi)
+            if status != FRAME_OK:
+                return self._fail(PROBLEM_FRAME, status)
+            self.checked_k = self.k
+            self.checked_off = self.off
+            if fi.first_position > self.pos or self.pos - fi.first_position >= fi.count \
+                    or (self.fresh_frame and fi.first_position != self.pos):
+                return self._fail(PROBLEM_POSITION, 0)
+            self.fresh_frame = False
+            i = self.pos - fi.first_position
+            last = fi.count if self.stop - fi.first_position > fi.count else self.stop - fi.first_position
+            while i < last and n < self.batch_size:
+                # The body CRC covers every record; view_record still bounds-checks each.
+                rc = view_record(&fi, <uint32_t>i, False, &rv)
+                if rc:
+                    return self._fail(PROBLEM_RECORD, rc)
+                if rv.position != self.pos:
+                    return self._fail(PROBLEM_POSITION, 0)
+                if pre != NULL and (rv.slen < plen or memcmp(rv.stream, pre, plen) != 0):
+                    i += 1; self.pos += 1
+                    continue
+                if self.want_streams != NULL and chl_streams_find(
+                        self.want_streams, <const char *>rv.stream, rv.slen) < 0:
+                    i += 1; self.pos += 1
+                    continue
+                if need_type:
+                    tid = self._type_id(rv.etype, rv.tlen)
+                    if tid < 0:
+                        return self._fail(PROBLEM_NOMEM, 0)
+                    if not self.type_ok[tid]:
+                        i += 1; self.pos += 1
+                        continue
+                if n and ((self.cols & COL_STREAM and sizes[0] + rv.slen > MAX_COLUMN_BYTES)
+                          or (self.cols & COL_DATA and sizes[1] + rv.dlen > MAX_COLUMN_BYTES)
+                          or (self.cols & COL_METADATA and sizes[2] + rv.mlen > MAX_COLUMN_BYTES)):
+                    n_out[0] = n
+                    return PROBLEM_NONE  # the batch is full by bytes; resume at this record
+                self.sel[n] = rv.rec
+                self.sel_type[n] = <int32_t>tid
+                n += 1
+                sizes[0] += rv.slen
+                sizes[1] += rv.dlen
+                sizes[2] += rv.mlen
+                sizes[3] += rv.eid != NULL
+                i += 1; self.pos += 1
+            if i == fi.count:
+                self.off = fi.end
+                self.fresh_frame = True
+        n_out[0] = n
+        return PROBLEM_NONE
+
+    cdef _raise_problem(self):
+        cdef Segment seg = self.segs[self.problem_k] if self.problem_k < <size_t>len(self.segs) else None
+        path = seg.path if seg is not None else self.log.path
+        if self.problem == PROBLEM_NOMEM:
+            raise MemoryError("out of memory while scanning")
+        if self.problem == PROBLEM_FRAME:
+            reason = frame_status_reason(<FrameStatus>self.detail)
+        elif self.problem == PROBLEM_RECORD:
+            reason = f"record of position {self.pos}: " + _RECORD_PROBLEMS.get(self.detail, "bad record")
+        elif self.problem == PROBLEM_POSITION:
+            reason = f"frame or record out of position sequence at position {self.pos}"
+        else:
+            reason = f"the segments end before position {self.pos}, which the index holds"
+        raise CorruptionError(path, self.problem_off if seg is not None else None, reason)
+
+    cdef object _type_dictionary(self):
+        cdef uint64_t nt = self.types.n_streams
+        if self.type_dict is None or self.type_dict_n != nt:
+            self.type_dict = pa.array(
+                [self.types.streams[i].name[:self.types.streams[i].name_len].decode("utf-8", "replace")
+                 for i in range(nt)], pa.string())
+            self.type_dict_n = nt
+        return self.type_dict
+
+    cdef object _build(self, size_t n, uint64_t *sizes):
+        """Allocate every buffer of the batch once, then fill them without the GIL (pass 2)."""
+        cdef int cols = self.cols
+        cdef object b_pos = None, b_ver = None, b_ts = None, b_type = None, b_sof = None
+        cdef object b_sdat = None, b_dof = None, b_ddat = None, b_mof = None, b_mdat = None
+        cdef object b_id = None, b_idv = None
+        cdef uint64_t *p_pos = NULL
+        cdef uint64_t *p_ver = NULL
+        cdef int64_t *p_ts = NULL
+        cdef int32_t *p_type = NULL
+        cdef int32_t *p_sof = NULL
+        cdef int32_t *p_dof = NULL
+        cdef int32_t *p_mof = NULL
+        cdef unsigned char *p_sdat = NULL
+        cdef unsigned char *p_ddat = NULL
+        cdef unsigned char *p_mdat = NULL
+        cdef unsigned char *p_id = NULL
+        cdef unsigned char *p_idv = NULL
+        cdef bint id_nulls = sizes[3] != n
+        alloc = _allocate
+
+        if cols & COL_POSITION:
+            b_pos = alloc(8 * n); p_pos = <uint64_t *><size_t>b_pos.address
+        if cols & COL_VERSION:
+            b_ver = alloc(8 * n); p_ver = <uint64_t *><size_t>b_ver.address
+        if cols & COL_TIMESTAMP:
+            b_ts = alloc(8 * n); p_ts = <int64_t *><size_t>b_ts.address
+        if cols & COL_TYPE:
+            b_type = alloc(4 * n); p_type = <int32_t *><size_t>b_type.address
+        if cols & COL_STREAM:
+            b_sof = alloc(4 * (n + 1)); p_sof = <int32_t *><size_t>b_sof.address
+            b_sdat = alloc(sizes[0]); p_sdat = <unsigned char *><size_t>b_sdat.address
+        if cols & COL_DATA:
+            b_dof = alloc(4 * (n + 1)); p_dof = <int32_t *><size_t>b_dof.address
+            b_ddat = alloc(sizes[1]); p_ddat = <unsigned char *><size_t>b_ddat.address
+        if cols & COL_METADATA:
+            b_mof = alloc(4 * (n + 1)); p_mof = <int32_t *><size_t>b_mof.address
+            b_mdat = alloc(sizes[2]); p_mdat = <unsigned char *><size_t>b_mdat.address
+        if cols & COL_ID:
+            b_id = alloc(16 * n); p_id = <unsigned char *><size_t>b_id.address
+            if id_nulls:
+                b_idv = alloc((n + 7) // 8); p_idv = <unsigned char *><size_t>b_idv.address
+                memset(p_idv, 0, (n + 7) // 8)
+
+        # Pass 2: fill. The records were checked in pass 1; their mappings stay valid.
+        cdef size_t j
+        cdef const unsigned char *r
+        cdef const unsigned char *p
+        cdef uint32_t slen, tlen, mlen, dlen
+        cdef int32_t so = 0, do = 0, mo = 0
+        with nogil:
+            if p_sof != NULL: p_sof[0] = 0
+            if p_dof != NULL: p_dof[0] = 0
+            if p_mof != NULL: p_mof[0] = 0
+            for j in range(n):
+                r = self.sel[j]
+                if p_pos != NULL: p_pos[j] = ld64(r + 16)
+                if p_ver != NULL: p_ver[j] = ld64(r + 24)
+                if p_ts != NULL: p_ts[j] = <int64_t>ld64(r + 32)
+                if p_type != NULL: p_type[j] = self.sel_type[j]
+                p = r + RECORD_HEADER_BYTES
+                if r[11] & RECORD_HAS_ID:
+                    if p_id != NULL:
+                        memcpy(p_id + 16 * j, p, EVENT_ID_BYTES)
+                        if p_idv != NULL:
+                            p_idv[j >> 3] |= <unsigned char>(1 << (j & 7))
+                    p += EVENT_ID_BYTES
+                elif p_id != NULL:
+                    memset(p_id + 16 * j, 0, EVENT_ID_BYTES)
+                slen = ld16(r + 8)
+                tlen = r[10]
+                mlen = ld32(r + 12)
+                dlen = ld32(r + 40)
+                if p_sof != NULL:
+                    memcpy(p_sdat + so, p, slen)
+                    so += <int32_t>slen
+                    p_sof[j + 1] = so
+                p += slen + tlen
+                if p_mof != NULL:
+                    memcpy(p_mdat + mo, p, mlen)
+                    mo += <int32_t>mlen
+                    p_mof[j + 1] = mo
+                p += mlen
+                if p_dof != NULL:
+                    memcpy(p_ddat + do, p, dlen)
+                    do += <int32_t>dlen
+                    p_dof[j + 1] = do
+
+        arrays = []
+        for c in self.names:
+            if c == "position":
+                arrays.append(pa.Array.from_buffers(pa.uint64(), n, [None, b_pos]))
+            elif c == "version":
+                arrays.append(pa.Array.from_buffers(pa.uint64(), n, [None, b_ver]))
+            elif c == "timestamp":
+                arrays.append(pa.Array.from_buffers(_TYPES["timestamp"], n, [None, b_ts]))
+            elif c == "type":
+                idx = pa.Array.from_buffers(pa.int32(), n, [None, b_type])
+                arrays.append(pa.DictionaryArray.from_arrays(idx, self._type_dictionary()))
+            elif c == "stream":
+                arrays.append(pa.Array.from_buffers(pa.string(), n, [None, b_sof, b_sdat]))
+            elif c == "data":
+                arrays.append(pa.Array.from_buffers(pa.binary(), n, [None, b_dof, b_ddat]))
+            elif c == "metadata":
+                arrays.append(pa.Array.from_buffers(pa.binary(), n, [None, b_mof, b_mdat]))
+            else:
+                arrays.append(pa.Array.from_buffers(pa.binary(16), n, [b_idv, b_id],
+                                                    null_count=(n - sizes[3]) if id_nulls else 0))
+        return pa.RecordBatch.from_arrays(arrays, schema=schema_of(self.names))
