@@ -31,6 +31,7 @@ cdef class Log:
     cdef uint64_t *vers
     cdef size_t scratch_cap
     cdef readonly uint64_t checkpoint_through
+    cdef list _types
     cdef _open(self)
     cdef _create_store(self, str store_file)
     cdef bytes _read_store_header(self, str store_file)
@@ -54,5 +55,7 @@ cdef class Log:
     cdef object _retry_result(self, int64_t sid, uint64_t count, int64_t expected, uint64_t n, uint64_t n_first, const char *stream_of_first, const unsigned char *ids, const char **streams, const uint32_t *slens)
     cdef int _check_open(self) except -1
     cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict) except -1
+    cdef bint _view_seq(self, uint64_t position, FrameInfo *fi, RecordView *rv) except -1
+    cdef str _type_str(self, const unsigned char *p, uint32_t n)
     cdef RecordedEvent _event(self, RecordView *rv, str stream)
     cdef void _release(self) noexcept

@@ -179,6 +179,7 @@ cdef class Log:
         self._sync_lock = threading.Lock()
         self.failed = None
         self.closed = False
+        self._types = []
         try:
             self._open()
         except BaseException:
@@ -879,8 +880,55 @@ cdef class Log:
         return 0
 
     cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict) except -1:
-        """Find the record at `position` (< head): header CRC, trailer and record CRC checked.
+        """Random read: find the record at `position` (< head) with the fewest cache misses.
+        Checked: the frame's magic, extent and range (bounds), the record's CRC32C and
+        position, so what is returned is exactly what was written. The frame's own CRCs and
+        trailer are checked by sequential reads (_view_seq), scans and verify().
         A problem raises CorruptionError when strict, else returns False."""
+        cdef uint64_t e = self.pidx.get(position)
+        cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
+        cdef Segment seg = self.segments[ordinal]
+        cdef const unsigned char *h
+        cdef int rc = 0
+        cdef str reason = None
+        if seg.map_len < seg.end:
+            seg.ensure_mapped(seg.end, 0)
+        if fi.body == NULL or fi.offset != off or fi.end > seg.end \
+                or <uint64_t>(fi.body - seg.map) != off + FRAME_HEADER_BYTES:
+            h = seg.map + off
+            fi.body = NULL
+            if off + FRAME_OVERHEAD_BYTES > seg.end or ld32(h) != FRAME_MAGIC:
+                reason = "no frame where the position index points"
+            elif ld16(h + 28) != CODEC_NONE:
+                reason = "frame uses an unknown codec"
+            else:
+                fi.offset = off
+                fi.first_position = ld64(h + 16)
+                fi.count = ld32(h + 24)
+                fi.raw_bytes = fi.body_bytes = ld32(h + 32)
+                fi.end = off + FRAME_OVERHEAD_BYTES + fi.raw_bytes
+                if fi.end > seg.end or fi.count == 0 or <uint64_t>fi.count * 4 > fi.raw_bytes:
+                    reason = "frame extends past the end of its segment"
+                else:
+                    fi.body = h + FRAME_HEADER_BYTES
+        if reason is None and not (fi.first_position <= position < fi.first_position + fi.count):
+            reason = f"frame does not hold position {position}"
+        if reason is None:
+            rc = view_record(fi, <uint32_t>(position - fi.first_position), True, rv)
+            if rc == 0 and rv.position != position:
+                rc = 4
+            if rc:
+                reason = f"record of position {position}: " + _RECORD_PROBLEMS.get(rc, "record holds another position")
+        if reason is None:
+            return True
+        fi.body = NULL
+        if strict:
+            raise CorruptionError(seg.path, off, reason)
+        return False
+
+    cdef bint _view_seq(self, uint64_t position, FrameInfo *fi, RecordView *rv) except -1:
+        """Sequential read: check each frame whole once (header CRC, trailer, body CRC32C),
+        then view its records without per-record CRCs. Raises CorruptionError."""
         cdef uint64_t e = self.pidx.get(position)
         cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
         cdef Segment seg = self.segments[ordinal]
@@ -888,28 +936,38 @@ cdef class Log:
         cdef int rc
         if seg.map_len < seg.end:
             seg.ensure_mapped(seg.end, 0)
-        if fi.body == NULL or fi.offset != off or not (fi.first_position <= position < fi.first_position + fi.count) \
-                or fi.end > seg.end or <uint64_t>(fi.body - seg.map) != off + FRAME_HEADER_BYTES:
-            status = check_frame(seg.map, seg.end, off, seg.salt, False, fi)
+        if fi.body == NULL or fi.offset != off or fi.end > seg.end \
+                or <uint64_t>(fi.body - seg.map) != off + FRAME_HEADER_BYTES:
+            fi.body = NULL
+            status = check_frame(seg.map, seg.end, off, seg.salt, True, fi)
             if status != FRAME_OK:
                 fi.body = NULL
-                if strict:
-                    raise CorruptionError(seg.path, off, frame_status_reason(status))
-                return False
+                raise CorruptionError(seg.path, off, frame_status_reason(status))
             if not (fi.first_position <= position < fi.first_position + fi.count):
                 fi.body = NULL
-                if strict:
-                    raise CorruptionError(seg.path, off, f"frame does not hold position {position}")
-                return False
-        rc = view_record(fi, <uint32_t>(position - fi.first_position), True, rv)
+                raise CorruptionError(seg.path, off, f"frame does not hold position {position}")
+        rc = view_record(fi, <uint32_t>(position - fi.first_position), False, rv)
         if rc == 0 and rv.position != position:
             rc = 4
         if rc:
-            if strict:
-                raise CorruptionError(seg.path, off, f"record of position {position}: " +
-                                      _RECORD_PROBLEMS.get(rc, "record holds another position"))
-            return False
+            fi.body = NULL
+            raise CorruptionError(seg.path, off, f"record of position {position}: " +
+                                  _RECORD_PROBLEMS.get(rc, "record holds another position"))
         return True
+
+    cdef str _type_str(self, const unsigned char *p, uint32_t n):
+        """Event type names repeat: decode each distinct one once (a short linear cache)."""
+        cdef Py_ssize_t i, k = len(self._types)
+        cdef bytes key
+        for i in range(0, k, 2):
+            key = <bytes>self._types[i]
+            if PyBytes_GET_SIZE(key) == n and memcmp(PyBytes_AS_STRING(key), p, n) == 0:
+                return <str>self._types[i + 1]
+        cdef str t = PyUnicode_DecodeUTF8(<const char *>p, n, "strict")
+        if k < 128:
+            self._types.append(PyBytes_FromStringAndSize(<const char *>p, n))
+            self._types.append(t)
+        return t
 
     cdef RecordedEvent _event(self, RecordView *rv, str stream):
         cdef RecordedEvent ev = RecordedEvent.__new__(RecordedEvent)
@@ -917,7 +975,7 @@ cdef class Log:
         ev.version = rv.version
         ev.timestamp = rv.timestamp
         ev.stream = stream if stream is not None else PyUnicode_DecodeUTF8(<const char *>rv.stream, rv.slen, "strict")
-        ev.type = PyUnicode_DecodeUTF8(<const char *>rv.etype, rv.tlen, "strict")
+        ev.type = self._type_str(rv.etype, rv.tlen)
         ev.metadata = PyBytes_FromStringAndSize(<const char *>rv.meta, rv.mlen) if rv.mlen else b""
         ev.data = PyBytes_FromStringAndSize(<const char *>rv.data, rv.dlen)
         ev._id = PyBytes_FromStringAndSize(<const char *>rv.eid, 16) if rv.eid != NULL else None
@@ -939,11 +997,11 @@ cdef class Log:
             p = stop
             while p > start:
                 p -= 1
-                self._view(p, &fi, &rv, True)
+                self._view_seq(p, &fi, &rv)
                 out.append(self._event(&rv, None))
         else:
             for p in range(start, stop):
-                self._view(p, &fi, &rv, True)
+                self._view_seq(p, &fi, &rv)
                 out.append(self._event(&rv, None))
         return out
 
