@@ -1,0 +1,12 @@
+"""Type stubs of chronolog._core.crc (compiled): CRC32C for Python callers."""
+
+from typing_extensions import Buffer
+
+def crc32c(data: Buffer, crc: int = 0) -> int:
+    """Return the CRC32C of `data`, continuing from `crc`."""
+
+def crc32c_portable(data: Buffer, crc: int = 0) -> int:
+    """Return the CRC32C of `data` computed by the portable table code (for tests)."""
+
+def is_hardware() -> bool:
+    """True when CRC32C runs on the CPU's CRC instruction (SSE4.2 or ARMv8 CRC)."""

@@ -1,0 +1,19 @@
+"""Type stubs of chronolog._core.fileio (compiled): the core's one I/O layer."""
+
+class FileIO:
+    """Thin wrappers over the POSIX calls the log uses, with optional fault injection.
+
+    Ops: open, write, fsync (fsync and fdatasync), truncate, rename, unlink, fsync_dir.
+    """
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Calls made so far, per op."""
+
+    def __init__(self) -> None: ...
+    def inject(self, op: str, *, after: int = 0, errno: int = ..., persistent: bool = False) -> None:
+        """Fail the (after+1)-th call of `op` from now with `errno` (every later one too when
+        persistent)."""
+
+    def clear(self) -> None:
+        """Remove every injected fault."""

@@ -1,0 +1,14 @@
+"""Type stubs of chronolog._core.index (compiled): the derived position and stream indexes.
+
+Their methods are C-level only (used by the log); Python sees just the classes.
+"""
+
+class PositionIndex:
+    """position -> (segment ordinal << 32 | frame offset), dense from position 0."""
+
+    def __init__(self) -> None: ...
+
+class StreamIndex:
+    """stream name -> stream id -> positions by version."""
+
+    def __init__(self) -> None: ...

@@ -1,0 +1,30 @@
+"""Type stubs of chronolog._core.segment (compiled): segment files and their headers."""
+
+from chronolog._core.fileio import FileIO
+
+def segment_name(first_position: int) -> str:
+    """The file name of the segment that starts at `first_position`."""
+
+def encode_segment_header(first_position: int, salt: int, store_id: bytes,
+                          created_ns: int) -> bytes:
+    """The 64-byte header of a new segment."""
+
+def decode_segment_header(h: bytes, path: str, store_id: bytes) -> tuple[int, int]:
+    """Check a segment header; return (first_position, salt) or raise CorruptionError."""
+
+class Segment:
+    """One segment file of the log, read through a shared read-only mapping."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def first_position(self) -> int: ...
+    @property
+    def salt(self) -> int: ...
+    @property
+    def ordinal(self) -> int: ...
+    end: int
+    def __init__(self, io: FileIO, path: str, first_position: int, salt: int,
+                 ordinal: int) -> None: ...

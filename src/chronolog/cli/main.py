@@ -1,0 +1,87 @@
+"""The `chronolog` entry point: the argument parser, dispatch to one module per subcommand,
+and the one place that turns Chronolog errors into messages and exit codes.
+
+Exit codes: 0 success, 1 the command ran and found a problem (damage, bad input, a Chronolog
+error), 2 a usage error or a command that is not available yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import chronolog
+from chronolog.cli import demo, dump, ingest, store_info, verify
+from chronolog.cli.output import error
+from chronolog.errors import ChronologError
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+
+# Named by the design, not built yet: they answer with a clear error instead of pretending.
+NOT_AVAILABLE = {
+    "repair": "rebuild indexes / salvage a damaged store",
+    "tail": "follow new events as they are appended",
+    "project": "run a read model over the store",
+    "export": "export events or a read model to Parquet",
+    "bench": "run the benchmark suite",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand.
+
+    Example:
+        >>> build_parser().parse_args(["info", "data/shop"]).path
+        'data/shop'
+    """
+    parser = argparse.ArgumentParser(
+        prog="chronolog",
+        description="Chronolog: an embedded event store. Inspect, verify, ingest and demo.")
+    parser.add_argument("--version", action="version",
+                        version=f"chronolog {chronolog.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    store_info.add_init_parser(sub)
+    store_info.add_info_parser(sub)
+    verify.add_parser(sub)
+    dump.add_parser(sub)
+    ingest.add_parser(sub)
+    demo.add_parser(sub)
+    for name, what in NOT_AVAILABLE.items():
+        p = sub.add_parser(name, help=f"({what}: not available yet)", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (the console script exits with it).
+
+    Example:
+        >>> main(["verify", "data/shop"])  # doctest: +SKIP
+        0
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help, --version and usage errors
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    if args.func is None:
+        error(f"`chronolog {args.command}` ({NOT_AVAILABLE[args.command]}) is not available "
+              f"yet in chronolog {chronolog.__version__}; available: init, info, verify, dump, "
+              "ingest, demo")
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except ChronologError as exc:
+        error(str(exc))
+        return EXIT_PROBLEM
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
