@@ -4,9 +4,12 @@ cdef class FileIO:
     cdef bint _armed
     cdef dict _faults
     cdef readonly dict counts
+    cdef public object trace
+    cdef dict _paths
     cdef int _fault(self, str op) except -1
     cdef int open(self, str path, int flags, int mode) except -1
     cdef int close(self, int fd) except -1
+    cdef int dup(self, int fd) except -1
     cdef int pwrite_all(self, int fd, const void *buf, size_t n, uint64_t offset) except -1
     cdef int fsync(self, int fd) except -1
     cdef int fdatasync(self, int fd) except -1

@@ -7,7 +7,7 @@ import os
 
 from libc.errno cimport errno, EINTR
 from posix.fcntl cimport O_RDONLY, O_DIRECTORY
-from posix.unistd cimport close as c_close, fsync as c_fsync, ftruncate as c_ftruncate
+from posix.unistd cimport close as c_close, dup as c_dup, fsync as c_fsync, ftruncate as c_ftruncate
 from posix.types cimport off_t
 
 cdef extern from "<unistd.h>" nogil:
@@ -39,6 +39,13 @@ cdef class FileIO:
     fail with `E` (and every later one when persistent). Ops: open, write, fsync (fsync and
     fdatasync), truncate, rename, unlink, fsync_dir. `counts` tallies the calls per op.
 
+    `trace`, when set to a callable, is called after every successful operation as
+    `trace(op, path, offset, data)`: ("open", path, flags, None), ("write", path, offset,
+    bytes), ("fsync", path, 0, None), ("truncate", path, size, None), ("rename", src, 0, dst),
+    ("unlink", path, 0, None), ("fsync_dir", path, 0, None), ("close", path, 0, None). The
+    torture suite replays it to simulate a power loss (what was fsynced survives, the rest may
+    not).
+
     Invariants:
         - A failed pwrite may have written a prefix; the caller treats the file as suspect.
 
@@ -51,6 +58,8 @@ cdef class FileIO:
     """
 
     def __cinit__(self):
+        self.trace = None
+        self._paths = {}
         self._armed = False
         self._faults = {}
         self.counts = {op: 0 for op in _OPS}
@@ -93,6 +102,9 @@ cdef class FileIO:
             with nogil:
                 fd = c_open(cp, flags, mode)
             if fd >= 0:
+                if self.trace is not None:
+                    self._paths[fd] = path
+                    self.trace("open", path, flags, None)
                 return fd
             if errno != EINTR:
                 _raise_os(errno, "open", path)
@@ -100,7 +112,19 @@ cdef class FileIO:
     cdef int close(self, int fd) except -1:
         with nogil:
             c_close(fd)
+        if self.trace is not None:
+            self.trace("close", self._paths.pop(fd, None), 0, None)
         return 0
+
+    cdef int dup(self, int fd) except -1:
+        cdef int d
+        with nogil:
+            d = c_dup(fd)
+        if d < 0:
+            _raise_os(errno, "dup")
+        if self.trace is not None:
+            self._paths[d] = self._paths.get(fd)
+        return d
 
     cdef int pwrite_all(self, int fd, const void *buf, size_t n, uint64_t offset) except -1:
         self._fault("write")
@@ -120,6 +144,9 @@ cdef class FileIO:
                 offset += <uint64_t>w
         if err:
             _raise_os(err, "write")
+        if self.trace is not None:
+            self.trace("write", self._paths.get(fd), offset - (p - <const char *>buf),
+                       (<const char *>buf)[:p - <const char *>buf])
         return 0
 
     cdef int fsync(self, int fd) except -1:
@@ -129,6 +156,8 @@ cdef class FileIO:
             r = c_fsync(fd)
         if r != 0:
             _raise_os(errno, "fsync")
+        if self.trace is not None:
+            self.trace("fsync", self._paths.get(fd), 0, None)
         return 0
 
     cdef int fdatasync(self, int fd) except -1:
@@ -138,6 +167,8 @@ cdef class FileIO:
             r = c_fdatasync(fd)
         if r != 0:
             _raise_os(errno, "fdatasync")
+        if self.trace is not None:
+            self.trace("fsync", self._paths.get(fd), 0, None)
         return 0
 
     cdef int ftruncate(self, int fd, uint64_t size) except -1:
@@ -147,6 +178,8 @@ cdef class FileIO:
             r = c_ftruncate(fd, <off_t>size)
         if r != 0:
             _raise_os(errno, "ftruncate")
+        if self.trace is not None:
+            self.trace("truncate", self._paths.get(fd), size, None)
         return 0
 
     cdef int rename(self, str src, str dst) except -1:
@@ -159,6 +192,8 @@ cdef class FileIO:
             r = c_rename(ca, cb)
         if r != 0:
             _raise_os(errno, "rename", src)
+        if self.trace is not None:
+            self.trace("rename", src, 0, dst)
         return 0
 
     cdef int unlink(self, str path) except -1:
@@ -170,15 +205,21 @@ cdef class FileIO:
             r = c_unlink(ca)
         if r != 0:
             _raise_os(errno, "unlink", path)
+        if self.trace is not None:
+            self.trace("unlink", path, 0, None)
         return 0
 
     cdef int fsync_dir(self, str path) except -1:
         self._fault("fsync_dir")
         cdef int fd = self.open(path, O_RDONLY | O_DIRECTORY, 0)
-        cdef int r
+        cdef int r, err = 0
         with nogil:
             r = c_fsync(fd)
-            c_close(fd)
+            if r != 0:
+                err = errno
+        self.close(fd)
         if r != 0:
-            _raise_os(errno, "fsync of directory", path)
+            _raise_os(err, "fsync of directory", path)
+        if self.trace is not None:
+            self.trace("fsync_dir", path, 0, None)
         return 0

@@ -576,16 +576,15 @@ cdef class Log:
                 raise StoreFailedError(self.path, self.failed)
             target = self.written_seq
             seg = self.segments[len(self.segments) - 1]
-            fd = dup(seg.wfd)
-            if fd < 0:
-                raise OSError("cannot dup the segment file descriptor")
             try:
-                self.io.fdatasync(fd)
+                fd = self.io.dup(seg.wfd)
+                try:
+                    self.io.fdatasync(fd)
+                finally:
+                    self.io.close(fd)
             except OSError as exc:
                 self.failed = exc
                 raise StoreFailedError(self.path, exc) from exc
-            finally:
-                c_close(fd)
             if target > self.synced_seq:
                 self.synced_seq = target
         return 0
