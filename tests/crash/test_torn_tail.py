@@ -1,0 +1,104 @@
+"""Recovery of the newest segment: a torn tail (truncated at any byte of its last three frames)
+or trailing zeros/garbage is cut back to the last complete append, with or without index/.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+import chronolog as cl
+from _segments import Frame, build_small_store, copy_store, frame_extents, segment_files
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[cl.RecordedEvent]]:
+    template = tmp_path_factory.mktemp("torn") / "template"
+    return template, build_small_store(template)
+
+
+def _newest(store_dir: Path) -> tuple[Path, list[Frame]]:
+    seg = segment_files(store_dir)[-1]
+    return seg, frame_extents(seg)
+
+
+def _reopens_to_exactly(store_dir: Path, expected: list[cl.RecordedEvent], cut_at: int) -> None:
+    """Open (recovering), compare, append one event, reopen and find it right after them."""
+    seg = segment_files(store_dir)[-1]
+    with cl.EventStore.open(store_dir, durability="os", max_segment_bytes=4096) as store:
+        assert store.head == len(expected)
+        assert list(store.read_all()) == expected
+        report = store.verify()
+        assert report["ok"], report["problems"]
+        assert seg.stat().st_size == cut_at, "recovery did not cut the tail back to the last frame"
+        store.append("after-recovery", [cl.NewEvent("Appended", b"fresh")])
+    with cl.EventStore.open(store_dir, readonly=True) as store:
+        events = list(store.read_all())
+        assert events[:-1] == expected
+        assert (events[-1].position, events[-1].stream, events[-1].data) == (
+            len(expected), "after-recovery", b"fresh")
+        assert store.verify()["ok"]
+
+
+@pytest.mark.parametrize("index", ["kept", "deleted"])
+def test_truncation_at_every_byte_of_the_last_three_frames_reopens_to_the_complete_appends(
+        small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str) -> None:
+    template, events = small_store
+    seg, frames = _newest(template)
+    original = seg.read_bytes()
+    start = frames[-3].offset
+    for cut in range(start, len(original)):
+        case = copy_store(template, tmp_path / f"cut-{cut}")
+        if index == "deleted":
+            shutil.rmtree(case / "index")
+        os.truncate(case / seg.name, cut)
+        complete = [f for f in frames if f.end <= cut]
+        n = complete[-1].first_position + complete[-1].count
+        _reopens_to_exactly(case, events[:n], complete[-1].end)
+        shutil.rmtree(case)
+
+
+def _tails() -> list[tuple[str, bytes]]:
+    rng = random.Random(11)
+    tails = []
+    for size in (1, 7, 47, 48, 49, 300, 5000):
+        tails.append((f"zeros-{size}", bytes(size)))
+        tails.append((f"garbage-{size}", rng.randbytes(size)))
+    return tails
+
+
+@pytest.mark.parametrize("index", ["kept", "deleted"])
+@pytest.mark.parametrize("name,tail", _tails(), ids=[n for n, _ in _tails()])
+def test_zeros_or_garbage_after_the_last_frame_are_cut_on_open(
+        small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str,
+        name: str, tail: bytes) -> None:
+    template, events = small_store
+    case = copy_store(template, tmp_path / "case")
+    if index == "deleted":
+        shutil.rmtree(case / "index")
+    seg, frames = _newest(case)
+    with open(seg, "ab") as f:
+        f.write(tail)
+    _reopens_to_exactly(case, events, frames[-1].end)
+
+
+@pytest.mark.parametrize("index", ["kept", "deleted"])
+@pytest.mark.parametrize("missing", [1, 8, 30])
+def test_a_repeated_frame_missing_its_last_bytes_is_cut_on_open(
+        small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str,
+        missing: int) -> None:
+    # A torn write whose header is whole and checks: only its missing body/trailer shows it.
+    template, events = small_store
+    case = copy_store(template, tmp_path / "case")
+    if index == "deleted":
+        shutil.rmtree(case / "index")
+    seg, frames = _newest(case)
+    raw = seg.read_bytes()
+    last = raw[frames[-1].offset:frames[-1].end]
+    with open(seg, "ab") as f:
+        f.write(last[:-missing])
+    _reopens_to_exactly(case, events, frames[-1].end)
