@@ -1,0 +1,543 @@
+"""Subscriptions: catch up on history, then follow live appends (in this process or another),
+plus `wait_for` (read-your-writes) and the in-process append signal that wakes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from chronolog._core.events import RecordedEvent
+from chronolog.errors import InvalidArgumentError, StoreClosedError
+from chronolog.scan import make_scanner
+
+if TYPE_CHECKING:
+    from chronolog._core.log import Log
+
+__all__ = [
+    "AppendNotifier",
+    "AsyncSubscription",
+    "Subscription",
+    "subscribe",
+    "subscribe_async",
+    "wait_for",
+]
+
+DEFAULT_SUBSCRIBE_BATCH = 4096
+_POLL_MIN_S = 0.0005   # adaptive polling (no inotify): first sleep
+_POLL_MAX_S = 0.05     # and the longest
+
+T = TypeVar("T")
+
+
+class AppendNotifier:
+    """The in-process signal between a store and its readers: appends wake waiting
+    subscriptions, and closing the store waits for a scan batch in progress.
+
+    The store makes one, calls `notify()` after each append and `close()` before it releases
+    its files.
+
+    Invariants:
+        - once closed, `reading()` raises StoreClosedError and every waiter is woken;
+        - `close()` returns only when no `reading()` block is running.
+
+    Thread-safety: every method may be called from any thread.
+
+    Example:
+        >>> n = AppendNotifier()
+        >>> n.notify()
+        >>> n.close()
+    """
+
+    def __init__(self, path: str = "") -> None:
+        self._path = path
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0
+        self._readers = 0
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._closed
+
+    def notify(self) -> None:
+        """Wake every waiter (called after an append made new events visible). Costs a few
+        attribute reads when nobody waits."""
+        # The waiter increments _waiting under the lock before it checks the head; the appender
+        # moved the head before reading _waiting. Under the GIL one of the two sees the other.
+        if self._waiting:
+            with self._cond:
+                self._cond.notify_all()
+
+    def wait(self, is_done: Callable[[], bool], timeout: float | None) -> bool:
+        """Block until is_done() (checked after each notify), close, or timeout. Returns
+        is_done()."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._waiting += 1
+            try:
+                while not is_done() and not self._closed:
+                    if deadline is None:
+                        self._cond.wait()
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or not self._cond.wait(remaining):
+                            break
+            finally:
+                self._waiting -= 1
+        return is_done()
+
+    def wake(self) -> None:
+        """Wake every waiter so it re-checks its condition (a subscription being closed)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold off close() while the block runs (a scan batch reading mapped segments).
+
+        Raises:
+            StoreClosedError: the store is closed.
+        """
+        with self._cond:
+            if self._closed:
+                raise StoreClosedError(self._path)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0 and self._closed:
+                    self._cond.notify_all()
+
+    def close(self) -> None:
+        """Refuse new readers, wake every waiter, and wait for readers in progress."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            while self._readers:
+                self._cond.wait()
+
+
+class _DirectoryWatch:
+    """inotify on the store directory (Linux): a segment written or created by another
+    process makes `wait` return. A self-pipe lets another thread interrupt a wait."""
+
+    IN_MODIFY = 0x00000002
+    IN_MOVED_TO = 0x00000080
+    IN_CREATE = 0x00000100
+
+    def __init__(self, path: str) -> None:
+        self.fd = -1
+        libc_name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        mask = self.IN_MODIFY | self.IN_MOVED_TO | self.IN_CREATE
+        if libc.inotify_add_watch(fd, os.fsencode(path), mask) < 0:
+            err = ctypes.get_errno()
+            os.close(fd)
+            raise OSError(err, "inotify_add_watch failed")
+        self.fd = fd
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN)
+        self.poller.register(self.wake_r, select.POLLIN)
+
+    def drain(self) -> None:
+        """Forget the events seen so far (call before looking at the log again)."""
+        for fd in (self.fd, self.wake_r):
+            try:
+                while os.read(fd, 65536):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def wait(self, timeout: float | None) -> None:
+        self.poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.wake_w, b"!")
+
+    def close(self) -> None:
+        for fd in (self.fd, self.wake_r, self.wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fd = -1
+
+
+class _HeadWaiter:
+    """Waits for a log's head to move: the notifier in the writer's process, inotify for a
+    read-only handle (another process writes), an adaptive sleep where neither works."""
+
+    def __init__(self, log: Log, notifier: AppendNotifier | None) -> None:
+        self.log = log
+        self.notifier = notifier if not log.readonly else None
+        self.watch: _DirectoryWatch | None = None
+        self.woken = threading.Event()
+        if log.readonly:
+            try:
+                self.watch = _DirectoryWatch(log.path)
+            except (OSError, AttributeError):
+                self.watch = None  # not Linux, or out of watches: poll
+        self._delay = _POLL_MIN_S
+
+    def head(self) -> int:
+        """The head now (a read-only handle first indexes what the writer appended)."""
+        if self.log.closed or (self.notifier is not None and self.notifier.closed):
+            raise StoreClosedError(self.log.path)
+        if self.watch is not None:
+            self.watch.drain()  # before the refresh, so no append slips between the two
+        return int(self.log.refresh() if self.log.readonly else self.log.head)
+
+    def wait_beyond(self, seen: int, timeout: float | None, stop: Callable[[], bool]) -> None:
+        """Return when the head may have moved past `seen` (the head last looked at), on
+        wake(), or after `timeout`."""
+        if self.notifier is not None:
+            self.notifier.wait(lambda: self.log.closed or self.log.head > seen or stop(), timeout)
+        elif self.watch is not None:
+            self.watch.wait(timeout)
+        else:
+            delay = self._delay if timeout is None else min(self._delay, timeout)
+            self.woken.wait(delay)
+            self._delay = min(self._delay * 2, _POLL_MAX_S)
+
+    def progressed(self) -> None:
+        self._delay = _POLL_MIN_S
+
+    def wake(self) -> None:
+        self.woken.set()
+        if self.notifier is not None:
+            self.notifier.wake()
+        if self.watch is not None:
+            self.watch.wake()
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+
+
+class Subscription(Generic[T]):
+    """A catch-up subscription: replays the store from a position, then follows appends.
+
+    Yields RecordedEvents (or, with batches=True, Arrow RecordBatches with the scan's
+    columns) in position order, every matching event exactly once, without gaps. History is
+    read in chunks of batch_size events, so a subscription that falls behind holds at most
+    one chunk in memory and never slows the writer.
+
+    With a timeout, iteration stops (StopIteration) when nothing new arrives for that many
+    seconds; iterate again to go on from where it stopped. close(), from any thread, ends a
+    blocked iteration promptly.
+
+    Invariants:
+        - `position` is the next position to examine; every event below it that matches the
+          filters was yielded once (or is waiting in the current chunk).
+
+    Thread-safety: iterate from one thread at a time; close() may be called from any thread.
+
+    Example:
+        >>> with store.subscribe(from_position=0, timeout=1.0) as sub:  # doctest: +SKIP
+        ...     for event in sub:
+        ...         print(event.position, event.type)
+    """
+
+    def __init__(self, log: Log, notifier: AppendNotifier | None, from_position: int = 0, *,
+                 types: Iterable[str] | None = None, stream_prefix: str | None = None,
+                 batch_size: int = DEFAULT_SUBSCRIBE_BATCH, batches: bool = False,
+                 timeout: float | None = None) -> None:
+        if isinstance(from_position, bool) or not isinstance(from_position, int) or from_position < 0:
+            raise InvalidArgumentError(f"from_position must be an int >= 0, got {from_position!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise InvalidArgumentError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        if stream_prefix is not None and not isinstance(stream_prefix, str):
+            raise InvalidArgumentError(f"stream_prefix must be a str or None, got {stream_prefix!r}")
+        if log.closed:
+            raise StoreClosedError(log.path)
+        self._log = log
+        self._notifier = notifier
+        self._next = from_position
+        self._types = None if types is None else list(types)
+        self._prefix = stream_prefix or None
+        self._batch_size = batch_size
+        self._batches = batches
+        self._timeout = timeout
+        self._pending: deque[Any] = deque()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._busy = False
+        # Validate the filters now (the scanner refuses bad ones) rather than on first next().
+        make_scanner(log, 0, 0, types=self._types, stream_prefix=self._prefix)
+        self._waiter = _HeadWaiter(log, notifier)
+
+    @property
+    def position(self) -> int:
+        """The next position this subscription will look at."""
+        return self._next
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._closed
+
+    def __iter__(self) -> Subscription[T]:
+        return self
+
+    def __next__(self) -> T:
+        item = self.next(self._timeout)
+        if item is None:
+            raise StopIteration
+        return item
+
+    def __enter__(self) -> Subscription[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the subscription; a blocked iteration (in any thread) returns promptly.
+
+        Example:
+            >>> sub.close()  # doctest: +SKIP
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            busy = self._busy
+        self._waiter.wake()
+        if not busy:
+            self._waiter.close()
+
+    def next(self, timeout: float | None = None) -> T | None:
+        """The next item, waiting up to `timeout` seconds (None: forever); None on timeout
+        or once closed.
+
+        Raises:
+            StoreClosedError: the store was closed under the subscription.
+            CorruptionError: a frame read fails its checks.
+        """
+        with self._lock:
+            if self._busy:
+                raise RuntimeError("a Subscription is iterated by one thread at a time")
+            if self._closed:
+                return None
+            self._busy = True
+        try:
+            return self._next_item(timeout)
+        finally:
+            with self._lock:
+                self._busy = False
+                closed = self._closed
+            if closed:
+                self._waiter.close()
+
+    def take(self, timeout: float | None = None) -> list[T]:
+        """Every item ready now (at most one chunk), waiting up to `timeout` for the first;
+        [] on timeout or once closed."""
+        first = self.next(timeout)
+        if first is None:
+            return []
+        out = [first]
+        while self._pending:
+            out.append(self._pending.popleft())
+        return out
+
+    def _next_item(self, timeout: float | None) -> T | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closed:
+            if self._pending:
+                return self._pending.popleft()  # type: ignore[no-any-return]
+            head = self._waiter.head()
+            if self._next < head:
+                self._fetch(head)
+                self._waiter.progressed()
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            self._waiter.wait_beyond(head, remaining, lambda: self._closed)
+        return None
+
+    def _fetch(self, head: int) -> None:
+        """Read the next chunk of [next, head) into _pending."""
+        stop = min(head, self._next + self._batch_size) if self._types is None \
+            and self._prefix is None else head
+        notifier = self._notifier
+        with notifier.reading() if notifier is not None else contextlib.nullcontext():
+            if self._batches:
+                scanner = make_scanner(self._log, self._next, stop, types=self._types,
+                                       stream_prefix=self._prefix, batch_size=self._batch_size)
+                batch = scanner.next_batch()
+                if batch is not None:
+                    self._pending.append(batch)
+                self._next = scanner.position if batch is not None else stop
+            elif self._types is None and self._prefix is None:
+                self._pending.extend(self._log.read_positions(self._next, stop, False))
+                self._next = stop
+            else:
+                scanner = make_scanner(self._log, self._next, stop, types=self._types,
+                                       stream_prefix=self._prefix, batch_size=self._batch_size,
+                                       columns=["position"])
+                batch = scanner.next_batch()
+                if batch is not None:
+                    self._pending.extend(_read_runs(self._log, batch.column(0).to_numpy()))
+                self._next = scanner.position if batch is not None else stop
+
+
+def _read_runs(log: Log, positions: Any) -> list[RecordedEvent]:
+    """RecordedEvents of sorted positions, read one contiguous run at a time."""
+    out: list[RecordedEvent] = []
+    n = len(positions)
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and positions[j] == positions[j - 1] + 1:
+            j += 1
+        out.extend(log.read_positions(int(positions[i]), int(positions[j - 1]) + 1, False))
+        i = j
+    return out
+
+
+class AsyncSubscription(Generic[T]):
+    """The asyncio form of Subscription: `async for event in store.subscribe_async(...)`.
+
+    Waits run in one worker thread owned by the subscription, so the event loop never
+    blocks; items arrive a chunk at a time. Same ordering, filters and timeout as
+    Subscription (a timeout ends the `async for`).
+
+    Thread-safety: use from one event loop; close() may be called from anywhere.
+
+    Example:
+        >>> async with store.subscribe_async(timeout=1.0) as sub:  # doctest: +SKIP
+        ...     async for event in sub:
+        ...         print(event.position)
+    """
+
+    def __init__(self, sub: Subscription[T]) -> None:
+        self._sub = sub
+        self._ready: deque[T] = deque()
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def position(self) -> int:
+        """The next position the subscription will look at."""
+        return self._sub.position
+
+    def __aiter__(self) -> AsyncSubscription[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._ready:
+            return self._ready.popleft()
+        if self._sub.closed:
+            raise StopAsyncIteration
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="chronolog-subscribe")
+        loop = asyncio.get_running_loop()
+        try:
+            items = await loop.run_in_executor(self._executor, self._sub.take, self._sub._timeout)
+        except asyncio.CancelledError:
+            self.close()
+            raise
+        if not items:
+            raise StopAsyncIteration
+        self._ready.extend(items[1:])
+        return items[0]
+
+    async def __aenter__(self) -> AsyncSubscription[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    async def aclose(self) -> None:
+        """Close the subscription (async spelling)."""
+        self.close()
+
+    def close(self) -> None:
+        """End the subscription; a pending `async for` step ends promptly."""
+        self._sub.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+
+def subscribe(log: Log, notifier: AppendNotifier | None, from_position: int = 0, *,
+              types: Iterable[str] | None = None, stream_prefix: str | None = None,
+              batch_size: int = DEFAULT_SUBSCRIBE_BATCH, batches: bool = False,
+              timeout: float | None = None) -> Subscription[Any]:
+    """A catch-up subscription over `log` (see Subscription); EventStore.subscribe calls it.
+
+    Example:
+        >>> sub = subscribe(store._log, store._notifier, 0, timeout=0.1)  # doctest: +SKIP
+    """
+    return Subscription(log, notifier, from_position, types=types, stream_prefix=stream_prefix,
+                        batch_size=batch_size, batches=batches, timeout=timeout)
+
+
+def subscribe_async(log: Log, notifier: AppendNotifier | None, from_position: int = 0, *,
+                    types: Iterable[str] | None = None, stream_prefix: str | None = None,
+                    batch_size: int = DEFAULT_SUBSCRIBE_BATCH, batches: bool = False,
+                    timeout: float | None = None) -> AsyncSubscription[Any]:
+    """The asyncio form of subscribe (see AsyncSubscription).
+
+    Example:
+        >>> async for ev in subscribe_async(store._log, store._notifier, timeout=0.1):  # doctest: +SKIP
+        ...     pass
+    """
+    return AsyncSubscription(subscribe(log, notifier, from_position, types=types,
+                                       stream_prefix=stream_prefix, batch_size=batch_size,
+                                       batches=batches, timeout=timeout))
+
+
+def wait_for(log: Log, notifier: AppendNotifier | None, position: int,
+             timeout: float | None = None) -> bool:
+    """Block until the event at `position` is visible to `log` (read-your-writes, also for a
+    read-only handle following another process). Returns False on timeout.
+
+    Raises:
+        InvalidArgumentError: a negative position or timeout.
+        StoreClosedError: the store is (or gets) closed.
+
+    Example:
+        >>> res = writer.append("order-7", [NewEvent("OrderPlaced", b"{}")])  # doctest: +SKIP
+        >>> reader.wait_for(res.last_position, timeout=5.0)  # doctest: +SKIP
+        True
+    """
+    if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+        raise InvalidArgumentError(f"position must be an int >= 0, got {position!r}")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise InvalidArgumentError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    waiter = _HeadWaiter(log, notifier)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            head = waiter.head()
+            if head > position:
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            waiter.wait_beyond(head, remaining, lambda: False)
+            if notifier is not None and notifier.closed:
+                raise StoreClosedError(log.path)
+    finally:
+        waiter.close()
+
