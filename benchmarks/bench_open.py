@@ -1,0 +1,201 @@
+"""Open and memory benchmarks: the time to open a store of 10 million events (against one of
+1 million, after a clean close and after a kill -9), and the peak RSS of a process that
+ingests 10 million events with append_batch.
+
+The big stores are built once under the benchmark directory (default /tmp/chronolog-bench,
+~2.7 GB for 10M events) and reused by later runs. Every measurement runs in a child process
+(`python -m benchmarks.bench_open …`), so caches and imports of the parent do not leak in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.baselines import BenchContext, Figure, median, remove
+from benchmarks.workload import WorkloadSpec
+
+REPO = Path(__file__).resolve().parent.parent
+_BUILD_VERSION = 1  # bump when the workload or the store format changes
+
+
+def _rss_mb() -> float:
+    """This process's peak resident set size so far, in MB (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(*args: str, timeout: float = 3600) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_open", *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"benchmark child {args} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+# ---------------------------------------------------------------------- child entry points
+
+def child_ingest(path: str, n_events: int, n_streams: int, kill: bool) -> None:
+    """Ingest the workload into a new store with append_batch (10,000 per batch), generating
+    it chunk by chunk; print peak RSS after imports and after the ingestion as JSON; then
+    close, or SIGKILL ourselves (the kill -9 state)."""
+    import chronolog as cl
+    from benchmarks.workload import iter_batches
+
+    spec = WorkloadSpec(n_events, n_streams)
+    rss_imports = _rss_mb()
+    store = cl.EventStore.open(path, durability="os")
+    appending = 0.0
+    for table in iter_batches(spec, 10_000):
+        t0 = time.perf_counter()
+        store.append_batch(table.column("stream").chunk(0), table.column("type").chunk(0),
+                           table.column("data").chunk(0))
+        appending += time.perf_counter() - t0
+    head = store.head
+    peak = _rss_mb()
+    print(json.dumps({"rss_imports_mb": rss_imports, "rss_peak_mb": peak, "head": head,
+                      "append_s": appending}), flush=True)
+    if kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+    store.close()
+
+
+def child_open(path: str) -> None:
+    """Time EventStore.open (and close) of an existing store, after a warm-up open of a tiny
+    store so that imports and first-call costs are not counted; print JSON."""
+    import chronolog as cl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cl.EventStore.open(tmp + "/warm", durability="os").close()
+    t0 = time.perf_counter()
+    store = cl.EventStore.open(path, durability="os")
+    t1 = time.perf_counter()
+    head = store.head
+    store.close()
+    t2 = time.perf_counter()
+    print(json.dumps({"open_s": t1 - t0, "close_s": t2 - t1, "head": head}), flush=True)
+
+
+# ---------------------------------------------------------------------- building and reusing
+
+def big_store(root: Path, n_events: int, n_streams: int, ctx_notes: list[str]) -> tuple[Path, dict[str, Any]]:
+    """The store of `n_events` under root (built now when missing): returns (its folder,
+    its build record). The folder holds store/ (cleanly closed), index.killed/ (the index
+    checkpoints as a kill -9 at the end of the build left them) and index.clean/."""
+    home = root / f"open-v{_BUILD_VERSION}-{n_events}-{n_streams}"
+    record_path = home / "built.json"
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        ctx_notes.append(f"reused the {n_events:,}-event store built {record['built']}")
+        return home, record
+    free = shutil.disk_usage(root).free
+    need = n_events * 300 * 1.3
+    if free < need:
+        raise RuntimeError(f"{root} has {free / 1e9:.1f} GB free, building {n_events:,} events "
+                           f"needs about {need / 1e9:.1f} GB; free some space or set CHRONOLOG_BENCH_DIR")
+    remove(home)
+    home.mkdir(parents=True)
+    store = home / "store"
+    built = _child("ingest", str(store), str(n_events), str(n_streams), "kill")
+    shutil.copytree(store / "index", home / "index.killed")
+    reopened = _child("open", str(store))  # recovers, then closes cleanly (checkpoint)
+    shutil.copytree(store / "index", home / "index.clean")
+    record = {"built": time.strftime("%Y-%m-%d %H:%M"), "n_events": n_events,
+              "n_streams": n_streams, "build": built, "first_open_after_kill_s": reopened["open_s"]}
+    record_path.write_text(json.dumps(record, indent=1))
+    return home, record
+
+
+def _with_index(home: Path, which: str | None) -> None:
+    """Put an index state in place: 'killed', 'clean', or None (no index at all)."""
+    index = home / "store" / "index"
+    remove(index)
+    if which is not None:
+        shutil.copytree(home / f"index.{which}", index)
+
+
+def open_times(home: Path, state: str | None, repeats: int) -> list[float]:
+    times = []
+    try:
+        for _ in range(repeats):
+            _with_index(home, state)
+            times.append(_child("open", str(home / "store"))["open_s"])
+    finally:
+        _with_index(home, "clean")
+    return times
+
+
+# ---------------------------------------------------------------------- run_core figures
+
+def measure(ctx: BenchContext) -> list[Figure]:
+    """Open times (10M against 1M; quick: 1M against 100k) and the peak RSS of ingestion."""
+    small_n, big_n = (100_000, 1_000_000) if ctx.quick else (1_000_000, 10_000_000)
+    small, _ = big_store(ctx.root, small_n, small_n // 100, ctx.notes)
+    big, big_record = big_store(ctx.root, big_n, big_n // 100, ctx.notes)
+    clean_small, clean_big, killed_big = [], [], []
+    repeats = max(ctx.repeats, 5)
+    for _ in range(repeats):  # interleaved: a noisy moment hurts both sizes
+        clean_small += open_times(small, "clean", 1)
+        clean_big += open_times(big, "clean", 1)
+        killed_big += open_times(big, "killed", 1)
+    rebuild_small = open_times(small, None, ctx.repeats)
+    # Peak RSS: a fresh ingestion of big_n events in a child (into scratch, then removed).
+    rss_dir = ctx.fresh_dir("rss")
+    rss = _child("ingest", str(rss_dir / "store"), str(big_n), str(big_n // 100), "close")
+    remove(rss_dir)
+    ms = 1000.0
+    b, s = f"{big_n // 1_000_000}M" if big_n >= 1_000_000 else f"{big_n // 1000}k", \
+        f"{small_n // 1_000_000}M" if small_n >= 1_000_000 else f"{small_n // 1000}k"
+    t_big, t_small = median(clean_big), median(clean_small)
+    return [
+        Figure(f"open {b} events (after clean close)", "ms", t_big * ms, f"open {s} events",
+               t_small * ms, target=100.0, kind="max", detail=f"median of {repeats}, child process"),
+        Figure(f"open {b} / open {s} (after clean close)", "x", t_big / t_small,
+               target=2.0, kind="max", detail="time ratio"),
+        Figure(f"open {b} events after kill -9 (checkpoint at last roll)", "ms", median(killed_big) * ms,
+               f"open {b} after clean close", t_big * ms, kind="info",
+               detail=f"first open after the build's kill: {big_record['first_open_after_kill_s'] * ms:.0f} ms"),
+        Figure(f"open {s} events with no index (full rebuild)", "ms", median(rebuild_small) * ms,
+               f"open {s} after clean close", t_small * ms, kind="info"),
+        Figure(f"peak RSS ingesting {b} events (append_batch 10k)", "MB", rss["rss_peak_mb"],
+               "RSS after imports", rss["rss_imports_mb"], target=300.0, kind="max",
+               detail=f"ru_maxrss of a child; appending took {rss['append_s']:.1f} s "
+                      f"({big_n / rss['append_s'] / 1e6:.2f} M ev/s sustained)"),
+    ]
+
+
+# ---------------------------------------------------------------------- pytest-benchmark
+
+def test_open_clean_store(benchmark, small_workload, tmp_path: Path) -> None:
+    import chronolog as cl
+
+    path = tmp_path / "store"
+    with cl.EventStore.open(path, durability="os") as store:
+        for streams, types, datas in small_workload.batches(10_000):
+            store.append_batch(streams, types, datas)
+    benchmark.extra_info["events"] = len(small_workload)
+    benchmark(lambda: cl.EventStore.open(path, durability="os").close())
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "ingest":
+        child_ingest(argv[1], int(argv[2]), int(argv[3]), kill=argv[4] == "kill")
+    elif argv[0] == "open":
+        child_open(argv[1])
+    else:
+        raise SystemExit(f"usage: python -m benchmarks.bench_open ingest PATH N STREAMS kill|close | open PATH")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
