@@ -28,7 +28,6 @@ from chronolog.domain import (
     event,
 )
 
-
 # ---------------------------------------------------------------- the rules' exceptions
 
 class OrderError(Exception):
@@ -208,20 +207,20 @@ class Shop(Application):
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        with cl.EventStore.open(f"{tmp}/shop", durability="os") as store:
-            shop = Shop(store, snapshots={Order: SnapshotPolicy(every=50)})
-            shop.register_customer("ada", "Ada Lovelace")
-            shop.place_order("7", "ada", command_id="place-7")
-            shop.add_line("7", "book", 2, 1250)
-            shop.pay("7", 2500, command_id="pay-7")
-            again = shop.pay("7", 2500, command_id="pay-7")  # a retry: recorded once
-            order = shop.repository(Order).get("7")
-            print(order, order.status, order.total_cents, "duplicate retry:", again.duplicate)
-            try:
-                shop.cancel("7", "changed my mind")
-            except PaidOrderCannotBeCancelled as exc:
-                print("refused:", exc)
+    with tempfile.TemporaryDirectory() as tmp, \
+            cl.EventStore.open(f"{tmp}/shop", durability="os") as store:
+        shop = Shop(store, snapshots={Order: SnapshotPolicy(every=50)})
+        shop.register_customer("ada", "Ada Lovelace")
+        shop.place_order("7", "ada", command_id="place-7")
+        shop.add_line("7", "book", 2, 1250)
+        shop.pay("7", 2500, command_id="pay-7")
+        again = shop.pay("7", 2500, command_id="pay-7")  # a retry: recorded once
+        order = shop.repository(Order).get("7")
+        print(order, order.status, order.total_cents, "duplicate retry:", again.duplicate)
+        try:
+            shop.cancel("7", "changed my mind")
+        except PaidOrderCannotBeCancelled as exc:
+            print("refused:", exc)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ class _EventMethod:
 
     def handler(self) -> Handler:
         """The function that applies a recorded event: the method body, fed the fields."""
-        cls = self.event_class
+        if self._cls is None:
+            self._resolve()
         fn = self.fn
         if self._positional:
             astuple = msgspec.structs.astuple
@@ -311,6 +312,6 @@ def _table(cls: type) -> _Table:
             raise EventDefinitionError(
                 f"{cls.__name__} applies two classes with the event type {codec.event_type!r}")
         by_type[codec.event_type] = (codec, handler)
-    table = _Table(by_class, by_type, getattr(cls, "apply") is not Aggregate.apply)
+    table = _Table(by_class, by_type, cls.apply is not Aggregate.apply)
     type.__setattr__(cls, "_chronolog_table", table)
     return table

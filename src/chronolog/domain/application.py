@@ -19,7 +19,7 @@ from chronolog.domain.upcasting import Upcasters
 from chronolog.errors import InvalidArgumentError, WrongExpectedVersionError
 from chronolog.store import NO_STREAM, EventStore
 
-__all__ = ["Application", "CommandContext", "CommandResult", "command", "command_uuid", "COMMAND_PREFIX"]
+__all__ = ["COMMAND_PREFIX", "Application", "CommandContext", "CommandResult", "command", "command_uuid"]
 
 A = TypeVar("A", bound=Aggregate)
 

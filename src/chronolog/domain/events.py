@@ -86,8 +86,16 @@ class EventCodec:
         (Paid(amount=2), b'{"v":1}')
     """
 
-    __slots__ = ("cls", "event_type", "schema_version", "encoding", "metadata", "encode",
-                 "decode", "decode_raw")
+    __slots__ = (
+        "cls",
+        "decode",
+        "decode_raw",
+        "encode",
+        "encoding",
+        "event_type",
+        "metadata",
+        "schema_version",
+    )
 
     def __init__(self, cls: type[DomainEvent]) -> None:
         self.cls = cls

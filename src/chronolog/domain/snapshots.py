@@ -19,8 +19,14 @@ from chronolog.domain.upcasting import Upcasters
 from chronolog.errors import InvalidArgumentError
 from chronolog.store import ANY, EventStore
 
-__all__ = ["SnapshotPolicy", "StateCodec", "SnapshotStreams", "BulkSnapshot",
-           "SNAPSHOT_PREFIX", "SNAPSHOT_TYPE"]
+__all__ = [
+    "SNAPSHOT_PREFIX",
+    "SNAPSHOT_TYPE",
+    "BulkSnapshot",
+    "SnapshotPolicy",
+    "SnapshotStreams",
+    "StateCodec",
+]
 
 SNAPSHOT_PREFIX = "$snapshot-"
 SNAPSHOT_TYPE = "$snapshot"

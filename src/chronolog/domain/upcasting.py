@@ -8,7 +8,7 @@ from typing import Any
 
 from chronolog.domain.errors import EventDefinitionError, UpcastError
 
-__all__ = ["Upcasters", "Upcaster"]
+__all__ = ["Upcaster", "Upcasters"]
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
