@@ -1,0 +1,256 @@
+"""Several processes on one store: one writer (a second gets StoreLockedError at once, never a
+hang), and read-only processes that follow the writer and only ever see whole appends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import chronolog as cl
+
+HANG_GUARD_SECONDS = 5.0  # a refused open must come back well within this (it must not block)
+WAIT_SECONDS = 60.0  # generous bound for child processes on a loaded machine (hang guard)
+
+TRY_OPEN = """
+import sys, time
+import chronolog as cl
+t = time.monotonic()
+try:
+    cl.EventStore.open(sys.argv[1])
+    print("opened", time.monotonic() - t)
+except cl.StoreLockedError as exc:
+    print("locked", time.monotonic() - t, exc.path)
+"""
+
+HOLD = """
+import sys
+import chronolog as cl
+store = cl.EventStore.open(sys.argv[1], durability="os")
+store.append("held", [cl.NewEvent("Held", b"1")])
+print("R", flush=True)
+for line in sys.stdin:  # each line: append one more event and say so; EOF: close and exit
+    store.append("held", [cl.NewEvent("Held", line.strip().encode())])
+    print("A", flush=True)
+store.close()
+"""
+
+# Batch k holds k % 5 + 1 events, every one tagged with k; half of them through append_batch
+# over several streams. Halfway it stops until the parent says "go" (a guaranteed live view).
+TAIL_WRITER = """
+import json, sys, time
+import chronolog as cl
+path, batches = sys.argv[1], int(sys.argv[2])
+with cl.EventStore.open(path, durability="os", max_segment_bytes=16384) as store:
+    print("R", flush=True)
+    for k in range(batches):
+        if k == batches // 2:
+            print("H", store.head, flush=True)
+            sys.stdin.readline()
+        n = k % 5 + 1
+        datas = [json.dumps({"batch": k, "i": i, "n": n}).encode() + b" " * (k * 37 % 400)
+                 for i in range(n)]
+        if k % 2:
+            store.append_batch([f"tail-{(k + i) % 7}" for i in range(n)], ["Tagged"] * n, datas)
+        else:
+            store.append(f"tail-{k % 7}", [cl.NewEvent("Tagged", d) for d in datas])
+        if k % 16 == 0:
+            time.sleep(0.001)  # let the reader in between appends now and then
+print("D", flush=True)
+"""
+
+
+def _spawn(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _expect_line(proc: subprocess.Popen[str], prefix: str) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith(prefix):
+        proc.kill()
+        _, err = proc.communicate(timeout=WAIT_SECONDS)
+        raise AssertionError(f"expected {prefix!r} from the child, got {line!r}; stderr:\n{err}")
+    return line
+
+
+def _finish(proc: subprocess.Popen[str]) -> None:
+    try:
+        _, err = proc.communicate(timeout=WAIT_SECONDS)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+
+
+def _open_in_thread(path: Path, **kwargs: Any) -> BaseException | cl.EventStore:
+    """Open in a thread; fail (instead of hanging the suite) if it does not return in time."""
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append(cl.EventStore.open(path, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(HANG_GUARD_SECONDS)
+    assert not t.is_alive(), f"EventStore.open blocked for more than {HANG_GUARD_SECONDS} s"
+    return box[0]
+
+
+def test_a_second_writer_in_another_process_gets_store_locked_error_at_once(tmp_path: Path) -> None:
+    with cl.EventStore.open(tmp_path / "s", durability="os"):
+        out = subprocess.run([sys.executable, "-c", TRY_OPEN, str(tmp_path / "s")],
+                             capture_output=True, text=True, timeout=WAIT_SECONDS)
+    assert out.returncode == 0, out.stderr
+    verdict, elapsed, where = out.stdout.split()
+    assert verdict == "locked"
+    assert float(elapsed) < HANG_GUARD_SECONDS  # hang check: the open must not wait for the lock
+    assert where == str((tmp_path / "s").resolve())
+
+
+def test_opening_a_store_that_another_process_writes_raises_store_locked_error_at_once(
+        tmp_path: Path) -> None:
+    holder = _spawn(HOLD, str(tmp_path / "s"))
+    try:
+        _expect_line(holder, "R")
+        result = _open_in_thread(tmp_path / "s")
+        assert isinstance(result, cl.StoreLockedError), result
+    finally:
+        _finish(holder)  # closes its stdin: the holder closes the store and exits
+
+
+def test_a_second_writer_in_the_same_process_gets_store_locked_error_at_once(
+        tmp_path: Path) -> None:
+    with cl.EventStore.open(tmp_path / "s", durability="os"):
+        result = _open_in_thread(tmp_path / "s")
+        assert isinstance(result, cl.StoreLockedError), result
+
+
+def test_a_refused_open_leaves_the_writer_holding_the_lock(tmp_path: Path) -> None:
+    # (POSIX record locks would be dropped when the refused open closes its descriptor.)
+    with cl.EventStore.open(tmp_path / "s", durability="os") as store:
+        assert isinstance(_open_in_thread(tmp_path / "s"), cl.StoreLockedError)
+        out = subprocess.run([sys.executable, "-c", TRY_OPEN, str(tmp_path / "s")],
+                             capture_output=True, text=True, timeout=WAIT_SECONDS)
+        assert out.stdout.startswith("locked"), out.stdout + out.stderr
+        store.append("still-mine", [cl.NewEvent("Kept", b"x")])
+        assert store.head == 1
+
+
+def test_a_writer_killed_with_kill_9_leaves_no_lock_behind(tmp_path: Path) -> None:
+    holder = _spawn(HOLD, str(tmp_path / "s"))
+    try:
+        _expect_line(holder, "R")
+        assert holder.stdin is not None
+        holder.stdin.write("second\n")
+        holder.stdin.flush()
+        _expect_line(holder, "A")
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.communicate(timeout=WAIT_SECONDS)
+    result = _open_in_thread(tmp_path / "s", durability="os")
+    assert isinstance(result, cl.EventStore), result
+    with result as store:
+        assert [e.data for e in store.read_all()] == [b"1", b"second"]
+
+
+def test_a_reader_process_may_open_while_another_process_writes(tmp_path: Path) -> None:
+    holder = _spawn(HOLD, str(tmp_path / "s"))
+    try:
+        _expect_line(holder, "R")
+        with cl.EventStore.open(tmp_path / "s", readonly=True) as reader:
+            assert [e.data for e in reader.read_all()] == [b"1"]
+            assert holder.stdin is not None
+            holder.stdin.write("two\n")
+            holder.stdin.flush()
+            _expect_line(holder, "A")
+            assert [e.data for e in reader.read_all()] == [b"1", b"two"]
+    finally:
+        _finish(holder)  # closes its stdin: the holder closes the store and exits
+
+
+def _batch_ends(batches: int) -> set[int]:
+    ends, head = {0}, 0
+    for k in range(batches):
+        head += k % 5 + 1
+        ends.add(head)
+    return ends
+
+
+def _check_whole_batches(events: list[cl.RecordedEvent], start: int) -> None:
+    """Events from position `start` (a batch boundary) form whole batches, in order."""
+    expect_batch = None
+    for j, e in enumerate(events):
+        assert e.position == start + j, f"position {e.position}, expected {start + j}"
+        tag = json.loads(e.data.split(b"}")[0] + b"}")
+        if expect_batch is not None and tag["i"] > 0:
+            assert tag["batch"] == expect_batch, f"event of batch {tag['batch']} inside batch {expect_batch}"
+        if tag["i"] == 0:
+            expect_batch = tag["batch"]
+        assert tag["n"] == tag["batch"] % 5 + 1
+        if j == 0:
+            assert tag["i"] == 0, f"the read starts inside batch {tag['batch']}"
+    if events:
+        last = json.loads(events[-1].data.split(b"}")[0] + b"}")
+        assert last["i"] == last["n"] - 1, f"the read ends inside batch {last['batch']} (a partial append)"
+
+
+def test_a_reader_process_following_a_writer_process_sees_only_whole_appends_in_order(
+        tmp_path: Path) -> None:
+    batches = 900
+    total = max(_batch_ends(batches))
+    ends = _batch_ends(batches)
+    path = tmp_path / "s"
+    cl.EventStore.open(path, durability="os").close()  # exists before the reader opens it
+    reader = cl.EventStore.open(path, readonly=True)
+    writer = _spawn(TAIL_WRITER, str(path), str(batches))
+    seen: list[cl.RecordedEvent] = []
+    heads: set[int] = set()
+    try:
+        _expect_line(writer, "R")
+        half = int(_expect_line(writer, "H").split()[1])
+        deadline = time.monotonic() + WAIT_SECONDS  # hang guard, not a timing assertion
+        released = False
+        while len(seen) < total:
+            assert time.monotonic() < deadline, f"the reader saw {len(seen)} of {total} events"
+            head = reader.head
+            assert head in ends, f"the reader's head {head} is inside an append"
+            heads.add(head)
+            fresh = list(reader.read_all(from_position=len(seen)))
+            _check_whole_batches(fresh, len(seen))
+            seen.extend(fresh)
+            if not released:
+                assert len(seen) <= half
+                if len(seen) == half:  # the writer is parked: this view is of a live store
+                    assert writer.stdin is not None
+                    writer.stdin.write("go\n")
+                    writer.stdin.flush()
+                    released = True
+        _expect_line(writer, "D")
+        _finish(writer)
+        assert 0 < half < total and half in heads
+        tags = [json.loads(e.data.split(b"}")[0] + b"}")["batch"] for e in seen]
+        assert tags == sorted(tags) and tags[-1] == batches - 1
+        for stream in reader.streams("tail-"):
+            by_stream = reader.read_stream(stream)
+            assert [e.version for e in by_stream] == list(range(len(by_stream)))
+            assert by_stream == [e for e in seen if e.stream == stream]
+        assert reader.verify()["ok"]
+        assert reader.stats()["segments"] > 1  # the reader followed the writer across rolls
+    finally:
+        reader.close()
+        if writer.poll() is None:
+            writer.kill()
+            writer.communicate()
