@@ -181,6 +181,8 @@ class Shop(Application):
 
     @command
     def register_customer(self, ctx: CommandContext, customer_id: str, name: str) -> None:
+        if ctx.exists(Customer, customer_id):
+            raise OrderError(f"customer {customer_id} is already registered")
         ctx.add(Customer(customer_id)).register(name)
 
     @command
