@@ -58,8 +58,8 @@ def test_scan_with_filters_equals_the_same_selection_from_read_all(
         batches: list[list[tuple[str, str, bytes, bytes, bool]]], lo: int, span: int | None,
         types: list[str] | None, streams: list[str] | None, prefix: str | None,
         batch_size: int, columns: list[str] | None, scan_table: Any) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        with cl.EventStore.open(tmp + "/s", durability="os", max_segment_bytes=4096) as store:
+    with tempfile.TemporaryDirectory() as tmp, \
+            cl.EventStore.open(tmp + "/s", durability="os", max_segment_bytes=4096) as store:
             for batch in batches:
                 if len(batch) == 1 or len({s for s, *_ in batch}) > 1:
                     store.append_batch([b[0] for b in batch], [b[1] for b in batch],
