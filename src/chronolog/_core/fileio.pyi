@@ -1,5 +1,8 @@
 """Type stubs of chronolog._core.fileio (compiled): the core's one I/O layer."""
 
+from collections.abc import Callable
+from typing import Any
+
 class FileIO:
     """Thin wrappers over the POSIX calls the log uses, with optional fault injection.
 
@@ -9,6 +12,9 @@ class FileIO:
     @property
     def counts(self) -> dict[str, int]:
         """Calls made so far, per op."""
+
+    trace: Callable[[str, Any, int, Any], object] | None
+    """Called after every successful operation as trace(op, path, offset, data)."""
 
     def __init__(self) -> None: ...
     def inject(self, op: str, *, after: int = 0, errno: int = ..., persistent: bool = False) -> None:
