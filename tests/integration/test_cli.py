@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -292,3 +294,52 @@ def test_an_unknown_command_is_a_usage_error(capsys):
     code, _, err = run_cli(capsys, "frobnicate")
     assert code == 2
     assert "invalid choice" in err
+
+
+def test_demo_writes_a_parquet_file_of_every_event_when_the_store_can_scan(tmp_path, capsys,
+                                                                            monkeypatch):
+    import pyarrow.parquet as pq
+
+    from chronolog import scan as scan_module
+
+    if not hasattr(cl.EventStore, "scan"):  # the hook the demo uses once EventStore.scan exists
+        monkeypatch.setattr(cl.EventStore, "scan",
+                            lambda self, **kw: scan_module.scan(self._log, **kw), raising=False)
+    code, out, _ = run_cli(capsys, "demo", "--events", "2000", "--path", tmp_path / "d",
+                           "--json")
+    run = json.loads(out)
+    assert code == 0 and run["skipped"] == []
+    table = pq.read_table(tmp_path / "d.events.parquet")
+    assert table.num_rows == 2000
+    assert table.column("position").to_pylist() == list(range(2000))
+
+
+# ---------------------------------------------------------------- tools/dump_segment.py
+
+DUMP_SEGMENT = Path(__file__).resolve().parents[2] / "tools" / "dump_segment.py"
+
+
+def run_dump_segment(*argv: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(DUMP_SEGMENT), *map(str, argv)], check=False,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_dump_segment_lists_every_frame_of_a_sound_segment_and_exits_0(tmp_path):
+    ends = small_store(tmp_path / "s")
+    proc = run_dump_segment(tmp_path / "s" / "00000000000000000000.seg", "--records")
+    assert proc.returncode == 0, proc.stderr
+    assert f"frame @{ends[0]} .. {ends[1]}: positions 2..2 (1 events" in proc.stdout
+    assert proc.stdout.count("CRC ok):") == 5  # one line per record
+    assert proc.stdout.rstrip().endswith("3 frames, 5 events: all checks hold")
+
+
+def test_dump_segment_flags_a_bad_body_crc_and_exits_1(tmp_path):
+    ends = small_store(tmp_path / "s")
+    seg = tmp_path / "s" / "00000000000000000000.seg"
+    raw = bytearray(seg.read_bytes())
+    raw[ends[0] + 60] ^= 0xFF
+    seg.write_bytes(bytes(raw))
+    proc = run_dump_segment(seg)
+    assert proc.returncode == 1
+    assert f"frame @{ends[0]} .. {ends[1]}" in proc.stdout
+    assert "body CRC BAD" in proc.stdout

@@ -108,7 +108,8 @@ def add_parser(sub: Any) -> None:
                    help=f"streams to spread them over (default {DEFAULT_STREAMS:,})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the workload's seed")
     p.add_argument("--path", default=None, metavar="DIR",
-                   help="keep the store in DIR (new or empty) instead of a temporary directory")
+                   help="keep the store in DIR (new or empty) instead of a temporary directory "
+                        "(a Parquet export, when available, goes to DIR.events.parquet)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     p.set_defaults(func=run)
 
@@ -236,7 +237,8 @@ def _scan_to_parquet(store: EventStore, demo: DemoRun) -> None:
         demo.problems.append(f"scan returned {table.num_rows} rows, the store holds {store.head}")
     demo.steps.append(Step("scan (Arrow batches)", table.num_rows, scan_s, table.nbytes,
                            "Arrow MB/s"))
-    out = os.path.join(demo.path, "events.parquet")
+    # Beside the store directory, not in it: the store's directory holds only its own files.
+    out = demo.path.rstrip(os.sep) + ".events.parquet"
     _, write_s = _timed(lambda: pq.write_table(table, out))
     size = os.path.getsize(out)
     demo.steps.append(Step("write Parquet", table.num_rows, write_s, size,
