@@ -70,7 +70,7 @@ def test_event_type_can_be_overridden():
 
 def test_event_type_starting_with_dollar_is_refused():
     with pytest.raises(EventDefinitionError):
-        class Bad(DomainEvent):  # noqa: F841
+        class Bad(DomainEvent):
             event_type: ClassVar[str] = "$system"
 
 
