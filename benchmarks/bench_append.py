@@ -77,7 +77,7 @@ class _ThreadedAppends:
         try:
             for stream, event in events:
                 self.store.append(stream, [event])
-        except BaseException as exc:  # reported by run(), never swallowed
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run(), never swallowed
             self.errors.append(exc)
 
     def run(self) -> None:

@@ -33,11 +33,16 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(*args: str, timeout: float = 3600) -> dict[str, Any]:
+def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def _child(*args: str, stdin: Any = None, timeout: float = 3600) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_open", *args], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+                          env=_env(), stdin=stdin, capture_output=True, text=True, timeout=timeout,
+                          check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise RuntimeError(f"benchmark child {args} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -46,21 +51,40 @@ def _child(*args: str, timeout: float = 3600) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- child entry points
 
-def child_ingest(path: str, n_events: int, n_streams: int, kill: bool) -> None:
-    """Ingest the workload into a new store with append_batch (10,000 per batch), generating
-    it chunk by chunk; print peak RSS after imports and after the ingestion as JSON; then
-    close, or SIGKILL ourselves (the kill -9 state)."""
-    import chronolog as cl
+def child_produce(n_events: int, n_streams: int) -> None:
+    """Write the workload to stdout as an Arrow IPC stream of 10,000-event batches (the
+    generator runs in its own process, so its memory is not charged to the ingesting one)."""
+    import pyarrow as pa
+
     from benchmarks.workload import iter_batches
 
     spec = WorkloadSpec(n_events, n_streams)
+    sink = sys.stdout.buffer
+    writer = None
+    for table in iter_batches(spec, 10_000):
+        table = table.select(["stream", "type", "data"])
+        if writer is None:
+            writer = pa.ipc.new_stream(sink, table.schema)
+        writer.write_table(table)
+    if writer is not None:
+        writer.close()
+    sink.flush()
+
+
+def child_ingest(path: str, kill: bool) -> None:
+    """Ingest the Arrow IPC stream on stdin into a new store with append_batch (one call per
+    10,000-event batch); print the peak RSS after imports and after the ingestion as JSON;
+    then close, or SIGKILL ourselves (the kill -9 state)."""
+    import pyarrow as pa
+
+    import chronolog as cl
+
     rss_imports = _rss_mb()
     store = cl.EventStore.open(path, durability="os")
     appending = 0.0
-    for table in iter_batches(spec, 10_000):
+    for batch in pa.ipc.open_stream(sys.stdin.buffer):
         t0 = time.perf_counter()
-        store.append_batch(table.column("stream").chunk(0), table.column("type").chunk(0),
-                           table.column("data").chunk(0))
+        store.append_batch(batch.column(0), batch.column(1), batch.column(2))
         appending += time.perf_counter() - t0
     head = store.head
     peak = _rss_mb()
@@ -69,6 +93,19 @@ def child_ingest(path: str, n_events: int, n_streams: int, kill: bool) -> None:
     if kill:
         os.kill(os.getpid(), signal.SIGKILL)
     store.close()
+
+
+def ingest(path: Path, n_events: int, n_streams: int, kill: bool) -> dict[str, Any]:
+    """Generate the workload in one child and ingest it in another (piped Arrow IPC)."""
+    producer = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_open", "produce",
+                                 str(n_events), str(n_streams)], cwd=REPO, env=_env(),
+                                stdout=subprocess.PIPE)
+    try:
+        return _child("ingest", str(path), "kill" if kill else "close", stdin=producer.stdout)
+    finally:
+        if producer.stdout is not None:
+            producer.stdout.close()
+        producer.wait()
 
 
 def child_open(path: str) -> None:
@@ -107,7 +144,7 @@ def big_store(root: Path, n_events: int, n_streams: int, ctx_notes: list[str]) -
     remove(home)
     home.mkdir(parents=True)
     store = home / "store"
-    built = _child("ingest", str(store), str(n_events), str(n_streams), "kill")
+    built = ingest(store, n_events, n_streams, kill=True)
     shutil.copytree(store / "index", home / "index.killed")
     reopened = _child("open", str(store))  # recovers, then closes cleanly (checkpoint)
     shutil.copytree(store / "index", home / "index.clean")
@@ -152,7 +189,7 @@ def measure(ctx: BenchContext) -> list[Figure]:
     rebuild_small = open_times(small, None, ctx.repeats)
     # Peak RSS: a fresh ingestion of big_n events in a child (into scratch, then removed).
     rss_dir = ctx.fresh_dir("rss")
-    rss = _child("ingest", str(rss_dir / "store"), str(big_n), str(big_n // 100), "close")
+    rss = ingest(rss_dir / "store", big_n, big_n // 100, kill=False)
     remove(rss_dir)
     ms = 1000.0
     b, s = f"{big_n // 1_000_000}M" if big_n >= 1_000_000 else f"{big_n // 1000}k", \
@@ -189,12 +226,14 @@ def test_open_clean_store(benchmark, small_workload, tmp_path: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if argv[0] == "ingest":
-        child_ingest(argv[1], int(argv[2]), int(argv[3]), kill=argv[4] == "kill")
+    if argv[0] == "produce":
+        child_produce(int(argv[1]), int(argv[2]))
+    elif argv[0] == "ingest":
+        child_ingest(argv[1], kill=argv[2] == "kill")
     elif argv[0] == "open":
         child_open(argv[1])
     else:
-        raise SystemExit(f"usage: python -m benchmarks.bench_open ingest PATH N STREAMS kill|close | open PATH")
+        raise SystemExit("usage: python -m benchmarks.bench_open produce N STREAMS | ingest PATH kill|close | open PATH")
 
 
 if __name__ == "__main__":

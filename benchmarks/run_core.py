@@ -24,9 +24,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_append, bench_open, bench_read  # noqa: E402
-from benchmarks.baselines import BenchContext, Figure  # noqa: E402
-from benchmarks.workload import bench_dir, load_workload  # noqa: E402
+from benchmarks import bench_append, bench_open, bench_read
+from benchmarks.baselines import BenchContext, Figure
+from benchmarks.workload import bench_dir, load_workload
 
 GROUPS = ("append", "read", "open")
 
@@ -43,13 +43,13 @@ def machine() -> dict[str, str]:
         pass
     root = bench_dir()
     try:
-        src = subprocess.run(["df", "--output=source,fstype", str(root)], capture_output=True,
+        src = subprocess.run(["df", "--output=source,fstype", str(root)], capture_output=True, check=False,
                              text=True, timeout=10).stdout.splitlines()[-1].split()
         disk = f"{src[0]} ({src[1]})"
     except (OSError, IndexError, subprocess.SubprocessError):
         disk = "unknown"
     try:
-        load = "%.2f %.2f %.2f" % os.getloadavg()
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         load = "unknown"
     return {"nproc": str(os.cpu_count()), "cpu": cpu, "disk": disk, "bench_dir": str(root),
