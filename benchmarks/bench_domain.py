@@ -182,7 +182,7 @@ def _threaded(cmd: Callable[[int, int], None], threads: int, per_thread: int) ->
         try:
             for i in range(per_thread):
                 cmd(t, i)
-        except BaseException as exc:  # reported below, a benchmark must not hide failures
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, never hidden
             errors.append(exc)
 
     pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
@@ -236,11 +236,11 @@ def bench_commands(tmp: Path, n_aggregates: int = 64, n_commands: int = 150,
                 repo.save(o)
             cl_counter = iter(range(10**9))
 
-            def cl_cmd() -> None:
+            def cl_cmd(app: Application = app, cl_counter: Any = cl_counter) -> None:
                 i = next(cl_counter)
                 app.add_line(str(i % n_aggregates), f"s{i}")
 
-            def cl_cmd_t(t: int, i: int) -> None:
+            def cl_cmd_t(t: int, i: int, app: Application = app) -> None:
                 app.add_line(str((t + threads * i) % n_aggregates), f"s{t}-{i}")
 
             ops = n_commands if durability == "fsync" else 2000
