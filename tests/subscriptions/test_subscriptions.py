@@ -183,3 +183,12 @@ def test_wait_for_returns_false_after_the_timeout(store: cl.EventStore, wait_for
     _append_one_by_one(store, 2)
     assert wait_for(store, 1, 0) is True
     assert wait_for(store, 2, 0.02) is False
+
+
+def test_closing_the_store_ends_a_blocked_subscription_with_store_closed(
+        store: cl.EventStore, subscribe: Any) -> None:
+    from chronolog.errors import StoreClosedError
+    sub = subscribe(store)
+    threading.Timer(0.05, store.close).start()
+    with pytest.raises(StoreClosedError):
+        sub.next(GENEROUS_S)
