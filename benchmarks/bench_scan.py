@@ -17,12 +17,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import numpy as np
+import pyarrow as pa
 
-import chronolog as cl  # noqa: E402
-from benchmarks import bench_subscribe  # noqa: E402
-from benchmarks.baselines import (  # noqa: E402
+import chronolog as cl
+from benchmarks import bench_subscribe
+from benchmarks.baselines import (
     BenchContext,
     Figure,
     Trial,
@@ -37,8 +37,8 @@ from benchmarks.baselines import (  # noqa: E402
     sqlite_replay,
     sqlite_rows,
 )
-from benchmarks.workload import Workload, bench_dir, load_workload  # noqa: E402
-from chronolog import scan as scan_mod  # noqa: E402
+from benchmarks.workload import Workload, bench_dir, load_workload
+from chronolog import scan as scan_mod
 
 NARROW = ["position", "type", "stream"]
 

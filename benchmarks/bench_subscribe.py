@@ -18,12 +18,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import chronolog as cl  # noqa: E402
-from benchmarks.baselines import BenchContext, Figure, remove  # noqa: E402
-from benchmarks.workload import bench_dir  # noqa: E402
-from chronolog import subscriptions as subs  # noqa: E402
+import chronolog as cl
+from benchmarks.baselines import BenchContext, Figure, remove
+from benchmarks.workload import bench_dir
+from chronolog import subscriptions as subs
 
 PAUSE_S = 0.002  # between appends: the subscriber is idle (blocked) when each one lands
 
