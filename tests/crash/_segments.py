@@ -82,10 +82,10 @@ def build_small_store(store_dir: Path, seed: int = 7) -> list[cl.RecordedEvent]:
         k = 0
         while len(frame_extents(segment_files(store_dir)[-1])) < 4:
             if k % 2:
-                store.append("acct-tail", [cl.NewEvent("Noted", rng.randbytes(rng.randint(0, 30)))])
+                store.append("t", [cl.NewEvent("N", rng.randbytes(rng.randint(0, 8)))])
             else:
-                store.append_batch(["acct-tail", "acct-1", "acct-tail"], ["Noted"] * 3,
-                                   [rng.randbytes(rng.randint(0, 20)) for _ in range(3)])
+                store.append_batch(["t", "acct-1", "t"], ["N"] * 3,
+                                   [rng.randbytes(rng.randint(0, 8)) for _ in range(3)])
             k += 1
         events = list(store.read_all())
     assert len(segment_files(store_dir)) >= 3, "the small store should have sealed segments"

@@ -16,7 +16,7 @@ import pytest
 import chronolog as cl
 from _segments import SEGMENT_HEADER_BYTES, frame_extents, segment_files
 
-DEFAULT_MASKS = (0x01, 0x10, 0x80, 0xFF)
+DEFAULT_MASKS = (0x01, 0x80, 0xFF)
 ALL_MASKS = tuple(range(1, 256))
 
 
@@ -116,14 +116,14 @@ def test_flipping_any_byte_of_a_sealed_segment_is_detected_when_the_writer_rebui
         flip_store: tuple[Path, list[cl.RecordedEvent]]) -> None:
     # Writer, index deleted: the open scans every frame (bodies included) to rebuild it.
     store_dir, events = flip_store
-    tally = _flip_every_byte(store_dir, events, (0x01, 0x80), readonly=False, drop_index=True)
+    tally = _flip_every_byte(store_dir, events, (0x10,), readonly=False, drop_index=True)
     assert tally["read"] == 0, "a full rebuild checks every frame body, so the open should fail"
 
 
 def test_flipping_any_byte_of_a_sealed_segment_is_detected_by_a_writer_with_its_index(
         flip_store: tuple[Path, list[cl.RecordedEvent]]) -> None:
     store_dir, events = flip_store
-    _flip_every_byte(store_dir, events, (0x04, 0x40), readonly=False, drop_index=False)
+    _flip_every_byte(store_dir, events, (0x04,), readonly=False, drop_index=False)
 
 
 @pytest.mark.crash

@@ -30,7 +30,7 @@ child = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(child)
 
 MAX_SEGMENT_BYTES = 128 * 1024  # small: segments roll (and crash mid-roll) often
-DEFAULT_ITERATIONS = 15  # per durability mode: 30 kills in the default run
+DEFAULT_ITERATIONS = 13  # per durability mode: 26 kills in the default run
 LONG_ITERATIONS = 300
 ITERATIONS_PER_STORE = 25  # the long run starts a fresh store now and then to stay small
 WAIT_SECONDS = 60.0  # hang guard for the child's start and death, not a timing assertion
