@@ -96,6 +96,10 @@ def print_table(figures: list[Figure], markdown: bool) -> None:
         print("|" + "---|" * len(HEADER))
         for r in table:
             print("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+        print()
+        for f in figures:
+            if f.detail:
+                print(f"- {f.name}: {f.detail}")
         return
     widths = [max(len(r[i]) for r in [HEADER, *table]) for i in range(len(HEADER))]
     line = "  ".join("-" * w for w in widths)
@@ -105,6 +109,9 @@ def print_table(figures: list[Figure], markdown: bool) -> None:
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
     print(line)
+    for f in figures:
+        if f.detail:
+            print(f"  {f.name}: {f.detail}")
 
 
 def main(argv: list[str] | None = None) -> int:
