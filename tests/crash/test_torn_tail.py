@@ -26,9 +26,11 @@ def _newest(store_dir: Path) -> tuple[Path, list[Frame]]:
     return seg, frame_extents(seg)
 
 
-def _reopens_to_exactly(store_dir: Path, expected: list[cl.RecordedEvent], cut_at: int) -> None:
-    """Open (recovering), compare, append one event, reopen and find it right after them."""
-    seg = segment_files(store_dir)[-1]
+def _reopens_to_exactly(store_dir: Path, expected: list[cl.RecordedEvent], cut_at: int,
+                        seg: Path | None = None) -> None:
+    """Open (recovering), compare, check the newest segment `seg` was cut at `cut_at`, append
+    one event, reopen and find it right after them."""
+    seg = seg or segment_files(store_dir)[-1]
     with cl.EventStore.open(store_dir, durability="os", max_segment_bytes=4096) as store:
         assert store.head == len(expected)
         assert list(store.read_all()) == expected
@@ -110,3 +112,21 @@ def test_a_repeated_frame_missing_its_last_bytes_is_cut_on_open(
     with open(seg, "ab") as f:
         f.write(last[:-missing])
     _reopens_to_exactly(case, events, frames[-1].end)
+
+
+@pytest.mark.parametrize("index", ["kept", "deleted"])
+@pytest.mark.parametrize("header_bytes", [0, 8, 63])
+def test_a_next_segment_torn_while_being_created_is_dropped_on_open(
+        small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str,
+        header_bytes: int) -> None:
+    # A crash during a roll can leave the next segment with a partial header and no frames.
+    template, events = small_store
+    case = copy_store(template, tmp_path / "case")
+    if index == "deleted":
+        shutil.rmtree(case / "index")
+    seg, frames = _newest(case)
+    torn = case / f"{len(events):020d}.seg"
+    torn.write_bytes(seg.read_bytes()[:header_bytes])
+    with cl.EventStore.open(case, readonly=True) as reader:
+        assert list(reader.read_all()) == events  # a reader waits for the header, as for a roll
+    _reopens_to_exactly(case, events, frames[-1].end, seg)
