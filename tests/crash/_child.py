@@ -108,17 +108,30 @@ def main(argv: list[str]) -> int:
             expected = cl.ANY
             if rng.random() < 0.5:
                 expected = cl.NO_STREAM if counts[stream] == 0 else counts[stream] - 1
-            res = store.append(stream, [cl.NewEvent(t, d, metadata=m, id=i) for t, d, m, i in evs],
-                               expected_version=expected)
+            res = store.append(
+                stream,
+                [cl.NewEvent(t, d, metadata=m, id=i) for t, d, m, i in evs],
+                expected_version=expected,
+            )
         else:
             has_meta = any(e[2] for e in evs)
             has_ids = any(e[3] is not None for e in evs)
             res = store.append_batch(
-                streams, [e[0] for e in evs], [e[1] for e in evs],
+                streams,
+                [e[0] for e in evs],
+                [e[1] for e in evs],
                 metadatas=[e[2] for e in evs] if has_meta else None,
-                ids=[e[3] for e in evs] if has_ids else None)
-        _say("A", {"first": res.first_position, "last": res.last_position,
-                   "next_version": res.next_version, "events": described})
+                ids=[e[3] for e in evs] if has_ids else None,
+            )
+        _say(
+            "A",
+            {
+                "first": res.first_position,
+                "last": res.last_position,
+                "next_version": res.next_version,
+                "events": described,
+            },
+        )
         head += len(evs)
         for s, k in pending.items():
             counts[s] += k

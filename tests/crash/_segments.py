@@ -43,7 +43,7 @@ def frame_extents(path: Path) -> list[Frame]:
     frames = []
     off = SEGMENT_HEADER_BYTES
     while off < len(raw):
-        body_bytes, = struct.unpack_from("<I", raw, off + 4)
+        (body_bytes,) = struct.unpack_from("<I", raw, off + 4)
         first, count = struct.unpack_from("<QI", raw, off + 16)
         end = off + FRAME_OVERHEAD_BYTES + body_bytes
         assert end <= len(raw), f"{path.name}: frame at {off} runs past the end of the file"
@@ -71,12 +71,16 @@ def build_small_store(store_dir: Path, seed: int = 7) -> list[cl.RecordedEvent]:
             if i % 3 == 2:
                 n = rng.randint(2, 4)
                 store.append_batch(
-                    [f"acct-{rng.randint(0, 4)}" for _ in range(n)], ["Moved"] * n,
+                    [f"acct-{rng.randint(0, 4)}" for _ in range(n)],
+                    ["Moved"] * n,
                     [rng.randbytes(size) for _ in range(n)],
-                    metadatas=[b"m"] * n, ids=[uuid.UUID(int=rng.getrandbits(128)) for _ in range(n)])
+                    metadatas=[b"m"] * n,
+                    ids=[uuid.UUID(int=rng.getrandbits(128)) for _ in range(n)],
+                )
             else:
-                store.append(f"acct-{rng.randint(0, 4)}",
-                             [cl.NewEvent("Opened", rng.randbytes(size))])
+                store.append(
+                    f"acct-{rng.randint(0, 4)}", [cl.NewEvent("Opened", rng.randbytes(size))]
+                )
         # Small appends last, so the newest segment ends in several short frames, batches of
         # several streams among them (a torn batch must vanish whole).
         k = 0
@@ -84,8 +88,11 @@ def build_small_store(store_dir: Path, seed: int = 7) -> list[cl.RecordedEvent]:
             if k % 2:
                 store.append("t", [cl.NewEvent("N", rng.randbytes(rng.randint(0, 8)))])
             else:
-                store.append_batch(["t", "acct-1", "t"], ["N"] * 3,
-                                   [rng.randbytes(rng.randint(0, 8)) for _ in range(3)])
+                store.append_batch(
+                    ["t", "acct-1", "t"],
+                    ["N"] * 3,
+                    [rng.randbytes(rng.randint(0, 8)) for _ in range(3)],
+                )
             k += 1
         events = list(store.read_all())
     assert len(segment_files(store_dir)) >= 3, "the small store should have sealed segments"

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _segments import SEGMENT_HEADER_BYTES, frame_extents, segment_files
 
 import chronolog as cl
-from _segments import SEGMENT_HEADER_BYTES, frame_extents, segment_files
 
 DEFAULT_MASKS = (0x01, 0x80, 0xFF)
 ALL_MASKS = tuple(range(1, 256))
@@ -26,10 +26,16 @@ def _build(store_dir: Path) -> list[cl.RecordedEvent]:
     that does not fit forces the roll."""
     with cl.EventStore.open(store_dir, durability="os", max_segment_bytes=4096) as store:
         store.append("flip-a", [cl.NewEvent("Opened", b'{"n": 1}')])
-        store.append_batch(["flip-b", "flip-a"], ["Moved", "Moved"], [b"x" * 20, b""],
-                           metadatas=[b"meta", b""],
-                           ids=[uuid.UUID(int=1), uuid.UUID(int=2)])
-        store.append("flip-c", [cl.NewEvent("Noted", b"y"), cl.NewEvent("Noted", b"zz", id=uuid.UUID(int=3))])
+        store.append_batch(
+            ["flip-b", "flip-a"],
+            ["Moved", "Moved"],
+            [b"x" * 20, b""],
+            metadatas=[b"meta", b""],
+            ids=[uuid.UUID(int=1), uuid.UUID(int=2)],
+        )
+        store.append(
+            "flip-c", [cl.NewEvent("Noted", b"y"), cl.NewEvent("Noted", b"zz", id=uuid.UUID(int=3))]
+        )
         store.append("flip-big", [cl.NewEvent("Blob", b"B" * 5000)])
         store.append("flip-a", [cl.NewEvent("Closed", b"{}")])
         events = list(store.read_all())
@@ -54,13 +60,17 @@ def _outcome(store_dir: Path, readonly: bool, events: list[cl.RecordedEvent]) ->
     streams = sorted({e.stream for e in events})
     raised = 0
     with store:
-        reads: list[tuple[str, Any]] = [("read_all", lambda: list(store.read_all())),
-                                        ("read_all backwards",
-                                         lambda: list(store.read_all(backwards=True))[::-1])]
+        reads: list[tuple[str, Any]] = [
+            ("read_all", lambda: list(store.read_all())),
+            ("read_all backwards", lambda: list(store.read_all(backwards=True))[::-1]),
+        ]
         reads += [(f"read_stream({s!r})", lambda s=s: store.read_stream(s)) for s in streams]
         for what, read in reads:
-            want = events if what.startswith("read_all") else [
-                e for e in events if e.stream == what[13:-2]]
+            want = (
+                events
+                if what.startswith("read_all")
+                else [e for e in events if e.stream == what[13:-2]]
+            )
             try:
                 got = read()
             except cl.CorruptionError:
@@ -73,8 +83,13 @@ def _outcome(store_dir: Path, readonly: bool, events: list[cl.RecordedEvent]) ->
     return "read"
 
 
-def _flip_every_byte(store_dir: Path, events: list[cl.RecordedEvent], masks: tuple[int, ...],
-                     readonly: bool, drop_index: bool) -> dict[str, int]:
+def _flip_every_byte(
+    store_dir: Path,
+    events: list[cl.RecordedEvent],
+    masks: tuple[int, ...],
+    readonly: bool,
+    drop_index: bool,
+) -> dict[str, int]:
     seg = segment_files(store_dir)[0]
     original = seg.read_bytes()
     index = store_dir / "index"
@@ -105,7 +120,8 @@ def _flip_every_byte(store_dir: Path, events: list[cl.RecordedEvent], masks: tup
 
 
 def test_flipping_any_byte_of_a_sealed_segment_is_detected_by_a_reader(
-        flip_store: tuple[Path, list[cl.RecordedEvent]]) -> None:
+    flip_store: tuple[Path, list[cl.RecordedEvent]],
+) -> None:
     # Read-only, index kept: the open checks only the tail, so the reads must catch it.
     store_dir, events = flip_store
     tally = _flip_every_byte(store_dir, events, DEFAULT_MASKS, readonly=True, drop_index=False)
@@ -113,7 +129,8 @@ def test_flipping_any_byte_of_a_sealed_segment_is_detected_by_a_reader(
 
 
 def test_flipping_any_byte_of_a_sealed_segment_is_detected_when_the_writer_rebuilds_the_index(
-        flip_store: tuple[Path, list[cl.RecordedEvent]]) -> None:
+    flip_store: tuple[Path, list[cl.RecordedEvent]],
+) -> None:
     # Writer, index deleted: the open scans every frame (bodies included) to rebuild it.
     store_dir, events = flip_store
     tally = _flip_every_byte(store_dir, events, (0x10,), readonly=False, drop_index=True)
@@ -121,7 +138,8 @@ def test_flipping_any_byte_of_a_sealed_segment_is_detected_when_the_writer_rebui
 
 
 def test_flipping_any_byte_of_a_sealed_segment_is_detected_by_a_writer_with_its_index(
-        flip_store: tuple[Path, list[cl.RecordedEvent]]) -> None:
+    flip_store: tuple[Path, list[cl.RecordedEvent]],
+) -> None:
     store_dir, events = flip_store
     _flip_every_byte(store_dir, events, (0x04,), readonly=False, drop_index=False)
 
@@ -129,13 +147,15 @@ def test_flipping_any_byte_of_a_sealed_segment_is_detected_by_a_writer_with_its_
 @pytest.mark.crash
 @pytest.mark.parametrize("readonly,drop_index", [(True, False), (False, True), (False, False)])
 def test_flipping_any_byte_of_a_sealed_segment_with_any_mask_is_detected(
-        flip_store: tuple[Path, list[cl.RecordedEvent]], readonly: bool, drop_index: bool) -> None:
+    flip_store: tuple[Path, list[cl.RecordedEvent]], readonly: bool, drop_index: bool
+) -> None:
     store_dir, events = flip_store
     _flip_every_byte(store_dir, events, ALL_MASKS, readonly=readonly, drop_index=drop_index)
 
 
 def test_bytes_after_the_last_frame_of_a_sealed_segment_fail_verify(
-        flip_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path) -> None:
+    flip_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path
+) -> None:
     store_dir, events = flip_store
     case = tmp_path / "case"
     shutil.copytree(store_dir, case, ignore=shutil.ignore_patterns("LOCK"))

@@ -87,7 +87,8 @@ def _parse(lines: list[bytes]) -> _Report:
             first = rep.in_flight[0]
             assert (msg["first"], msg["last"]) == (first, first + len(events) - 1), (
                 f"append returned positions {msg['first']}..{msg['last']}, "
-                f"expected {first}..{first + len(events) - 1}")
+                f"expected {first}..{first + len(events) - 1}"
+            )
             rep.acked.extend(events)
             rep.in_flight = None
         else:
@@ -98,9 +99,17 @@ def _parse(lines: list[bytes]) -> _Report:
 def _run_and_kill(store_dir: Path, durability: str, rng: random.Random) -> _Report:
     """Start a writer, kill -9 it 20-150 ms into its appends (now and then: during its open)."""
     proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(store_dir), durability, str(rng.getrandbits(32)),
-         str(MAX_SEGMENT_BYTES)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            str(CHILD),
+            str(store_dir),
+            durability,
+            str(rng.getrandbits(32)),
+            str(MAX_SEGMENT_BYTES),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     lines = _Lines(proc.stdout)
     try:
         if rng.random() < 0.125:
@@ -123,13 +132,15 @@ def _run_and_kill(store_dir: Path, durability: str, rng: random.Random) -> _Repo
     return _parse(lines.lines)
 
 
-def _check_store(store_dir: Path, readonly: bool, model: list[Described],
-                 rep: _Report) -> list[Described]:
+def _check_store(
+    store_dir: Path, readonly: bool, model: list[Described], rep: _Report
+) -> list[Described]:
     """Reopen and check everything; return the store's events (the next model)."""
     if rep.start_head is not None:
         assert rep.start_head == len(model), (
             f"the child opened the store at head {rep.start_head}, after the last check it "
-            f"held {len(model)} events")
+            f"held {len(model)} events"
+        )
     with cl.EventStore.open(store_dir, readonly=readonly, durability="os") as store:
         report = store.verify()
         assert report["ok"], report["problems"]
@@ -141,26 +152,36 @@ def _check_store(store_dir: Path, readonly: bool, model: list[Described],
         for e in events:
             assert e.version == versions.get(e.stream, 0), (
                 f"stream {e.stream!r} version {e.version} at position {e.position}, "
-                f"expected {versions.get(e.stream, 0)}")
+                f"expected {versions.get(e.stream, 0)}"
+            )
             versions[e.stream] = e.version + 1
             by_stream.setdefault(e.stream, []).append(e)
         for stream, evs in by_stream.items():
-            assert store.read_stream(stream) == evs, f"read_stream({stream!r}) disagrees with read_all"
+            assert store.read_stream(stream) == evs, (
+                f"read_stream({stream!r}) disagrees with read_all"
+            )
             assert store.stream_version(stream) == len(evs) - 1
-        stored = [(e.stream, e.version, child.event_digest(
-            e.type, e.data, e.metadata, e.id_bytes)) for e in events]
+        stored = [
+            (e.stream, e.version, child.event_digest(e.type, e.data, e.metadata, e.id_bytes))
+            for e in events
+        ]
     expected = model + rep.acked
     assert len(stored) >= len(expected), (
-        f"acknowledged events lost: the store holds {len(stored)}, {len(expected)} were acknowledged")
+        f"acknowledged events lost: the store holds {len(stored)}, {len(expected)} were acknowledged"
+    )
     mismatch = next((i for i, (a, b) in enumerate(zip(stored, expected)) if a != b), None)
     assert mismatch is None, (
-        f"position {mismatch}: stored {stored[mismatch]}, acknowledged {expected[mismatch]}")
-    extra = stored[len(expected):]
+        f"position {mismatch}: stored {stored[mismatch]}, acknowledged {expected[mismatch]}"
+    )
+    extra = stored[len(expected) :]
     if extra:
-        assert rep.in_flight is not None, f"{len(extra)} events beyond the acknowledged, none in flight"
+        assert rep.in_flight is not None, (
+            f"{len(extra)} events beyond the acknowledged, none in flight"
+        )
         first, intent = rep.in_flight
         assert first == len(expected) and extra == intent, (
-            "the events beyond the acknowledged are not exactly the append that was in flight")
+            "the events beyond the acknowledged are not exactly the append that was in flight"
+        )
     return stored
 
 
@@ -183,15 +204,17 @@ def _kill_loop(tmp_path: Path, durability: str, iterations: int, seed: int) -> N
 
 
 @pytest.mark.parametrize("durability", ["os", "fsync"])
-def test_every_acknowledged_append_survives_repeated_kill_9(tmp_path: Path,
-                                                            durability: str) -> None:
+def test_every_acknowledged_append_survives_repeated_kill_9(
+    tmp_path: Path, durability: str
+) -> None:
     _kill_loop(tmp_path, durability, DEFAULT_ITERATIONS, seed=0xC0FFEE)
 
 
 @pytest.mark.crash
-@pytest.mark.parametrize("durability", ["os", "fsync"])
-def test_every_acknowledged_append_survives_hundreds_of_kill_9(tmp_path: Path,
-                                                               durability: str) -> None:
+@pytest.mark.parametrize("durability", ["os", "fsync", "interval"])
+def test_every_acknowledged_append_survives_hundreds_of_kill_9(
+    tmp_path: Path, durability: str
+) -> None:
     seed = int(os.environ.get("CHRONOLOG_CRASH_SEED", random.randrange(1 << 30)))
     print(f"CHRONOLOG_CRASH_SEED={seed}")
     _kill_loop(tmp_path, durability, LONG_ITERATIONS, seed=seed)

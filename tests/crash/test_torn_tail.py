@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _segments import Frame, build_small_store, copy_store, frame_extents, segment_files
 
 import chronolog as cl
-from _segments import Frame, build_small_store, copy_store, frame_extents, segment_files
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,9 @@ def _newest(store_dir: Path) -> tuple[Path, list[Frame]]:
     return seg, frame_extents(seg)
 
 
-def _reopens_to_exactly(store_dir: Path, expected: list[cl.RecordedEvent], cut_at: int,
-                        seg: Path | None = None) -> None:
+def _reopens_to_exactly(
+    store_dir: Path, expected: list[cl.RecordedEvent], cut_at: int, seg: Path | None = None
+) -> None:
     """Open (recovering), compare, check the newest segment `seg` was cut at `cut_at`, append
     one event, reopen and find it right after them."""
     seg = seg or segment_files(store_dir)[-1]
@@ -42,7 +43,10 @@ def _reopens_to_exactly(store_dir: Path, expected: list[cl.RecordedEvent], cut_a
         events = list(store.read_all())
         assert events[:-1] == expected
         assert (events[-1].position, events[-1].stream, events[-1].data) == (
-            len(expected), "after-recovery", b"fresh")
+            len(expected),
+            "after-recovery",
+            b"fresh",
+        )
         assert store.verify()["ok"]
 
 
@@ -56,7 +60,8 @@ def _reset(case: Path, template: Path, index: str) -> None:
 
 @pytest.mark.parametrize("index", ["kept", "deleted"])
 def test_truncation_at_every_byte_of_the_last_three_frames_reopens_to_the_complete_appends(
-        small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str) -> None:
+    small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str
+) -> None:
     template, events = small_store
     seg, frames = _newest(template)
     case = copy_store(template, tmp_path / "case")
@@ -84,8 +89,12 @@ def _tails() -> list[tuple[str, bytes]]:
 @pytest.mark.parametrize("index", ["kept", "deleted"])
 @pytest.mark.parametrize("name,tail", _tails(), ids=[n for n, _ in _tails()])
 def test_zeros_or_garbage_after_the_last_frame_are_cut_on_open(
-        small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str,
-        name: str, tail: bytes) -> None:
+    small_store: tuple[Path, list[cl.RecordedEvent]],
+    tmp_path: Path,
+    index: str,
+    name: str,
+    tail: bytes,
+) -> None:
     template, events = small_store
     case = copy_store(template, tmp_path / "case")
     if index == "deleted":
@@ -99,8 +108,8 @@ def test_zeros_or_garbage_after_the_last_frame_are_cut_on_open(
 @pytest.mark.parametrize("index", ["kept", "deleted"])
 @pytest.mark.parametrize("missing", [1, 8, 30])
 def test_a_repeated_frame_missing_its_last_bytes_is_cut_on_open(
-        small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str,
-        missing: int) -> None:
+    small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str, missing: int
+) -> None:
     # A torn write whose header is whole and checks: only its missing body/trailer shows it.
     template, events = small_store
     case = copy_store(template, tmp_path / "case")
@@ -108,7 +117,7 @@ def test_a_repeated_frame_missing_its_last_bytes_is_cut_on_open(
         shutil.rmtree(case / "index")
     seg, frames = _newest(case)
     raw = seg.read_bytes()
-    last = raw[frames[-1].offset:frames[-1].end]
+    last = raw[frames[-1].offset : frames[-1].end]
     with open(seg, "ab") as f:
         f.write(last[:-missing])
     _reopens_to_exactly(case, events, frames[-1].end)
@@ -117,8 +126,8 @@ def test_a_repeated_frame_missing_its_last_bytes_is_cut_on_open(
 @pytest.mark.parametrize("index", ["kept", "deleted"])
 @pytest.mark.parametrize("header_bytes", [0, 8, 63])
 def test_a_next_segment_torn_while_being_created_is_dropped_on_open(
-        small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str,
-        header_bytes: int) -> None:
+    small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str, header_bytes: int
+) -> None:
     # A crash during a roll can leave the next segment with a partial header and no frames.
     template, events = small_store
     case = copy_store(template, tmp_path / "case")

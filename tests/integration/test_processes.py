@@ -68,8 +68,13 @@ print("D", flush=True)
 
 
 def _spawn(script: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _expect_line(proc: subprocess.Popen[str], prefix: str) -> str:
@@ -111,8 +116,13 @@ def _open_in_thread(path: Path, **kwargs: Any) -> BaseException | cl.EventStore:
 
 def test_a_second_writer_in_another_process_gets_store_locked_error_at_once(tmp_path: Path) -> None:
     with cl.EventStore.open(tmp_path / "s", durability="os"):
-        out = subprocess.run([sys.executable, "-c", TRY_OPEN, str(tmp_path / "s")],
-                             capture_output=True, text=True, timeout=WAIT_SECONDS)
+        out = subprocess.run(
+            [sys.executable, "-c", TRY_OPEN, str(tmp_path / "s")],
+            capture_output=True,
+            text=True,
+            timeout=WAIT_SECONDS,
+            check=False,
+        )
     assert out.returncode == 0, out.stderr
     verdict, elapsed, where = out.stdout.split()
     assert verdict == "locked"
@@ -121,7 +131,8 @@ def test_a_second_writer_in_another_process_gets_store_locked_error_at_once(tmp_
 
 
 def test_opening_a_store_that_another_process_writes_raises_store_locked_error_at_once(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     holder = _spawn(HOLD, str(tmp_path / "s"))
     try:
         _expect_line(holder, "R")
@@ -132,7 +143,8 @@ def test_opening_a_store_that_another_process_writes_raises_store_locked_error_a
 
 
 def test_a_second_writer_in_the_same_process_gets_store_locked_error_at_once(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     with cl.EventStore.open(tmp_path / "s", durability="os"):
         result = _open_in_thread(tmp_path / "s")
         assert isinstance(result, cl.StoreLockedError), result
@@ -142,8 +154,13 @@ def test_a_refused_open_leaves_the_writer_holding_the_lock(tmp_path: Path) -> No
     # (POSIX record locks would be dropped when the refused open closes its descriptor.)
     with cl.EventStore.open(tmp_path / "s", durability="os") as store:
         assert isinstance(_open_in_thread(tmp_path / "s"), cl.StoreLockedError)
-        out = subprocess.run([sys.executable, "-c", TRY_OPEN, str(tmp_path / "s")],
-                             capture_output=True, text=True, timeout=WAIT_SECONDS)
+        out = subprocess.run(
+            [sys.executable, "-c", TRY_OPEN, str(tmp_path / "s")],
+            capture_output=True,
+            text=True,
+            timeout=WAIT_SECONDS,
+            check=False,
+        )
         assert out.stdout.startswith("locked"), out.stdout + out.stderr
         store.append("still-mine", [cl.NewEvent("Kept", b"x")])
         assert store.head == 1
@@ -196,7 +213,9 @@ def _check_whole_batches(events: list[cl.RecordedEvent], start: int) -> None:
         assert e.position == start + j, f"position {e.position}, expected {start + j}"
         tag = json.loads(e.data.split(b"}")[0] + b"}")
         if expect_batch is not None and tag["i"] > 0:
-            assert tag["batch"] == expect_batch, f"event of batch {tag['batch']} inside batch {expect_batch}"
+            assert tag["batch"] == expect_batch, (
+                f"event of batch {tag['batch']} inside batch {expect_batch}"
+            )
         if tag["i"] == 0:
             expect_batch = tag["batch"]
         assert tag["n"] == tag["batch"] % 5 + 1
@@ -204,11 +223,14 @@ def _check_whole_batches(events: list[cl.RecordedEvent], start: int) -> None:
             assert tag["i"] == 0, f"the read starts inside batch {tag['batch']}"
     if events:
         last = json.loads(events[-1].data.split(b"}")[0] + b"}")
-        assert last["i"] == last["n"] - 1, f"the read ends inside batch {last['batch']} (a partial append)"
+        assert last["i"] == last["n"] - 1, (
+            f"the read ends inside batch {last['batch']} (a partial append)"
+        )
 
 
 def test_a_reader_process_following_a_writer_process_sees_only_whole_appends_in_order(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     batches = 900
     total = max(_batch_ends(batches))
     ends = _batch_ends(batches)
