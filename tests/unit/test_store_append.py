@@ -150,15 +150,7 @@ def test_a_bad_stream_name_is_refused_and_writes_nothing(store: cl.EventStore, e
     assert disk_state() == before
 
 
-_NOT_STR_BUG = pytest.mark.xfail(
-    strict=True, reason="core bug: Log.append(str stream) raises a bare TypeError, not "
-    "InvalidStreamNameError, for a non-str name other than None")
-
-
-@pytest.mark.parametrize(
-    "name",
-    [None, pytest.param(7, marks=_NOT_STR_BUG), pytest.param(b"bytes", marks=_NOT_STR_BUG)],
-    ids=["none", "int", "bytes"])
+@pytest.mark.parametrize("name", [None, 7, b"bytes"], ids=["none", "int", "bytes"])
 def test_a_stream_name_that_is_not_a_str_is_refused(store: cl.EventStore, ev, disk_state,
                                                     name: object) -> None:
     before = disk_state()

@@ -94,8 +94,6 @@ def test_reopen_after_an_fsync_failure_holds_the_acknowledged_events_as_a_prefix
     assert stored[len(acknowledged):] in ([], [failed])  # the failed append: whole or absent
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: after an fsync failure the unacknowledged "
-                   "append stays in the segment (and in head), so reopen holds it too")
 def test_reopen_after_an_fsync_failure_holds_exactly_the_acknowledged_events(
         open_store, store_path: Path) -> None:
     io = FileIO()
