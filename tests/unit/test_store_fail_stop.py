@@ -137,3 +137,13 @@ def test_a_reopened_store_accepts_appends_after_a_failure(open_store, store_path
     s2 = open_store(durability="fsync")
     res = s2.append("s", [cl.NewEvent("T", b"after")])
     assert res == cl.AppendResult(len(acknowledged), len(acknowledged), len(acknowledged) + 1)
+
+
+def test_after_an_fsync_failure_the_failed_append_is_not_visible_to_reads(open_store) -> None:
+    io = FileIO()
+    s = open_store(durability="fsync", io=io)
+    io.inject("fsync", after=2, errno=errno.EIO)
+    acknowledged, _, _ = _append_until_failure(s)
+    assert s.head == len(acknowledged)
+    assert [e.data for e in s.read_all()] == acknowledged
+    assert s.stream_version("s") == len(acknowledged) - 1
