@@ -60,8 +60,11 @@ def disk_state(store_path: Path) -> Callable[[], dict[str, int]]:
     """disk_state() -> {file name: size} of the store's segment files (the primary data)."""
 
     def _state() -> dict[str, int]:
-        return {n: os.path.getsize(store_path / n)
-                for n in sorted(os.listdir(store_path)) if n.endswith(".seg")}
+        return {
+            n: os.path.getsize(store_path / n)
+            for n in sorted(os.listdir(store_path))
+            if n.endswith(".seg")
+        }
 
     return _state
 

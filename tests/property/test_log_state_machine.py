@@ -83,8 +83,9 @@ class ModelLog:
             return count > 0
         return count > 0 and count - 1 == expected
 
-    def retry_result(self, streams: list[str], ids: list[uuid.UUID | None],
-                     expected_first: int) -> cl.AppendResult | bool | None:
+    def retry_result(
+        self, streams: list[str], ids: list[uuid.UUID | None], expected_first: int
+    ) -> cl.AppendResult | bool | None:
         """docs/idempotency.md: the original result, False (a partial repeat) or None."""
         if any(i is None for i in ids):
             return None
@@ -111,11 +112,13 @@ class ModelLog:
             if e.id != ids[i] or e.stream != streams[i]:
                 return False
         single = len(set(streams)) == 1
-        return cl.AppendResult(p0, p0 + n - 1, self.events[p0 + n - 1].version + 1 if single
-                               else None)
+        return cl.AppendResult(
+            p0, p0 + n - 1, self.events[p0 + n - 1].version + 1 if single else None
+        )
 
-    def plan(self, streams: list[str], ids: list[uuid.UUID | None],
-             expected: dict[str, int]) -> cl.AppendResult | None:
+    def plan(
+        self, streams: list[str], ids: list[uuid.UUID | None], expected: dict[str, int]
+    ) -> cl.AppendResult | None:
         """What an append would do: the original result of a retry, or None to write it.
         Raises ModelWrongVersion when it is refused."""
         retry = self.retry_result(streams, ids, expected.get(streams[0], ANY))
@@ -128,17 +131,24 @@ class ModelLog:
                 raise ModelWrongVersion(name, self.version(name))
         return None
 
-    def write(self, streams: list[str], specs: list[tuple[str, bytes, bytes]],
-              ids: list[uuid.UUID | None], timestamp: int) -> cl.AppendResult:
+    def write(
+        self,
+        streams: list[str],
+        specs: list[tuple[str, bytes, bytes]],
+        ids: list[uuid.UUID | None],
+        timestamp: int,
+    ) -> cl.AppendResult:
         first = len(self.events)
         for (etype, data, meta), stream, eid in zip(specs, streams, ids):
             positions = self.streams.setdefault(stream, [])
-            self.events.append(ModelEvent(stream, len(positions), etype, data, meta, eid,
-                                          timestamp))
+            self.events.append(
+                ModelEvent(stream, len(positions), etype, data, meta, eid, timestamp)
+            )
             positions.append(len(self.events) - 1)
         single = len(set(streams)) == 1
-        return cl.AppendResult(first, len(self.events) - 1,
-                               self.count(streams[0]) if single else None)
+        return cl.AppendResult(
+            first, len(self.events) - 1, self.count(streams[0]) if single else None
+        )
 
 
 def _observed(e: cl.RecordedEvent) -> tuple[Any, ...]:
@@ -213,9 +223,15 @@ class LogMachine(RuleBasedStateMachine):
             return max(0, wrong_by)
         return current + wrong_by if current + wrong_by >= 0 else current + 1
 
-    def _run(self, streams: list[str], specs: list[tuple[str, bytes, bytes]],
-             ids: list[uuid.UUID | None], expected: dict[str, int], single: bool,
-             remember: bool) -> None:
+    def _run(
+        self,
+        streams: list[str],
+        specs: list[tuple[str, bytes, bytes]],
+        ids: list[uuid.UUID | None],
+        expected: dict[str, int],
+        single: bool,
+        remember: bool,
+    ) -> None:
         """Run one append against the store and the model and compare the outcomes."""
         try:
             planned = self.model.plan(streams, ids, expected)
@@ -226,14 +242,18 @@ class LogMachine(RuleBasedStateMachine):
         try:
             if single:
                 events = [cl.NewEvent(t, d, metadata=m, id=i) for (t, d, m), i in zip(specs, ids)]
-                got = self.store.append(streams[0], events,
-                                        expected_version=expected.get(streams[0], ANY))
+                got = self.store.append(
+                    streams[0], events, expected_version=expected.get(streams[0], ANY)
+                )
             else:
                 got = self.store.append_batch(
-                    streams, [s[0] for s in specs], [s[1] for s in specs],
+                    streams,
+                    [s[0] for s in specs],
+                    [s[1] for s in specs],
                     metadatas=[s[2] for s in specs],
                     ids=ids if any(i is not None for i in ids) else None,
-                    expected_versions=expected or None)
+                    expected_versions=expected or None,
+                )
         except cl.WrongExpectedVersionError as exc:
             assert refusal is not None, f"store refused ({exc}), the model would append"
             assert (exc.stream, exc.actual) == (refusal.stream, refusal.actual)
@@ -250,8 +270,11 @@ class LogMachine(RuleBasedStateMachine):
         assert before <= stamp <= after
         assert got == self.model.write(streams, specs, ids, stamp)
         if remember and all(i is not None for i in ids):
-            self.history.append(PastAppend(tuple(streams), tuple(specs), tuple(ids),
-                                           tuple(expected.items()), single))
+            self.history.append(
+                PastAppend(
+                    tuple(streams), tuple(specs), tuple(ids), tuple(expected.items()), single
+                )
+            )
 
     # ------------------------------------------------------------------ rules: appends
 
@@ -259,37 +282,72 @@ class LogMachine(RuleBasedStateMachine):
     def start_empty(self) -> None:
         assert self.store.head == 0
 
-    @rule(stream=st.sampled_from(STREAM_NAMES), specs=st.lists(event_specs, min_size=1,
-                                                                 max_size=4),
-          how=st.sampled_from(EXPECTATIONS), wrong_by=st.sampled_from([1, 2, -1]),
-          id_mode=st.sampled_from(["all", "all", "none", "mixed"]))
-    def append(self, stream: str, specs: list[tuple[str, bytes, bytes]], how: str,
-               wrong_by: int, id_mode: str) -> None:
+    @rule(
+        stream=st.sampled_from(STREAM_NAMES),
+        specs=st.lists(event_specs, min_size=1, max_size=4),
+        how=st.sampled_from(EXPECTATIONS),
+        wrong_by=st.sampled_from([1, 2, -1]),
+        id_mode=st.sampled_from(["all", "all", "none", "mixed"]),
+    )
+    def append(
+        self,
+        stream: str,
+        specs: list[tuple[str, bytes, bytes]],
+        how: str,
+        wrong_by: int,
+        id_mode: str,
+    ) -> None:
         code = self._expected_code(stream, how, wrong_by)
         expected = {} if code is None else {stream: code}
-        self._run([stream] * len(specs), specs, self._fresh_ids(len(specs), id_mode),
-                  expected, single=True, remember=True)
+        self._run(
+            [stream] * len(specs),
+            specs,
+            self._fresh_ids(len(specs), id_mode),
+            expected,
+            single=True,
+            remember=True,
+        )
 
-    @rule(rows=st.lists(st.tuples(st.sampled_from(STREAM_NAMES), event_specs), min_size=1,
-                        max_size=8),
-          checks=st.lists(st.tuples(st.sampled_from(STREAM_NAMES),
-                                    st.sampled_from(EXPECTATIONS[1:]),
-                                    st.sampled_from([1, 2, -1])), max_size=3),
-          id_mode=st.sampled_from(["all", "all", "none", "mixed"]))
-    def append_batch(self, rows: list[tuple[str, tuple[str, bytes, bytes]]],
-                     checks: list[tuple[str, str, int]], id_mode: str) -> None:
+    @rule(
+        rows=st.lists(
+            st.tuples(st.sampled_from(STREAM_NAMES), event_specs), min_size=1, max_size=8
+        ),
+        checks=st.lists(
+            st.tuples(
+                st.sampled_from(STREAM_NAMES),
+                st.sampled_from(EXPECTATIONS[1:]),
+                st.sampled_from([1, 2, -1]),
+            ),
+            max_size=3,
+        ),
+        id_mode=st.sampled_from(["all", "all", "none", "mixed"]),
+    )
+    def append_batch(
+        self,
+        rows: list[tuple[str, tuple[str, bytes, bytes]]],
+        checks: list[tuple[str, str, int]],
+        id_mode: str,
+    ) -> None:
         expected: dict[str, int] = {}
         for stream, how, wrong_by in checks:
             code = self._expected_code(stream, how, wrong_by)
             assert code is not None
             expected[stream] = code
         streams = [r[0] for r in rows]
-        self._run(streams, [r[1] for r in rows], self._fresh_ids(len(rows), id_mode), expected,
-                  single=False, remember=True)
+        self._run(
+            streams,
+            [r[1] for r in rows],
+            self._fresh_ids(len(rows), id_mode),
+            expected,
+            single=False,
+            remember=True,
+        )
 
     @precondition(lambda self: self.history)
-    @rule(pick=st.integers(min_value=0), variant=st.sampled_from(
-        ["same", "same", "any", "prefix", "extended", "as-batch"]))
+    @rule(
+        pick=st.integers(min_value=0),
+        variant=st.sampled_from(["same", "same", "any", "prefix", "extended", "as-batch"]),
+    )
     def retry_an_earlier_append(self, pick: int, variant: str) -> None:
         past = self.history[pick % len(self.history)]
         streams, specs, ids = list(past.streams), list(past.specs), list(past.ids)
@@ -311,11 +369,16 @@ class LogMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ rules: reads
 
-    @rule(stream=st.sampled_from(STREAM_NAMES + ["never-written"]),
-          lo=st.one_of(st.none(), st.integers(0, 12)), hi=st.one_of(st.none(), st.integers(0, 12)),
-          backwards=st.booleans(), limit=st.one_of(st.none(), st.integers(0, 5)))
-    def read_stream(self, stream: str, lo: int | None, hi: int | None, backwards: bool,
-                    limit: int | None) -> None:
+    @rule(
+        stream=st.sampled_from(STREAM_NAMES + ["never-written"]),
+        lo=st.one_of(st.none(), st.integers(0, 12)),
+        hi=st.one_of(st.none(), st.integers(0, 12)),
+        backwards=st.booleans(),
+        limit=st.one_of(st.none(), st.integers(0, 5)),
+    )
+    def read_stream(
+        self, stream: str, lo: int | None, hi: int | None, backwards: bool, limit: int | None
+    ) -> None:
         positions = self.model.streams.get(stream, [])
         versions = range(len(positions))
         if backwards:
@@ -330,10 +393,14 @@ class LogMachine(RuleBasedStateMachine):
             want = want[:limit]
         got = self.store.read_stream(stream, lo, to_version=hi, backwards=backwards, limit=limit)
         assert [_observed(e) for e in got] == [
-            _modelled(positions[v], self.model.events[positions[v]]) for v in want]
+            _modelled(positions[v], self.model.events[positions[v]]) for v in want
+        ]
 
-    @rule(start=st.one_of(st.none(), st.integers(0, 60)), backwards=st.booleans(),
-          limit=st.one_of(st.none(), st.integers(0, 10)))
+    @rule(
+        start=st.one_of(st.none(), st.integers(0, 60)),
+        backwards=st.booleans(),
+        limit=st.one_of(st.none(), st.integers(0, 10)),
+    )
     def read_all(self, start: int | None, backwards: bool, limit: int | None) -> None:
         head = len(self.model.events)
         if backwards:
@@ -376,14 +443,18 @@ class LogMachine(RuleBasedStateMachine):
         for name in STREAM_NAMES + ["never-written"]:
             assert self.store.stream_version(name) == self.model.version(name)
         assert [_observed(e) for e in self.store.read_all()] == [
-            _modelled(p, e) for p, e in enumerate(self.model.events)]
+            _modelled(p, e) for p, e in enumerate(self.model.events)
+        ]
         for name, positions in self.model.streams.items():
             assert [(e.position, e.version) for e in self.store.read_stream(name)] == [
-                (p, v) for v, p in enumerate(positions)]
+                (p, v) for v, p in enumerate(positions)
+            ]
 
 
-_COMMON = {"deadline": None,
-           "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+_COMMON = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
 
 
 class TestLogStateMachine(LogMachine.TestCase):  # type: ignore[name-defined,misc]

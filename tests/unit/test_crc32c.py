@@ -50,7 +50,7 @@ def test_crc32c_portable_agrees_with_crc32c_at_every_alignment() -> None:
     view = memoryview(blob)
     for start in range(16):
         for n in (0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 64, 100, 255, 300):
-            chunk = view[start:start + n]
+            chunk = view[start : start + n]
             assert crc32c_portable(chunk) == crc32c(chunk), (start, n)
 
 

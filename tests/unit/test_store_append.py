@@ -76,7 +76,8 @@ def test_append_with_the_current_version_succeeds(store: cl.EventStore, ev) -> N
 
 @pytest.mark.parametrize("expected", [0, 2, 5])
 def test_append_with_a_wrong_int_version_is_refused_with_the_actual_version(
-        store: cl.EventStore, ev, expected: int) -> None:
+    store: cl.EventStore, ev, expected: int
+) -> None:
     store.append("a", [ev(), ev()])
     with pytest.raises(WrongExpectedVersionError) as info:
         store.append("a", [ev()], expected_version=expected)
@@ -90,8 +91,9 @@ def test_append_with_int_version_on_a_missing_stream_is_refused(store: cl.EventS
     assert info.value.actual is None
 
 
-def test_append_with_stale_expected_version_writes_nothing(store: cl.EventStore, ev,
-                                                           disk_state, as_tuples) -> None:
+def test_append_with_stale_expected_version_writes_nothing(
+    store: cl.EventStore, ev, disk_state, as_tuples
+) -> None:
     store.append("a", [ev(), ev()])
     store.append("b", [ev()])
     before_disk, before_events = disk_state(), as_tuples(store.read_all())
@@ -120,7 +122,8 @@ def test_a_refused_append_leaves_the_store_usable(store: cl.EventStore, ev) -> N
 
 @pytest.mark.parametrize("expected", [-3, -5, 1.5, True, False, "x", None, 1 << 62])
 def test_a_bad_expected_version_is_refused_as_invalid_argument(
-        store: cl.EventStore, ev, disk_state, expected: object) -> None:
+    store: cl.EventStore, ev, disk_state, expected: object
+) -> None:
     before = disk_state()
     with pytest.raises(InvalidArgumentError):
         store.append("a", [ev()], expected_version=expected)  # type: ignore[arg-type]
@@ -140,8 +143,9 @@ BAD_STREAM_NAMES = {
 
 
 @pytest.mark.parametrize("name", list(BAD_STREAM_NAMES.values()), ids=list(BAD_STREAM_NAMES))
-def test_a_bad_stream_name_is_refused_and_writes_nothing(store: cl.EventStore, ev, disk_state,
-                                                         name: str) -> None:
+def test_a_bad_stream_name_is_refused_and_writes_nothing(
+    store: cl.EventStore, ev, disk_state, name: str
+) -> None:
     before = disk_state()
     with pytest.raises(InvalidStreamNameError):
         store.append(name, [ev()])
@@ -151,8 +155,9 @@ def test_a_bad_stream_name_is_refused_and_writes_nothing(store: cl.EventStore, e
 
 
 @pytest.mark.parametrize("name", [None, 7, b"bytes"], ids=["none", "int", "bytes"])
-def test_a_stream_name_that_is_not_a_str_is_refused(store: cl.EventStore, ev, disk_state,
-                                                    name: object) -> None:
+def test_a_stream_name_that_is_not_a_str_is_refused(
+    store: cl.EventStore, ev, disk_state, name: object
+) -> None:
     before = disk_state()
     with pytest.raises(InvalidStreamNameError):
         store.append(name, [ev()])  # type: ignore[arg-type]
@@ -171,8 +176,9 @@ def test_stream_version_of_a_bad_name_raises_invalid_stream_name(store: cl.Event
         store.stream_version("")
 
 
-def test_an_event_over_max_event_bytes_is_refused_and_writes_nothing(open_store, ev,
-                                                                     disk_state) -> None:
+def test_an_event_over_max_event_bytes_is_refused_and_writes_nothing(
+    open_store, ev, disk_state
+) -> None:
     s = open_store(max_event_bytes=1024)
     s.append("a", [ev(data=b"x" * 100)])
     before = disk_state()
@@ -196,7 +202,8 @@ def test_str_data_is_refused_as_invalid_event() -> None:
 
 
 def test_an_object_that_is_not_a_new_event_is_refused_and_writes_nothing(
-        store: cl.EventStore, ev, disk_state) -> None:
+    store: cl.EventStore, ev, disk_state
+) -> None:
     before = disk_state()
     with pytest.raises(InvalidEventError):
         store.append("a", [ev(), {"type": "T", "data": b""}])  # type: ignore[list-item]
@@ -215,8 +222,9 @@ def test_invalid_event_error_is_a_type_error() -> None:
         cl.NewEvent("T", 123)  # type: ignore[arg-type]
 
 
-def test_every_refusal_leaves_head_streams_and_files_unchanged(store: cl.EventStore, ev,
-                                                               disk_state, as_tuples) -> None:
+def test_every_refusal_leaves_head_streams_and_files_unchanged(
+    store: cl.EventStore, ev, disk_state, as_tuples
+) -> None:
     store.append("a", [ev()])
     before = (store.head, store.streams(), disk_state(), as_tuples(store.read_all()))
     refusals = [
@@ -226,8 +234,7 @@ def test_every_refusal_leaves_head_streams_and_files_unchanged(store: cl.EventSt
         lambda: store.append("a", [ev()], expected_version=cl.NO_STREAM),
         lambda: store.append("a", []),
         lambda: store.append_batch(["a", ""], ["T", "T"], [b"", b""]),
-        lambda: store.append_batch(["a", "b"], ["T", "T"], [b"", b""],
-                                   expected_versions={"b": 0}),
+        lambda: store.append_batch(["a", "b"], ["T", "T"], [b"", b""], expected_versions={"b": 0}),
     ]
     for refuse in refusals:
         with pytest.raises(cl.ChronologError):

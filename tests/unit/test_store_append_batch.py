@@ -27,8 +27,10 @@ IDS = [uuid.UUID(int=(i + 1) << 8 | 0x5A) for i in range(4)]  # no trailing NUL 
 
 
 def _stored(store: cl.EventStore) -> list[tuple[Any, ...]]:
-    return [(e.position, e.stream, e.version, e.type, e.data, e.metadata, e.id)
-            for e in store.read_all()]
+    return [
+        (e.position, e.stream, e.version, e.type, e.data, e.metadata, e.id)
+        for e in store.read_all()
+    ]
 
 
 EXPECTED = [
@@ -40,40 +42,67 @@ EXPECTED = [
 
 COLUMN_FORMS = {
     "lists": lambda: (STREAMS, TYPES, DATAS, METAS, IDS),
-    "tuples-and-bytes-ids": lambda: (tuple(STREAMS), tuple(TYPES), tuple(DATAS), tuple(METAS),
-                                     [u.bytes for u in IDS]),
-    "numpy-object": lambda: (np.array(STREAMS, dtype=object), np.array(TYPES, dtype=object),
-                             np.array(DATAS, dtype=object), np.array(METAS, dtype=object),
-                             np.array(IDS, dtype=object)),
-    "numpy-unicode-and-bytes": lambda: (np.array(STREAMS), np.array(TYPES),
-                                        np.array(DATAS, dtype=object), np.array(METAS),
-                                        np.array([u.bytes for u in IDS], dtype="S16")),
-    "arrow-string-binary": lambda: (pa.array(STREAMS, pa.string()), pa.array(TYPES, pa.string()),
-                                    pa.array(DATAS, pa.binary()), pa.array(METAS, pa.binary()),
-                                    pa.array([u.bytes for u in IDS], pa.binary(16))),
-    "arrow-large": lambda: (pa.array(STREAMS, pa.large_string()),
-                            pa.array(TYPES, pa.large_string()),
-                            pa.array(DATAS, pa.large_binary()), pa.array(METAS, pa.large_binary()),
-                            pa.array([u.bytes for u in IDS], pa.binary())),
-    "arrow-dictionary": lambda: (pa.array(STREAMS).dictionary_encode(),
-                                 pa.array(TYPES).dictionary_encode(),
-                                 pa.array(DATAS, pa.binary()).dictionary_encode(),
-                                 pa.array(METAS, pa.binary()).dictionary_encode(),
-                                 pa.array([u.bytes for u in IDS], pa.binary(16))),
-    "arrow-chunked": lambda: (pa.chunked_array([STREAMS[:1], STREAMS[1:]]),
-                              pa.chunked_array([TYPES[:3], TYPES[3:]]),
-                              pa.chunked_array([DATAS[:2], DATAS[2:]], pa.binary()),
-                              pa.chunked_array([METAS], pa.binary()),
-                              pa.chunked_array([[u.bytes for u in IDS]], pa.binary(16))),
-    "arrow-sliced": lambda: (pa.array(["x"] + STREAMS)[1:], pa.array(["x"] + TYPES)[1:],
-                             pa.array([b"x"] + DATAS)[1:], pa.array([b"x"] + METAS)[1:],
-                             pa.array([bytes(16)] + [u.bytes for u in IDS], pa.binary(16))[1:]),
+    "tuples-and-bytes-ids": lambda: (
+        tuple(STREAMS),
+        tuple(TYPES),
+        tuple(DATAS),
+        tuple(METAS),
+        [u.bytes for u in IDS],
+    ),
+    "numpy-object": lambda: (
+        np.array(STREAMS, dtype=object),
+        np.array(TYPES, dtype=object),
+        np.array(DATAS, dtype=object),
+        np.array(METAS, dtype=object),
+        np.array(IDS, dtype=object),
+    ),
+    "numpy-unicode-and-bytes": lambda: (
+        np.array(STREAMS),
+        np.array(TYPES),
+        np.array(DATAS, dtype=object),
+        np.array(METAS),
+        np.array([u.bytes for u in IDS], dtype="S16"),
+    ),
+    "arrow-string-binary": lambda: (
+        pa.array(STREAMS, pa.string()),
+        pa.array(TYPES, pa.string()),
+        pa.array(DATAS, pa.binary()),
+        pa.array(METAS, pa.binary()),
+        pa.array([u.bytes for u in IDS], pa.binary(16)),
+    ),
+    "arrow-large": lambda: (
+        pa.array(STREAMS, pa.large_string()),
+        pa.array(TYPES, pa.large_string()),
+        pa.array(DATAS, pa.large_binary()),
+        pa.array(METAS, pa.large_binary()),
+        pa.array([u.bytes for u in IDS], pa.binary()),
+    ),
+    "arrow-dictionary": lambda: (
+        pa.array(STREAMS).dictionary_encode(),
+        pa.array(TYPES).dictionary_encode(),
+        pa.array(DATAS, pa.binary()).dictionary_encode(),
+        pa.array(METAS, pa.binary()).dictionary_encode(),
+        pa.array([u.bytes for u in IDS], pa.binary(16)),
+    ),
+    "arrow-chunked": lambda: (
+        pa.chunked_array([STREAMS[:1], STREAMS[1:]]),
+        pa.chunked_array([TYPES[:3], TYPES[3:]]),
+        pa.chunked_array([DATAS[:2], DATAS[2:]], pa.binary()),
+        pa.chunked_array([METAS], pa.binary()),
+        pa.chunked_array([[u.bytes for u in IDS]], pa.binary(16)),
+    ),
+    "arrow-sliced": lambda: (
+        pa.array(["x"] + STREAMS)[1:],
+        pa.array(["x"] + TYPES)[1:],
+        pa.array([b"x"] + DATAS)[1:],
+        pa.array([b"x"] + METAS)[1:],
+        pa.array([bytes(16)] + [u.bytes for u in IDS], pa.binary(16))[1:],
+    ),
 }
 
 
 @pytest.mark.parametrize("form", list(COLUMN_FORMS), ids=list(COLUMN_FORMS))
-def test_append_batch_stores_every_column_form_identically(store: cl.EventStore,
-                                                            form: str) -> None:
+def test_append_batch_stores_every_column_form_identically(store: cl.EventStore, form: str) -> None:
     streams, types, datas, metas, ids = COLUMN_FORMS[form]()
     res = store.append_batch(streams, types, datas, metadatas=metas, ids=ids)
     assert res == cl.AppendResult(0, 3, None)
@@ -81,7 +110,8 @@ def test_append_batch_stores_every_column_form_identically(store: cl.EventStore,
 
 
 def test_append_batch_without_metadata_or_ids_stores_empty_metadata_and_no_id(
-        store: cl.EventStore) -> None:
+    store: cl.EventStore,
+) -> None:
     store.append_batch(STREAMS, TYPES, DATAS)
     assert [(e.metadata, e.id) for e in store.read_all()] == [(b"", None)] * 4
 
@@ -103,12 +133,15 @@ def test_append_batch_to_one_stream_returns_its_next_version(store: cl.EventStor
     assert store.append_batch(["a", "a"], ["T", "T"], [b"", b""]) == cl.AppendResult(1, 2, 3)
 
 
-def test_append_batch_continues_the_versions_of_existing_streams(store: cl.EventStore,
-                                                                  ev) -> None:
+def test_append_batch_continues_the_versions_of_existing_streams(store: cl.EventStore, ev) -> None:
     store.append("order-1", [ev(), ev()])
     store.append_batch(STREAMS, TYPES, DATAS)
     assert [(e.stream, e.version) for e in store.read_all()][2:] == [
-        ("order-1", 2), ("cart-9", 0), ("order-1", 3), ("order-2", 0)]
+        ("order-1", 2),
+        ("cart-9", 0),
+        ("order-1", 3),
+        ("order-2", 0),
+    ]
 
 
 def test_append_batch_is_one_frame(store: cl.EventStore) -> None:
@@ -126,18 +159,27 @@ def test_append_batch_events_share_one_timestamp(store: cl.EventStore) -> None:
 
 def test_append_batch_with_holding_expected_versions_succeeds(store: cl.EventStore, ev) -> None:
     store.append("order-1", [ev()])
-    store.append_batch(STREAMS, TYPES, DATAS, expected_versions={
-        "order-1": 0, "cart-9": cl.NO_STREAM, "order-2": cl.ANY})
+    store.append_batch(
+        STREAMS,
+        TYPES,
+        DATAS,
+        expected_versions={"order-1": 0, "cart-9": cl.NO_STREAM, "order-2": cl.ANY},
+    )
     assert store.stream_version("order-1") == 2
 
 
 def test_append_batch_with_one_wrong_expected_version_writes_nothing(
-        store: cl.EventStore, ev, disk_state) -> None:
+    store: cl.EventStore, ev, disk_state
+) -> None:
     store.append("order-1", [ev()])
     before = disk_state()
     with pytest.raises(WrongExpectedVersionError) as info:
-        store.append_batch(STREAMS, TYPES, DATAS, expected_versions={
-            "order-1": 0, "cart-9": cl.NO_STREAM, "order-2": cl.STREAM_EXISTS})
+        store.append_batch(
+            STREAMS,
+            TYPES,
+            DATAS,
+            expected_versions={"order-1": 0, "cart-9": cl.NO_STREAM, "order-2": cl.STREAM_EXISTS},
+        )
     assert info.value.stream == "order-2"
     assert info.value.actual is None
     assert store.head == 1
@@ -146,7 +188,8 @@ def test_append_batch_with_one_wrong_expected_version_writes_nothing(
 
 
 def test_append_batch_checks_expected_versions_of_streams_not_in_the_batch(
-        store: cl.EventStore, ev, disk_state) -> None:
+    store: cl.EventStore, ev, disk_state
+) -> None:
     store.append("guard", [ev(), ev()])
     before = disk_state()
     with pytest.raises(WrongExpectedVersionError) as info:
@@ -159,25 +202,27 @@ def test_append_batch_checks_expected_versions_of_streams_not_in_the_batch(
 
 
 def test_append_batch_with_a_bad_expected_version_value_is_invalid_argument(
-        store: cl.EventStore) -> None:
+    store: cl.EventStore,
+) -> None:
     with pytest.raises(InvalidArgumentError):
         store.append_batch(STREAMS, TYPES, DATAS, expected_versions={"order-1": -3})
     assert store.head == 0
 
 
 def test_append_batch_with_expected_versions_not_a_mapping_is_invalid_argument(
-        store: cl.EventStore) -> None:
+    store: cl.EventStore,
+) -> None:
     with pytest.raises(InvalidArgumentError):
-        store.append_batch(STREAMS, TYPES, DATAS,
-                           expected_versions=[("order-1", 0)])  # type: ignore[arg-type]
+        store.append_batch(STREAMS, TYPES, DATAS, expected_versions=[("order-1", 0)])  # type: ignore[arg-type]
     assert store.head == 0
 
 
 # ---------------------------------------------------------------- refusals
 
 
-def _refused(store: cl.EventStore, disk_state, exc: type[BaseException], *args: Any,
-             **kwargs: Any) -> None:
+def _refused(
+    store: cl.EventStore, disk_state, exc: type[BaseException], *args: Any, **kwargs: Any
+) -> None:
     before = disk_state()
     with pytest.raises(exc):
         store.append_batch(*args, **kwargs)
@@ -190,8 +235,9 @@ def test_append_batch_of_no_events_is_refused(store: cl.EventStore, disk_state) 
     _refused(store, disk_state, InvalidArgumentError, [], [], [])
 
 
-def test_append_batch_with_columns_of_different_lengths_is_refused(store: cl.EventStore,
-                                                                   disk_state) -> None:
+def test_append_batch_with_columns_of_different_lengths_is_refused(
+    store: cl.EventStore, disk_state
+) -> None:
     _refused(store, disk_state, InvalidArgumentError, ["a", "b"], ["T"], [b"", b""])
     _refused(store, disk_state, InvalidArgumentError, ["a", "b"], ["T", "T"], [b""])
     _refused(store, disk_state, InvalidArgumentError, ["a"], ["T"], [b""], metadatas=[b"", b""])
@@ -199,15 +245,16 @@ def test_append_batch_with_columns_of_different_lengths_is_refused(store: cl.Eve
 
 
 @pytest.mark.parametrize("name", ["", "é" * 513, "a\x00b"], ids=["empty", "too-long", "nul"])
-def test_append_batch_with_a_bad_stream_name_anywhere_is_refused(store: cl.EventStore,
-                                                                  disk_state, name: str) -> None:
+def test_append_batch_with_a_bad_stream_name_anywhere_is_refused(
+    store: cl.EventStore, disk_state, name: str
+) -> None:
     _refused(store, disk_state, InvalidStreamNameError, ["ok", name], ["T", "T"], [b"", b""])
 
 
-def test_append_batch_with_a_lone_surrogate_stream_name_is_refused(store: cl.EventStore,
-                                                                    disk_state) -> None:
-    _refused(store, disk_state, InvalidStreamNameError, ["ok", "a\ud800"], ["T", "T"],
-             [b"", b""])
+def test_append_batch_with_a_lone_surrogate_stream_name_is_refused(
+    store: cl.EventStore, disk_state
+) -> None:
+    _refused(store, disk_state, InvalidStreamNameError, ["ok", "a\ud800"], ["T", "T"], [b"", b""])
 
 
 def test_append_batch_with_a_non_str_stream_is_refused(store: cl.EventStore, disk_state) -> None:
@@ -219,36 +266,44 @@ def test_append_batch_with_integer_datas_is_refused(store: cl.EventStore, disk_s
 
 
 def test_append_batch_with_a_single_str_instead_of_a_column_is_refused(
-        store: cl.EventStore, disk_state) -> None:
+    store: cl.EventStore, disk_state
+) -> None:
     _refused(store, disk_state, InvalidEventError, "a", ["T"], [b""])
 
 
 @pytest.mark.parametrize("type_name", ["", "x" * 256], ids=["empty", "over-255-bytes"])
-def test_append_batch_with_a_bad_event_type_is_refused(store: cl.EventStore, disk_state,
-                                                      type_name: str) -> None:
+def test_append_batch_with_a_bad_event_type_is_refused(
+    store: cl.EventStore, disk_state, type_name: str
+) -> None:
     _refused(store, disk_state, InvalidEventError, ["a", "a"], ["T", type_name], [b"", b""])
 
 
 def test_append_batch_with_null_data_is_refused(store: cl.EventStore, disk_state) -> None:
-    _refused(store, disk_state, InvalidEventError, ["a", "a"], ["T", "T"],
-             pa.array([b"", None], pa.binary()))
+    _refused(
+        store,
+        disk_state,
+        InvalidEventError,
+        ["a", "a"],
+        ["T", "T"],
+        pa.array([b"", None], pa.binary()),
+    )
 
 
-def test_append_batch_with_an_id_of_the_wrong_size_is_refused(store: cl.EventStore,
-                                                              disk_state) -> None:
+def test_append_batch_with_an_id_of_the_wrong_size_is_refused(
+    store: cl.EventStore, disk_state
+) -> None:
     _refused(store, disk_state, InvalidEventError, ["a"], ["T"], [b""], ids=[b"short"])
 
 
-def test_append_batch_with_an_event_over_max_event_bytes_is_refused(open_store,
-                                                                    disk_state) -> None:
+def test_append_batch_with_an_event_over_max_event_bytes_is_refused(open_store, disk_state) -> None:
     s = open_store(max_event_bytes=1024)
-    _refused(s, disk_state, EventTooLargeError, ["a", "b"], ["T", "T"],
-             [b"x" * 10, b"x" * 2000])
+    _refused(s, disk_state, EventTooLargeError, ["a", "b"], ["T", "T"], [b"x" * 10, b"x" * 2000])
 
 
 def test_append_batch_refusal_leaves_no_trace_in_a_later_append(store: cl.EventStore) -> None:
     with pytest.raises(WrongExpectedVersionError):
-        store.append_batch(["a", "b", "a"], ["T", "T", "T"], [b"", b"", b""],
-                           expected_versions={"b": 3})
+        store.append_batch(
+            ["a", "b", "a"], ["T", "T", "T"], [b"", b"", b""], expected_versions={"b": 3}
+        )
     store.append_batch(["b", "a"], ["T", "T"], [b"", b""])
     assert [(e.stream, e.version) for e in store.read_all()] == [("b", 0), ("a", 0)]

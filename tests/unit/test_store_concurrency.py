@@ -21,7 +21,7 @@ def _run_threads(target: Callable[[int], None]) -> None:
         try:
             start.wait()
             target(t)
-        except BaseException as exc:  # reported by the main thread
+        except BaseException as exc:  # noqa: BLE001 -- re-raised by the main thread as a failure
             errors.append(exc)
 
     threads = [threading.Thread(target=body, args=(t,)) for t in range(THREADS)]
@@ -34,15 +34,17 @@ def _run_threads(target: Callable[[int], None]) -> None:
 
 @pytest.mark.parametrize(("durability", "per_thread"), [("os", 100), ("fsync", 15)])
 def test_concurrent_appends_from_eight_threads_are_dense_and_complete(
-        open_store, durability: str, per_thread: int) -> None:
+    open_store, durability: str, per_thread: int
+) -> None:
     s = open_store(durability=durability, max_segment_bytes=16384)
     results: dict[int, list[cl.AppendResult]] = {t: [] for t in range(THREADS)}
 
     def work(t: int) -> None:
         for i in range(per_thread):
             if i % 4 == 3:
-                res = s.append_batch([f"t{t}", "shared"], ["B", "B"],
-                                     [b"%d:%d" % (t, i), b"%d:%d" % (t, i)])
+                res = s.append_batch(
+                    [f"t{t}", "shared"], ["B", "B"], [b"%d:%d" % (t, i), b"%d:%d" % (t, i)]
+                )
             else:
                 res = s.append(f"t{t}", [cl.NewEvent("S", b"%d:%d" % (t, i))])
             results[t].append(res)
@@ -58,8 +60,12 @@ def test_concurrent_appends_from_eight_threads_are_dense_and_complete(
         assert [e.version for e in mine] == list(range(per_thread))
         assert [e.data for e in mine] == [b"%d:%d" % (t, i) for i in range(per_thread)]
     assert [e.version for e in s.read_stream("shared")] == list(range(THREADS * batches))
-    taken = sorted(p for rs in results.values() for r in rs
-                   for p in range(r.first_position, r.last_position + 1))
+    taken = sorted(
+        p
+        for rs in results.values()
+        for r in rs
+        for p in range(r.first_position, r.last_position + 1)
+    )
     assert taken == list(range(total))
     assert s.verify()["ok"] is True
 
@@ -97,4 +103,5 @@ def test_concurrent_expected_version_appends_to_one_stream_never_fork_it(open_st
     events = s.read_stream("counter")
     assert [e.version for e in events] == list(range(THREADS * per_thread))
     assert sorted(e.data for e in events) == sorted(
-        b"%d" % t for t in range(THREADS) for _ in range(per_thread))
+        b"%d" % t for t in range(THREADS) for _ in range(per_thread)
+    )

@@ -13,8 +13,9 @@ from chronolog._core.fileio import FileIO
 from chronolog.errors import StoreFailedError
 
 
-def _append_until_failure(store: cl.EventStore, limit: int = 20) -> tuple[list[bytes], bytes,
-                                                                           StoreFailedError]:
+def _append_until_failure(
+    store: cl.EventStore, limit: int = 20
+) -> tuple[list[bytes], bytes, StoreFailedError]:
     """Append one event at a time until one fails; return (acknowledged datas, failed data,
     the error)."""
     acknowledged: list[bytes] = []
@@ -34,10 +35,13 @@ def _reopened_datas(store_path: Path) -> list[bytes]:
         return [e.data for e in s.read_all()]
 
 
-@pytest.mark.parametrize(("op", "durability"), [("write", "os"), ("write", "fsync"),
-                                                ("write", "interval"), ("fsync", "fsync")])
+@pytest.mark.parametrize(
+    ("op", "durability"),
+    [("write", "os"), ("write", "fsync"), ("write", "interval"), ("fsync", "fsync")],
+)
 def test_an_injected_io_error_fails_the_append_with_store_failed_error(
-        open_store, op: str, durability: str) -> None:
+    open_store, op: str, durability: str
+) -> None:
     io = FileIO()
     s = open_store(durability=durability, io=io)
     io.inject(op, after=2, errno=errno.EIO)
@@ -73,7 +77,8 @@ def test_store_failed_error_carries_the_errno_of_the_cause(open_store) -> None:
 
 @pytest.mark.parametrize("durability", ["os", "fsync"])
 def test_reopen_after_a_write_failure_holds_exactly_the_acknowledged_events(
-        open_store, store_path: Path, durability: str) -> None:
+    open_store, store_path: Path, durability: str
+) -> None:
     io = FileIO()
     s = open_store(durability=durability, io=io)
     io.inject("write", after=3, errno=errno.EIO)
@@ -83,7 +88,8 @@ def test_reopen_after_a_write_failure_holds_exactly_the_acknowledged_events(
 
 
 def test_reopen_after_an_fsync_failure_holds_the_acknowledged_events_as_a_prefix(
-        open_store, store_path: Path) -> None:
+    open_store, store_path: Path
+) -> None:
     io = FileIO()
     s = open_store(durability="fsync", io=io)
     io.inject("fsync", after=3, errno=errno.EIO)
@@ -91,11 +97,12 @@ def test_reopen_after_an_fsync_failure_holds_the_acknowledged_events_as_a_prefix
     s.close()
     stored = _reopened_datas(store_path)
     assert stored[: len(acknowledged)] == acknowledged
-    assert stored[len(acknowledged):] in ([], [failed])  # the failed append: whole or absent
+    assert stored[len(acknowledged) :] in ([], [failed])  # the failed append: whole or absent
 
 
 def test_reopen_after_an_fsync_failure_holds_exactly_the_acknowledged_events(
-        open_store, store_path: Path) -> None:
+    open_store, store_path: Path
+) -> None:
     io = FileIO()
     s = open_store(durability="fsync", io=io)
     io.inject("fsync", after=3, errno=errno.EIO)

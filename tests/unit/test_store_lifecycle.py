@@ -26,8 +26,9 @@ def test_a_new_store_is_empty(store: cl.EventStore) -> None:
     assert list(store.read_all()) == []
 
 
-def test_open_of_an_existing_store_keeps_its_events(open_store: Callable[..., cl.EventStore],
-                                                    ev) -> None:
+def test_open_of_an_existing_store_keeps_its_events(
+    open_store: Callable[..., cl.EventStore], ev
+) -> None:
     s = open_store()
     s.append("a", [ev(), ev()])
     s.close()
@@ -59,8 +60,9 @@ def test_context_manager_releases_the_write_lock(store_path: Path) -> None:
         assert again.head == 0
 
 
-def test_second_writer_is_refused_while_the_first_is_open(store: cl.EventStore,
-                                                         store_path: Path) -> None:
+def test_second_writer_is_refused_while_the_first_is_open(
+    store: cl.EventStore, store_path: Path
+) -> None:
     with pytest.raises(cl.StoreLockedError):
         cl.EventStore.open(store_path, durability="os")
 
@@ -79,8 +81,18 @@ def test_second_writer_is_refused_while_the_first_is_open(store: cl.EventStore,
         lambda s: s.verify(),
         lambda s: s.checkpoint(),
     ],
-    ids=["append", "append_batch", "read_stream", "read_all", "head", "stream_version",
-         "streams", "stats", "verify", "checkpoint"],
+    ids=[
+        "append",
+        "append_batch",
+        "read_stream",
+        "read_all",
+        "head",
+        "stream_version",
+        "streams",
+        "stats",
+        "verify",
+        "checkpoint",
+    ],
 )
 def test_every_use_after_close_raises_store_closed_error(store: cl.EventStore, use) -> None:
     store.close()
@@ -131,8 +143,11 @@ def test_streams_omits_a_stream_whose_only_append_was_refused(store: cl.EventSto
     assert store.stats()["streams"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: append_columns interns new streams before "
-                   "the expected-version check, so a refused batch fixes their order in streams()")
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: append_columns interns new streams before "
+    "the expected-version check, so a refused batch fixes their order in streams()",
+)
 def test_streams_order_ignores_refused_appends(store: cl.EventStore, ev) -> None:
     with pytest.raises(cl.WrongExpectedVersionError):
         store.append_batch(["b"], ["T"], [b""], expected_versions={"a": cl.STREAM_EXISTS})
@@ -193,7 +208,8 @@ def test_verify_reports_ok_on_an_empty_store(store: cl.EventStore) -> None:
 
 @pytest.mark.parametrize("durability", ["os", "fsync", "interval"])
 def test_each_durability_mode_appends_and_reopens_with_the_events(
-        open_store, durability: str, ev, as_tuples) -> None:
+    open_store, durability: str, ev, as_tuples
+) -> None:
     s = open_store(durability=durability, flush_interval_ms=5)
     assert s.durability == durability
     s.append("a", [ev(data=b"1"), ev(data=b"2")])

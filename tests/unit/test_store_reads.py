@@ -16,7 +16,9 @@ from chronolog.errors import InvalidArgumentError, InvalidStreamNameError
 def filled(store: cl.EventStore) -> cl.EventStore:
     """Stream "a" has versions 0..5 at positions 0,1,3,4,6,7; "b" has 0..2 at 2,5,8."""
     for i in range(3):
-        store.append("a", [cl.NewEvent("A", b"a%d" % (2 * i)), cl.NewEvent("A", b"a%d" % (2 * i + 1))])
+        store.append(
+            "a", [cl.NewEvent("A", b"a%d" % (2 * i)), cl.NewEvent("A", b"a%d" % (2 * i + 1))]
+        )
         store.append("b", [cl.NewEvent("B", b"b%d" % i)])
     return store
 
@@ -87,10 +89,17 @@ def test_read_stream_backwards_of_a_missing_stream_is_empty(filled) -> None:
     assert filled.read_stream("nope", backwards=True) == []
 
 
-@pytest.mark.parametrize("kwargs", [{"from_version": -1}, {"to_version": -1}, {"limit": -1},
-                                    {"from_version": 1.5}, {"limit": True}])
-def test_read_stream_with_a_negative_or_non_int_bound_is_invalid_argument(filled,
-                                                                         kwargs) -> None:
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"from_version": -1},
+        {"to_version": -1},
+        {"limit": -1},
+        {"from_version": 1.5},
+        {"limit": True},
+    ],
+)
+def test_read_stream_with_a_negative_or_non_int_bound_is_invalid_argument(filled, kwargs) -> None:
     with pytest.raises(InvalidArgumentError):
         filled.read_stream("a", **kwargs)
 
@@ -140,14 +149,13 @@ def test_read_all_over_more_than_one_chunk_is_dense(store: cl.EventStore) -> Non
     store.append_batch(["s"] * 5000, ["T"] * 5000, [b""] * 5000)
     assert [e.position for e in store.read_all()] == list(range(5000))
     assert [e.position for e in store.read_all(backwards=True)] == list(range(4999, -1, -1))
-    assert [e.position for e in store.read_all(4000, backwards=True, limit=4100)] == \
-        list(range(4000, -1, -1))
+    assert [e.position for e in store.read_all(4000, backwards=True, limit=4100)] == list(
+        range(4000, -1, -1)
+    )
 
 
-@pytest.mark.parametrize("kwargs", [{"from_position": -1}, {"limit": -2},
-                                    {"from_position": "0"}])
-def test_read_all_with_a_negative_or_non_int_argument_is_invalid_argument(filled,
-                                                                         kwargs) -> None:
+@pytest.mark.parametrize("kwargs", [{"from_position": -1}, {"limit": -2}, {"from_position": "0"}])
+def test_read_all_with_a_negative_or_non_int_argument_is_invalid_argument(filled, kwargs) -> None:
     with pytest.raises(InvalidArgumentError):
         list(filled.read_all(**kwargs))
 
@@ -156,8 +164,9 @@ def test_recorded_event_carries_every_field_as_appended(store: cl.EventStore) ->
     event_id = uuid.uuid4()
     store.append("x", [cl.NewEvent("Seed", b"")])
     before = time.time_ns()
-    store.append("order-7", [cl.NewEvent("OrderPlaced", b'{"amount": 3.5}', metadata=b"m",
-                                         id=event_id)])
+    store.append(
+        "order-7", [cl.NewEvent("OrderPlaced", b'{"amount": 3.5}', metadata=b"m", id=event_id)]
+    )
     after = time.time_ns()
     (e,) = store.read_stream("order-7")
     assert e.position == 1

@@ -20,8 +20,12 @@ def _fill(store: cl.EventStore, appends: int = 60) -> None:
     """Several streams, single and batch appends, enough bytes for several 4 KiB segments."""
     for i in range(appends):
         if i % 3 == 0:
-            store.append_batch([f"s-{i % 5}", f"s-{(i + 1) % 5}"], ["Batch", "Batch"],
-                               [b"b" * (i % 40), b"c" * 90], metadatas=[b"m", b""])
+            store.append_batch(
+                [f"s-{i % 5}", f"s-{(i + 1) % 5}"],
+                ["Batch", "Batch"],
+                [b"b" * (i % 40), b"c" * 90],
+                metadatas=[b"m", b""],
+            )
         else:
             store.append(f"s-{i % 5}", [cl.NewEvent("One", b"x" * (50 + i), metadata=b"%d" % i)])
 
@@ -50,8 +54,9 @@ def _segments(path: Path) -> list[str]:
     return sorted(n for n in os.listdir(path) if n.endswith(".seg"))
 
 
-def test_the_active_segment_rolls_at_max_segment_bytes(rolled: cl.EventStore,
-                                                       store_path: Path) -> None:
+def test_the_active_segment_rolls_at_max_segment_bytes(
+    rolled: cl.EventStore, store_path: Path
+) -> None:
     names = _segments(store_path)
     assert len(names) >= 3
     assert rolled.stats()["segments"] == len(names)
@@ -59,8 +64,7 @@ def test_the_active_segment_rolls_at_max_segment_bytes(rolled: cl.EventStore,
         assert os.path.getsize(store_path / name) <= SEGMENT_BYTES
 
 
-def test_segment_names_are_their_first_positions(rolled: cl.EventStore,
-                                                 store_path: Path) -> None:
+def test_segment_names_are_their_first_positions(rolled: cl.EventStore, store_path: Path) -> None:
     firsts = [int(n[:20]) for n in _segments(store_path)]
     assert firsts[0] == 0
     assert firsts == sorted(firsts)
@@ -72,8 +76,9 @@ def test_reads_across_segments_are_dense_and_complete(rolled: cl.EventStore) -> 
     events = list(rolled.read_all())
     assert [e.position for e in events] == list(range(rolled.head))
     for stream in rolled.streams():
-        assert [e.version for e in rolled.read_stream(stream)] == \
-            list(range(rolled.stream_version(stream) + 1))
+        assert [e.version for e in rolled.read_stream(stream)] == list(
+            range(rolled.stream_version(stream) + 1)
+        )
 
 
 def test_read_stream_backwards_across_segments_mirrors_forwards(rolled: cl.EventStore) -> None:
@@ -81,8 +86,9 @@ def test_read_stream_backwards_across_segments_mirrors_forwards(rolled: cl.Event
     assert rolled.read_stream("s-1", backwards=True) == forwards[::-1]
 
 
-def test_an_append_larger_than_a_segment_gets_a_segment_of_its_own(open_store,
-                                                                   store_path: Path) -> None:
+def test_an_append_larger_than_a_segment_gets_a_segment_of_its_own(
+    open_store, store_path: Path
+) -> None:
     s = open_store(max_segment_bytes=SEGMENT_BYTES)
     s.append("a", [cl.NewEvent("T", b"x" * 100)])
     s.append("a", [cl.NewEvent("T", b"y" * 10000)])
@@ -104,8 +110,9 @@ def test_reopen_gives_identical_results(rolled: cl.EventStore, open_store, as_tu
     assert _snapshot(open_store(max_segment_bytes=SEGMENT_BYTES), as_tuples) == before
 
 
-def test_appends_after_reopen_continue_positions_and_versions(rolled: cl.EventStore,
-                                                              open_store) -> None:
+def test_appends_after_reopen_continue_positions_and_versions(
+    rolled: cl.EventStore, open_store
+) -> None:
     head, version = rolled.head, rolled.stream_version("s-2")
     rolled.close()
     s = open_store(max_segment_bytes=SEGMENT_BYTES)
@@ -114,7 +121,8 @@ def test_appends_after_reopen_continue_positions_and_versions(rolled: cl.EventSt
 
 
 def test_deleting_the_index_files_and_reopening_gives_identical_results(
-        rolled: cl.EventStore, open_store, store_path: Path, as_tuples) -> None:
+    rolled: cl.EventStore, open_store, store_path: Path, as_tuples
+) -> None:
     before = _snapshot(rolled, as_tuples)
     rolled.close()
     for name in os.listdir(store_path / "index"):
@@ -125,7 +133,8 @@ def test_deleting_the_index_files_and_reopening_gives_identical_results(
 
 
 def test_deleting_the_index_directory_and_reopening_gives_identical_results(
-        rolled: cl.EventStore, open_store, store_path: Path, as_tuples) -> None:
+    rolled: cl.EventStore, open_store, store_path: Path, as_tuples
+) -> None:
     before = _snapshot(rolled, as_tuples)
     rolled.close()
     shutil.rmtree(store_path / "index")
@@ -154,8 +163,11 @@ def _damage(path: Path, how: str) -> None:
         # "entry-high-byte" (a high byte of an entry, so it points far out of range: the
         # first entry of positions.idx, the last stream position of streams.idx).
         wild = 64 + 6 if path.name == "positions.idx" else len(raw) - 2
-        at = {"bit-flip-header": 3, "bit-flip-middle": len(raw) // 2,
-              "bit-flip-entry-high-byte": wild}[how]
+        at = {
+            "bit-flip-header": 3,
+            "bit-flip-middle": len(raw) // 2,
+            "bit-flip-entry-high-byte": wild,
+        }[how]
         flipped = bytearray(raw)
         flipped[at] ^= 0x10
         path.write_bytes(bytes(flipped))
@@ -163,15 +175,21 @@ def _damage(path: Path, how: str) -> None:
 
 # Damage to the header or the length of an index file. A bit flip inside the entries is
 # checked in a child process: a wild entry once crashed the interpreter (SIGBUS/SIGSEGV).
-HEADER_DAMAGE = ["truncated-half", "truncated-by-one", "empty", "garbage", "bit-flip-header",
-                 "extended"]
+HEADER_DAMAGE = [
+    "truncated-half",
+    "truncated-by-one",
+    "empty",
+    "garbage",
+    "bit-flip-header",
+    "extended",
+]
 
 
 @pytest.mark.parametrize("how", HEADER_DAMAGE)
 @pytest.mark.parametrize("index_file", ["positions.idx", "streams.idx"])
 def test_a_damaged_index_file_is_rebuilt_with_identical_results(
-        rolled: cl.EventStore, open_store, store_path: Path, as_tuples, index_file: str,
-        how: str) -> None:
+    rolled: cl.EventStore, open_store, store_path: Path, as_tuples, index_file: str, how: str
+) -> None:
     before = _snapshot(rolled, as_tuples)
     rolled.close()
     _damage(store_path / "index" / index_file, how)
@@ -195,26 +213,38 @@ print(repr([s.head, streams, [s.stream_version(n) for n in streams],
 print(s.verify()["ok"])
 """
 
+
 @pytest.mark.parametrize("how", ["bit-flip-middle", "bit-flip-entry-high-byte"])
 @pytest.mark.parametrize("index_file", ["positions.idx", "streams.idx"])
 def test_an_index_file_with_a_flipped_entry_is_rebuilt_with_identical_results(
-        rolled: cl.EventStore, store_path: Path, as_tuples, index_file: str, how: str) -> None:
+    rolled: cl.EventStore, store_path: Path, as_tuples, index_file: str, how: str
+) -> None:
     streams = rolled.streams()
-    expected = repr([rolled.head, streams, [rolled.stream_version(n) for n in streams],
-                     as_tuples(rolled.read_all()),
-                     [as_tuples(rolled.read_stream(n)) for n in streams]])
+    expected = repr(
+        [
+            rolled.head,
+            streams,
+            [rolled.stream_version(n) for n in streams],
+            as_tuples(rolled.read_all()),
+            [as_tuples(rolled.read_stream(n)) for n in streams],
+        ]
+    )
     rolled.close()
     _damage(store_path / "index" / index_file, how)
     child = subprocess.run(
         [sys.executable, "-c", _CHILD, str(store_path), str(Path(__file__).parents[1])],
-        capture_output=True, text=True, timeout=120)
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.returncode == 0, child.stderr[-2000:]
     assert child.stdout.splitlines() == [expected, "True"]
 
 
-def test_a_stale_index_from_an_earlier_close_catches_up(rolled: cl.EventStore, open_store,
-                                                        store_path: Path, tmp_path: Path,
-                                                        as_tuples) -> None:
+def test_a_stale_index_from_an_earlier_close_catches_up(
+    rolled: cl.EventStore, open_store, store_path: Path, tmp_path: Path, as_tuples
+) -> None:
     rolled.close()
     shutil.copytree(store_path / "index", tmp_path / "old-index")
     s = open_store(max_segment_bytes=SEGMENT_BYTES)
@@ -228,9 +258,9 @@ def test_a_stale_index_from_an_earlier_close_catches_up(rolled: cl.EventStore, o
     assert s2.verify()["ok"] is True
 
 
-def test_index_files_of_another_store_are_not_trusted(rolled: cl.EventStore, open_store,
-                                                      store_path: Path, tmp_path: Path,
-                                                      as_tuples) -> None:
+def test_index_files_of_another_store_are_not_trusted(
+    rolled: cl.EventStore, open_store, store_path: Path, tmp_path: Path, as_tuples
+) -> None:
     before = _snapshot(rolled, as_tuples)
     rolled.close()
     other = open_store(tmp_path / "other", max_segment_bytes=SEGMENT_BYTES)
@@ -252,9 +282,9 @@ def test_checkpoint_then_reopen_gives_identical_results(open_store, as_tuples) -
     assert _snapshot(open_store(max_segment_bytes=SEGMENT_BYTES), as_tuples) == before
 
 
-def test_reopen_with_another_max_segment_bytes_reads_the_same_events(rolled: cl.EventStore,
-                                                                     open_store,
-                                                                     as_tuples) -> None:
+def test_reopen_with_another_max_segment_bytes_reads_the_same_events(
+    rolled: cl.EventStore, open_store, as_tuples
+) -> None:
     before = _snapshot(rolled, as_tuples)
     rolled.close()
     s = open_store(max_segment_bytes=1 << 20)
