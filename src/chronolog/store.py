@@ -27,6 +27,7 @@ from chronolog._core.log import (
 from chronolog.errors import (
     InvalidArgumentError,
     InvalidEventError,
+    InvalidStreamNameError,
     StoreClosedError,
     StoreLockedError,
 )
@@ -92,6 +93,11 @@ def _as_array(values: Any, typ: pa.DataType, what: str) -> pa.Array:
         raise InvalidEventError(f"{what} must be a sequence (one value per event), not a single {type(values).__name__}")
     try:
         return pa.array(values, type=typ)
+    except UnicodeEncodeError as exc:
+        if what == "streams":
+            raise InvalidStreamNameError(exc.object, "a stream name must be valid Unicode "
+                                         "(no lone surrogates)") from None
+        raise InvalidEventError(f"{what} must be valid Unicode (no lone surrogates): {exc}") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
         kind = "str" if pa.types.is_large_string(typ) else "bytes"
         raise InvalidEventError(f"{what} must be a sequence of {kind}: {exc}") from None

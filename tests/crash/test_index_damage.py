@@ -125,9 +125,6 @@ def test_an_index_header_with_any_byte_changed_is_rebuilt_and_answers_as_before(
     _check(template, tmp_path, name, "flip", list(range(HEADER_BYTES)))
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: streams.idx position lists are not checked on "
-                   "load; a changed byte there makes a stream vanish from streams(), "
-                   "stream_version and read_stream instead of triggering a rebuild")
 def test_a_stream_index_body_with_any_byte_changed_answers_as_before(
         template: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     size = (template[0] / "index" / "streams.idx").stat().st_size

@@ -117,8 +117,6 @@ def test_verify_table_output_names_the_first_problem(tmp_path, capsys):
     assert f"segment 00000000000000000000.seg at offset {ends[1]}" in out
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: read-only verify stops at a damaged frame of "
-                                       "the newest segment and reports the prefix as sound")
 def test_verify_finds_damage_in_the_newest_segment_after_the_index_is_deleted(tmp_path, capsys):
     ends = small_store(tmp_path / "s")
     seg = tmp_path / "s" / "00000000000000000000.seg"

@@ -21,7 +21,8 @@ index/streams.idx (rewritten whole: temporary file, fdatasync, rename):
     16 16 B         store id
     32 u64          through: the number of positions covered (every position of [0, through))
     40 u64          streams
-    48 u64          names bytes
+    48 u32          names bytes
+    52 u32          CRC32C of the directory and the names (checked on load: O(streams))
     56 u32          anchor: low 32 bits of the salt of the segment holding position through-1
     60 u32          CRC32C of bytes 0..60
     64              directory, per stream: u64 count, u32 name bytes, u32 zero
@@ -38,7 +39,8 @@ from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_CLOEXEC
 from posix.stat cimport struct_stat, fstat
 from posix.unistd cimport close as c_close
 
-from chronolog._core.format cimport FORMAT_VERSION, MAX_STREAM_NAME_BYTES, ld32, ld64, st32, st64, chl_crc32c
+from chronolog._core.format cimport (
+    FORMAT_VERSION, MAX_STREAM_NAME_BYTES, ld32, ld64, st32, st64, chl_crc32c, chl_crc32c_extend)
 from chronolog._core.fileio cimport FileIO
 
 cdef enum:
@@ -50,6 +52,7 @@ cdef uint64_t NOT_LOADED = 0xFFFFFFFFFFFFFFFF
 
 cdef bytes _header(bytes magic, bytes store_id, uint64_t a, uint64_t b, uint64_t c,
                    uint32_t d):
+    # c: the u64 at 48 (streams.idx: names bytes in the low half, directory CRC in the high)
     cdef bytearray h = bytearray(INDEX_HEADER_BYTES)
     cdef unsigned char *p = h
     h[0:8] = magic
@@ -279,12 +282,13 @@ cdef class StreamIndex:
         cdef const unsigned char *h = _map_checked(path, b"CHLSIDX1", store_id, &m, &n)
         if h == NULL:
             return NOT_LOADED
-        cdef uint64_t through = ld64(h + 32), n_streams = ld64(h + 40), names_bytes = ld64(h + 48)
+        cdef uint64_t through = ld64(h + 32), n_streams = ld64(h + 40), names_bytes = ld32(h + 48)
         cdef uint64_t dir_end = INDEX_HEADER_BYTES + n_streams * 16
         cdef uint64_t names_end = dir_end + names_bytes
         cdef uint64_t pos_start = (names_end + 7) & ~(<uint64_t>7)
         if (n_streams > (n >> 4) or names_bytes > n or through > (n >> 3)
-                or pos_start + through * 8 != n):
+                or pos_start + through * 8 != n
+                or chl_crc32c(h + INDEX_HEADER_BYTES, names_end - INDEX_HEADER_BYTES) != ld32(h + 52)):
             munmap(m, n)
             return NOT_LOADED
         cdef uint64_t i, count, name_len, name_off = dir_end, pos_off = pos_start, total = 0
@@ -327,19 +331,35 @@ cdef class StreamIndex:
         cdef chl_streams *t = self.t
         cdef uint64_t i, n_live = 0, names_bytes = 0, pos_off
         cdef chl_stream *s
+        cdef uint64_t count
         for i in range(t.n_streams):
             s = &t.streams[i]
             if s.base_count + s.delta_count:
                 n_live += 1
                 names_bytes += s.name_len
+        if names_bytes >= 0xFFFFFFFF:
+            return 0  # too many names for this checkpoint format: open rebuilds instead
         tmp = path + ".tmp"
         cdef int fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         cdef _ChunkWriter w
         cdef unsigned char ent[16]
         cdef uint64_t zero = 0
+        cdef uint32_t dir_crc = 0
+        for i in range(t.n_streams):
+            s = &t.streams[i]
+            if s.base_count + s.delta_count:
+                st64(ent, s.base_count + s.delta_count)
+                st32(ent + 8, s.name_len)
+                st32(ent + 12, 0)
+                dir_crc = chl_crc32c_extend(dir_crc, ent, 16)
+        for i in range(t.n_streams):
+            s = &t.streams[i]
+            if s.base_count + s.delta_count:
+                dir_crc = chl_crc32c_extend(dir_crc, s.name, s.name_len)
         try:
             w = _ChunkWriter(io, fd, 0)
-            hdr = _header(b"CHLSIDX1", store_id, through, n_live, names_bytes, anchor)
+            hdr = _header(b"CHLSIDX1", store_id, through, n_live,
+                          names_bytes | (<uint64_t>dir_crc << 32), anchor)
             w.put(<const char *>hdr, INDEX_HEADER_BYTES)
             for i in range(t.n_streams):
                 s = &t.streams[i]

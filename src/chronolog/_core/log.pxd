@@ -19,6 +19,10 @@ cdef class Log:
     cdef StreamIndex sidx
     cdef chl_streams *st
     cdef readonly uint64_t head
+    cdef readonly uint64_t written
+    cdef bint catching_up
+    cdef uint64_t durable_ordinal
+    cdef uint64_t durable_offset
     cdef object _lock
     cdef object _sync_lock
     cdef uint64_t written_seq
@@ -39,6 +43,7 @@ cdef class Log:
     cdef uint64_t _load_checkpoints(self) except? 0xFFFFFFFFFFFFFFFF
     cdef uint32_t _anchor_of(self, uint64_t position, FrameInfo *fi) except? 0
     cdef int _catch_up(self, bint recover) except -1
+    cdef int _scan_tail(self, bint recover) except -1
     cdef bint _later_frame_exists(self, Segment seg, uint64_t off, uint64_t size) except -1
     cdef int _index_frame(self, Segment seg, FrameInfo *fi) except -1
     cdef int _reserve_scratch(self, size_t n) except -1
@@ -52,6 +57,7 @@ cdef class Log:
     cdef Segment _segment_for(self, size_t frame_bytes)
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0
     cdef int sync_to(self, uint64_t seq) except -1
+    cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1
     cdef object _retry_result(self, int64_t sid, uint64_t count, int64_t expected, uint64_t n, uint64_t n_first, const char *stream_of_first, const unsigned char *ids, const char **streams, const uint32_t *slens)
     cdef int _check_open(self) except -1
     cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict) except -1
@@ -59,3 +65,9 @@ cdef class Log:
     cdef str _type_str(self, const unsigned char *p, uint32_t n)
     cdef RecordedEvent _event(self, RecordView *rv, str stream)
     cdef void _release(self) noexcept
+    cdef int64_t _visible_count(self, int64_t sid) except -1
+    cdef list _streams(self, str prefix)
+    cdef list _read_positions(self, uint64_t start, uint64_t stop, bint backwards)
+    cdef list _read_stream(self, str stream, bytes s, uint64_t lo, uint64_t hi, bint backwards, uint64_t limit)
+    cdef bint _rebuild_indexes(self) except -1
+    cdef int _rebuild_unlocked(self) except -1

@@ -174,6 +174,7 @@ cdef class Log:
         self.pidx = PositionIndex()
         self.sidx = StreamIndex()
         self.st = self.sidx.t
+        self.written = 0
         self.head = 0
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -218,7 +219,10 @@ cdef class Log:
         # Pass 4: index the tail past the checkpoint (cutting a torn tail when writing).
         self._catch_up(not self.readonly)
         if not self.readonly:
-            (<Segment>self.segments[len(self.segments) - 1]).open_for_write()
+            seg = self.segments[len(self.segments) - 1]
+            seg.open_for_write()
+            self.durable_ordinal = seg.ordinal
+            self.durable_offset = seg.end
         self.checkpoint_through = through
 
     cdef _create_store(self, str store_file):
@@ -303,6 +307,7 @@ cdef class Log:
         # Entries past `through` are dropped: the tail scan re-adds them.
         if self.pidx.base_count > through:
             self.pidx.base_count = through
+        self.written = through
         self.head = through
         return through
 
@@ -324,19 +329,31 @@ cdef class Log:
         return a if a else 1
 
     cdef int _catch_up(self, bint recover) except -1:
-        """Index every complete frame past head. With `recover` (the writer on open) a torn
-        tail of the newest segment is cut; a bad frame anywhere else is CorruptionError."""
+        """Index every complete frame past `written`, then make it all visible. With
+        `recover` (the writer on open) a torn tail of the newest segment is cut; without it
+        (readers) scanning stops there; a bad frame anywhere else is CorruptionError."""
+        self.catching_up = True
+        try:
+            self._scan_tail(recover)
+        finally:
+            self.catching_up = False
+            self.head = self.written
+        return 0
+
+    cdef int _scan_tail(self, bint recover) except -1:
         cdef Segment seg
         cdef uint64_t size, off, ordinal, e
         cdef FrameStatus status
         cdef FrameInfo fi
         # Pass 1: where head's frame starts: right after the frame of head - 1.
-        if self.head == 0:
+        if self.written == 0:
             ordinal = 0
             off = SEGMENT_HEADER_BYTES
         else:
-            e = self.pidx.get(self.head - 1)
+            e = self.pidx.get(self.written - 1)
             ordinal = e >> 32
+            if ordinal >= <uint64_t>len(self.segments):
+                raise CorruptionError(self.path, None, "position index names a missing segment")
             seg = self.segments[ordinal]
             seg.ensure_mapped(seg.file_size(), 0)
             if check_frame(seg.map, seg.file_size(), e & 0xFFFFFFFF, seg.salt, False, &fi) != FRAME_OK:
@@ -354,16 +371,16 @@ cdef class Log:
                 status = check_frame(seg.map, size, off, seg.salt, True, &fi)
                 if status != FRAME_OK:
                     break
-                if fi.first_position != self.head:
+                if fi.first_position != self.written:
                     raise CorruptionError(seg.path, off, f"frame starts at position "
-                                          f"{fi.first_position}, expected {self.head}")
+                                          f"{fi.first_position}, expected {self.written}")
                 self._index_frame(seg, &fi)
                 off = fi.end
                 seg.end = off
             is_newest = ordinal + 1 == <uint64_t>len(self.segments)
             if off == size:
                 if is_newest and self.readonly:
-                    nxt = segment_name(self.head)
+                    nxt = segment_name(self.written)
                     if not (nxt != seg.name and os.path.exists(os.path.join(self.path, nxt))
                             and self._attach_segment(nxt, True)):
                         return 0
@@ -371,16 +388,16 @@ cdef class Log:
                     return 0
                 ordinal += 1
                 off = SEGMENT_HEADER_BYTES
-                if (<Segment>self.segments[ordinal]).first_position != self.head:
+                if (<Segment>self.segments[ordinal]).first_position != self.written:
                     raise CorruptionError((<Segment>self.segments[ordinal]).path, 24,
                                           f"segment starts at position {(<Segment>self.segments[ordinal]).first_position}, "
-                                          f"expected {self.head} (a gap between segments)")
+                                          f"expected {self.written} (a gap between segments)")
                 continue
             # A frame that does not check. Only the newest segment may end in a torn tail.
             if not is_newest:
                 raise CorruptionError(seg.path, off, frame_status_reason(status))
-            if self.readonly:
-                return 0  # the writer may be mid-write; look again later
+            if not recover:
+                return 0  # a writer may be mid-write; look again later
             if self._later_frame_exists(seg, off, size):
                 raise CorruptionError(seg.path, off, frame_status_reason(status) +
                                       "; complete frames follow it, so this is damage, not a torn tail")
@@ -416,9 +433,9 @@ cdef class Log:
             rc = view_record(fi, i, False, &rv)
             if rc:
                 raise CorruptionError(seg.path, fi.offset, f"record {i}: {_RECORD_PROBLEMS[rc]}")
-            if rv.position != self.head + i:
+            if rv.position != self.written + i:
                 raise CorruptionError(seg.path, fi.offset, f"record {i} has position "
-                                      f"{rv.position}, expected {self.head + i}")
+                                      f"{rv.position}, expected {self.written + i}")
             sid = chl_streams_intern(self.st, <const char *>rv.stream, rv.slen, 1)
             if sid < 0:
                 raise MemoryError()
@@ -460,10 +477,12 @@ cdef class Log:
         for i in range(n):
             self.st.streams[self.sids[i]].pending = 0
         for i in range(n):
-            if chl_streams_push(self.st, self.sids[i], self.head + i) != 0:
+            if chl_streams_push(self.st, self.sids[i], self.written + i) != 0:
                 raise MemoryError()
         self.pidx.push_n(entry, n)
-        self.head += n
+        self.written += n
+        if self.dmode != DURABILITY_FSYNC or self.catching_up:
+            self.head = self.written  # in fsync mode, sync_to makes appends visible
         return 0
 
     # ---------------------------------------------------------------- segments and checkpoints
@@ -493,7 +512,10 @@ cdef class Log:
         cdef Segment old = self.segments[len(self.segments) - 1]
         if self.dmode != DURABILITY_OS:
             self.io.fdatasync(old.wfd)
-        cdef Segment seg = self._new_segment(self.head)
+        cdef Segment seg = self._new_segment(self.written)
+        if self.dmode != DURABILITY_OS:
+            self.durable_ordinal = seg.ordinal
+            self.durable_offset = SEGMENT_HEADER_BYTES
         seg.open_for_write()
         seg.ensure_mapped(SEGMENT_HEADER_BYTES, self.max_segment_bytes)
         self.io.close(old.wfd)
@@ -508,14 +530,14 @@ cdef class Log:
             self._checkpoint()
 
     cdef int _checkpoint(self) except -1:
-        if self.readonly or self.head == self.checkpoint_through:
+        if self.readonly or self.written == self.checkpoint_through:
             return 0
         cdef FrameInfo fi
         idx = os.path.join(self.path, "index")
         self.pidx.save(self.io, os.path.join(idx, "positions.idx"), self.store_id)
-        self.sidx.save(self.io, os.path.join(idx, "streams.idx"), self.store_id, self.head,
-                       self._anchor_of(self.head - 1, &fi))
-        self.checkpoint_through = self.head
+        self.sidx.save(self.io, os.path.join(idx, "streams.idx"), self.store_id, self.written,
+                       self._anchor_of(self.written - 1, &fi))
+        self.checkpoint_through = self.written
         return 0
 
     # ---------------------------------------------------------------- the append path
@@ -544,8 +566,7 @@ cdef class Log:
             try:
                 seg = self._roll()
             except OSError as exc:
-                self.failed = exc
-                raise StoreFailedError(self.path, exc) from exc
+                self._fail(exc, None, 0)
         return seg
 
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0:
@@ -554,28 +575,46 @@ cdef class Log:
         try:
             self.io.pwrite_all(seg.wfd, self.buf, frame_bytes, off)
         except OSError as exc:
-            self.failed = exc
-            raise StoreFailedError(self.path, exc) from exc
+            # Cut this frame's bytes; in "fsync" mode also every unsynced frame before it
+            # (their appenders are still waiting for the sync, so none was acknowledged).
+            self._fail(exc, seg, self.durable_offset if self.dmode == DURABILITY_FSYNC
+                       and seg.ordinal == self.durable_ordinal else off)
         seg.end = off + frame_bytes
         self.written_seq += frame_bytes
         seg.ensure_mapped(seg.end, self.max_segment_bytes)
         return off
 
+    cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1:
+        """Fail-stop: no append succeeds after this. Cut what this handle wrote past `keep`
+        in `seg` (best effort: nothing there was acknowledged), then raise."""
+        self.failed = exc
+        try:
+            if seg is not None and seg.wfd >= 0:
+                self.io.ftruncate(seg.wfd, keep)
+        except OSError:
+            pass  # the open after a restart cuts the torn tail instead
+        raise StoreFailedError(self.path, exc) from exc
+
     cdef int sync_to(self, uint64_t seq) except -1:
         """Group commit: return once every byte written up to `seq` is on stable storage.
-        One caller fdatasyncs for all who wait; the others find their bytes already synced."""
+        One caller fdatasyncs for all who wait; the others find their bytes already synced.
+        In durability "fsync" this is also what makes appends visible to readers."""
         if self.synced_seq >= seq:
             return 0
         cdef Segment seg
         cdef int fd
-        cdef uint64_t target
+        cdef uint64_t target, target_pos, target_off
         with self._sync_lock:
             if self.synced_seq >= seq:
                 return 0
             if self.failed is not None:
                 raise StoreFailedError(self.path, self.failed)
+            # A consistent snapshot (the GIL is held): every byte counted in written_seq is in
+            # this segment or in an older one, which the roll synced before sealing it.
             target = self.written_seq
+            target_pos = self.written
             seg = self.segments[len(self.segments) - 1]
+            target_off = seg.end
             try:
                 fd = self.io.dup(seg.wfd)
                 try:
@@ -583,10 +622,18 @@ cdef class Log:
                 finally:
                     self.io.close(fd)
             except OSError as exc:
-                self.failed = exc
-                raise StoreFailedError(self.path, exc) from exc
+                # Unsynced appends were not acknowledged: cut them in "fsync" mode; in
+                # "interval" mode they were, so they stay.
+                if self.dmode == DURABILITY_FSYNC and seg.ordinal == self.durable_ordinal:
+                    self._fail(exc, seg, self.durable_offset)
+                self._fail(exc, None, 0)
             if target > self.synced_seq:
                 self.synced_seq = target
+            if seg.ordinal > self.durable_ordinal or target_off > self.durable_offset:
+                self.durable_ordinal = seg.ordinal
+                self.durable_offset = target_off
+            if target_pos > self.head:
+                self.head = target_pos
         return 0
 
     def sync(self):
@@ -614,12 +661,14 @@ cdef class Log:
                 return None
             v0 = count - n_first
         cdef uint64_t p0 = chl_streams_position(self.st, sid, v0)
+        if p0 >= self.written:
+            return None
         cdef RecordView rv
         cdef FrameInfo fi
         cdef uint64_t i
         if not self._view(p0, &fi, &rv, False) or rv.eid == NULL or memcmp(rv.eid, ids, 16) != 0:
             return None
-        if p0 + n > self.head:
+        if p0 + n > self.written:
             return False
         for i in range(n):
             if not self._view(p0 + i, &fi, &rv, False) or rv.eid == NULL \
@@ -629,7 +678,7 @@ cdef class Log:
         next_version = rv.version + 1 if streams == NULL or n == n_first else None
         return AppendResult(p0, p0 + n - 1, next_version)
 
-    def append(self, str stream, events, int64_t expected, int64_t timestamp):
+    def append(self, stream, events, int64_t expected, int64_t timestamp):
         """Append events of one stream as one frame; see EventStore.append."""
         self._check_writable()
         cdef bytes s = _stream_utf8(stream)
@@ -693,7 +742,7 @@ cdef class Log:
             # Pass 3: encode the frame into the reusable buffer and write it.
             seg = self._segment_for(frame_bytes)
             bp = self._frame_buffer(frame_bytes)
-            first = self.head
+            first = self.written
             at = 0
             for i in range(n):
                 ev = <NewEvent>events[i]
@@ -840,7 +889,7 @@ cdef class Log:
                 # Pass 5: encode (without the GIL for long batches) and write.
                 seg = self._segment_for(frame_bytes)
                 bp = self._frame_buffer(frame_bytes)
-                first = self.head
+                first = self.written
                 salt = seg.salt
                 with nogil:
                     at = 0
@@ -886,6 +935,10 @@ cdef class Log:
         A problem raises CorruptionError when strict, else returns False."""
         cdef uint64_t e = self.pidx.get(position)
         cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
+        if ordinal >= <uint64_t>len(self.segments):
+            if strict:
+                raise CorruptionError(self.path, None, f"position index names a missing segment for position {position}")
+            return False
         cdef Segment seg = self.segments[ordinal]
         cdef const unsigned char *h
         cdef int rc = 0
@@ -930,6 +983,8 @@ cdef class Log:
         then view its records without per-record CRCs. Raises CorruptionError."""
         cdef uint64_t e = self.pidx.get(position)
         cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
+        if ordinal >= <uint64_t>len(self.segments):
+            raise CorruptionError(self.path, None, f"position index names a missing segment for position {position}")
         cdef Segment seg = self.segments[ordinal]
         cdef FrameStatus status
         cdef int rc
@@ -980,9 +1035,32 @@ cdef class Log:
         ev._id = PyBytes_FromStringAndSize(<const char *>rv.eid, 16) if rv.eid != NULL else None
         return ev
 
+    cdef int64_t _visible_count(self, int64_t sid) except -1:
+        """How many of the stream's events are visible (position < head). A position past
+        the log means a damaged stream index: CorruptionError (the caller rebuilds)."""
+        if sid < 0:
+            return 0
+        cdef uint64_t c = chl_streams_count(self.st, sid), p
+        while c > 0:
+            p = chl_streams_position(self.st, sid, c - 1)
+            if p >= self.written:
+                raise CorruptionError(self.path, None, "stream index points past the log")
+            if p < self.head:
+                break
+            c -= 1
+        return <int64_t>c
+
     def read_positions(self, uint64_t start, uint64_t stop, bint backwards=False):
         """RecordedEvents of positions [start, stop) (clipped to head), in order or reversed."""
         self._check_open()
+        try:
+            return self._read_positions(start, stop, backwards)
+        except CorruptionError:
+            if not self._rebuild_indexes():
+                raise
+            return self._read_positions(start, stop, backwards)
+
+    cdef list _read_positions(self, uint64_t start, uint64_t stop, bint backwards):
         if stop > self.head:
             stop = self.head
         cdef list out = []
@@ -1004,63 +1082,129 @@ cdef class Log:
                 out.append(self._event(&rv, None))
         return out
 
-    def stream_count(self, str stream):
-        """The number of events in `stream` (0 when it does not exist)."""
+    def stream_count(self, stream):
+        """The number of visible events in `stream` (0 when it does not exist)."""
         self._check_open()
         cdef bytes s = _stream_utf8(stream)
-        cdef int64_t sid = chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s))
-        return chl_streams_count(self.st, sid) if sid >= 0 else 0
+        try:
+            return self._visible_count(chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s)))
+        except CorruptionError:
+            if not self._rebuild_indexes():
+                raise
+            return self._visible_count(chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s)))
 
-    def read_stream(self, str stream, uint64_t lo, uint64_t hi, bint backwards, uint64_t limit):
+    def read_stream(self, stream, uint64_t lo, uint64_t hi, bint backwards, uint64_t limit):
         """RecordedEvents of `stream` with lo <= version < hi (clipped), at most `limit`,
         ascending or (backwards) descending."""
         self._check_open()
         cdef bytes s = _stream_utf8(stream)
+        try:
+            return self._read_stream(stream, s, lo, hi, backwards, limit)
+        except CorruptionError:
+            if not self._rebuild_indexes():
+                raise
+            return self._read_stream(stream, s, lo, hi, backwards, limit)
+
+    cdef list _read_stream(self, str stream, bytes s, uint64_t lo, uint64_t hi, bint backwards,
+                           uint64_t limit):
         cdef int64_t sid = chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s))
         cdef list out = []
-        if sid < 0:
-            return out
-        cdef uint64_t count = chl_streams_count(self.st, sid)
+        cdef uint64_t count = <uint64_t>self._visible_count(sid)
         if hi > count:
             hi = count
         if lo >= hi or limit == 0:
             return out
         cdef FrameInfo fi
         cdef RecordView rv
-        cdef uint64_t v, taken = 0
+        cdef uint64_t v, p, taken = 0
+        cdef int64_t step = -1 if backwards else 1
         fi.body = NULL
-        if backwards:
-            v = hi
-            while v > lo and taken < limit:
-                v -= 1
-                self._view(chl_streams_position(self.st, sid, v), &fi, &rv, True)
-                if rv.version != v or rv.slen != len(s) or memcmp(rv.stream, PyBytes_AS_STRING(s), rv.slen) != 0:
-                    raise CorruptionError(self.path, None, f"stream index disagrees with the log at {stream!r} version {v}")
-                out.append(self._event(&rv, stream))
-                taken += 1
-        else:
-            v = lo
-            while v < hi and taken < limit:
-                self._view(chl_streams_position(self.st, sid, v), &fi, &rv, True)
-                if rv.version != v or rv.slen != len(s) or memcmp(rv.stream, PyBytes_AS_STRING(s), rv.slen) != 0:
-                    raise CorruptionError(self.path, None, f"stream index disagrees with the log at {stream!r} version {v}")
-                out.append(self._event(&rv, stream))
-                taken += 1
-                v += 1
+        v = hi - 1 if backwards else lo
+        while taken < limit:
+            p = chl_streams_position(self.st, sid, v)
+            if p >= self.written:
+                raise CorruptionError(self.path, None, f"stream index points past the log at "
+                                      f"{stream!r} version {v}")
+            self._view(p, &fi, &rv, True)
+            if rv.version != v or rv.slen != len(s) or memcmp(rv.stream, PyBytes_AS_STRING(s), rv.slen) != 0:
+                raise CorruptionError(self.path, None, f"stream index disagrees with the log at "
+                                      f"{stream!r} version {v}")
+            out.append(self._event(&rv, stream))
+            taken += 1
+            if (backwards and v == lo) or (not backwards and v + 1 >= hi):
+                break
+            v += step
         return out
 
+    cdef bint _rebuild_indexes(self) except -1:
+        """A read found the indexes disagreeing with the segments (a damaged or stale index
+        file): rebuild both from the segments and return True so the read is retried. Raises
+        CorruptionError when the segments themselves are damaged."""
+        if self.closed:
+            return False
+        if self.readonly:
+            self._rebuild_unlocked()
+        else:
+            with self._lock:
+                self._rebuild_unlocked()
+        return True
+
+    cdef int _rebuild_unlocked(self) except -1:
+        cdef PositionIndex old_p = self.pidx
+        cdef StreamIndex old_s = self.sidx
+        cdef uint64_t old_written = self.written, old_head = self.head
+        self.pidx = PositionIndex()
+        self.sidx = StreamIndex()
+        self.st = self.sidx.t
+        self.written = 0
+        self.head = 0
+        try:
+            self._catch_up(False)
+            if self.written < old_written:
+                raise CorruptionError(self.path, None, f"the segments hold {self.written} "
+                                      f"events, {old_written} were indexed")
+        except BaseException:
+            self.pidx, self.sidx, self.st = old_p, old_s, old_s.t
+            self.written, self.head = old_written, old_head
+            raise
+        if self.head > old_head and self.dmode == DURABILITY_FSYNC:
+            self.head = old_head
+        if not self.readonly:
+            # The checkpoint files were wrong: drop them; close writes sound ones.
+            for name in ("positions.idx", "streams.idx"):
+                try:
+                    self.io.unlink(os.path.join(self.path, "index", name))
+                except OSError:
+                    pass
+            self.checkpoint_through = 0
+        return 0
+
     def streams(self, str prefix=""):
-        """Names of the streams that hold events, in order of first appearance."""
+        """Names of the streams that hold visible events, in order of first appearance."""
         self._check_open()
-        cdef bytes pre = prefix.encode("utf-8")
+        try:
+            return self._streams(prefix)
+        except CorruptionError:
+            if not self._rebuild_indexes():
+                raise
+            return self._streams(prefix)
+
+    cdef list _streams(self, str prefix):
+        cdef bytes pre = prefix.encode("utf-8", "surrogatepass")
         cdef Py_ssize_t plen = len(pre)
         cdef uint64_t i
         cdef chl_stream *s
-        out = []
+        cdef uint64_t first
+        cdef list out = []
         for i in range(self.st.n_streams):
             s = &self.st.streams[i]
-            if s.base_count + s.delta_count and s.name_len >= plen and memcmp(s.name, PyBytes_AS_STRING(pre), plen) == 0:
-                out.append(PyUnicode_DecodeUTF8(s.name, s.name_len, "strict"))
+            if s.base_count + s.delta_count and s.name_len >= plen \
+                    and memcmp(s.name, PyBytes_AS_STRING(pre), plen) == 0:
+                first = chl_streams_position(self.st, i, 0)
+                if first >= self.written:
+                    raise CorruptionError(self.path, None, "stream index points past the log")
+                if first < self.head:
+                    out.append(PyUnicode_DecodeUTF8(s.name, s.name_len, "strict"))
         return out
 
     def stream_total(self):
@@ -1100,6 +1244,7 @@ cdef class Log:
         cdef int rc
         cdef int64_t sid
         problems = []
+        notes = []
 
         def problem(path, offset, reason):
             problems.append({"segment": os.path.basename(path), "offset": offset, "reason": reason})
@@ -1132,8 +1277,8 @@ cdef class Log:
                         problem(seg.path, off, f"record {i}: version {rv.version} out of sequence")
                         break
                     chl_streams_push(fresh.t, sid, position)
-                    entry = self.pidx.get(position) if position < self.head else 0
-                    if position >= self.head or entry != ((<uint64_t>seg.ordinal << 32) | off):
+                    entry = self.pidx.get(position) if position < self.written else 0
+                    if position >= self.written or entry != ((<uint64_t>seg.ordinal << 32) | off):
                         problem(seg.path, off, f"position index disagrees at position {position}")
                         break
                     position += 1
@@ -1143,13 +1288,25 @@ cdef class Log:
                 off = fi.end
             if problems:
                 break
-            if seg.file_size() > seg.end and seg is not self.segments[len(self.segments) - 1]:
-                problem(seg.path, seg.end, "bytes after the last frame of a sealed segment")
-                break
+            size = seg.file_size()
+            if size > seg.end:
+                if seg is not self.segments[len(self.segments) - 1]:
+                    problem(seg.path, seg.end, "bytes after the last frame of a sealed segment")
+                    break
+                # The newest segment's tail: a later complete frame means damage; anything
+                # else is a torn tail (or, for a reader, a write in progress) that the
+                # writer's next open cuts.
+                seg.ensure_mapped(size, 0)
+                if self._later_frame_exists(seg, seg.end - 1, size):
+                    problem(seg.path, seg.end, "a frame that does not check, followed by complete frames")
+                    break
+                notes.append({"segment": seg.name, "offset": seg.end,
+                              "reason": f"incomplete tail of {size - seg.end} bytes (an append in "
+                                        "progress, or a torn tail the writer's next open cuts)"})
         cdef uint64_t k, c
         if not problems:
-            if position != self.head:
-                problems.append({"segment": None, "offset": None, "reason": f"log holds {position} events, the index {self.head}"})
+            if position != self.written:
+                problems.append({"segment": None, "offset": None, "reason": f"log holds {position} events, the index {self.written}"})
             for k in range(fresh.t.n_streams):
                 s = fresh.t.streams[k]
                 sid = chl_streams_find(self.st, s.name, s.name_len)
@@ -1160,7 +1317,8 @@ cdef class Log:
                                      "reason": f"stream index disagrees for {bytes(s.name[:s.name_len])!r}"})
                     break
         return {"ok": not problems, "events": position, "frames": frames,
-                "segments": len(self.segments), "bytes": nbytes, "problems": problems}
+                "segments": len(self.segments), "bytes": nbytes, "problems": problems,
+                "notes": notes}
 
     cdef void _release(self) noexcept:
         cdef Segment seg
@@ -1186,9 +1344,9 @@ cdef class Log:
     def _check_invariants(self):
         """Debug check: head == position index count; stream counts add up to head."""
         cdef uint64_t i, total = 0
-        assert self.head == self.pidx.count(), (self.head, self.pidx.count())
+        assert self.written == self.pidx.count(), (self.written, self.pidx.count())
         for i in range(self.st.n_streams):
             total += chl_streams_count(self.st, i)
             assert self.st.streams[i].pending == 0
-        assert total == self.head, (total, self.head)
+        assert total == self.written, (total, self.written)
         return True
