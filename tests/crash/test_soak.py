@@ -5,6 +5,7 @@ reopens and checks the whole store against the acknowledgement log."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ _SOAK = Path(__file__).resolve().parents[2] / "tools" / "soak.py"
 _spec = importlib.util.spec_from_file_location("chronolog_tools_soak", _SOAK)
 assert _spec is not None and _spec.loader is not None
 soak = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = soak  # dataclasses look their module up there
 _spec.loader.exec_module(soak)
 
 
