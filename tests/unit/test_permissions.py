@@ -1,0 +1,91 @@
+"""File permissions of created stores and behaviour on symlinked or hostile store directories
+(docs/security.md)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import chronolog as cl
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _modes(root: Path) -> dict[str, int]:
+    out = {".": stat.S_IMODE(root.stat().st_mode)}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            out[str(p.relative_to(root))] = stat.S_IMODE(p.lstat().st_mode)
+    return out
+
+
+def test_a_new_store_is_readable_by_its_owner_only(tmp_path: Path, umask_022: None) -> None:
+    root = tmp_path / "store"
+    with cl.EventStore.open(root, durability="fsync", max_segment_bytes=4096) as store:
+        for i in range(20):
+            store.append(f"s-{i % 3}", [cl.NewEvent("T", b"x" * 400)])
+    modes = _modes(root)
+    assert len([n for n in modes if n.endswith(".seg")]) >= 2
+    assert {n for n in modes if n.startswith("index/")} >= {"index/positions.idx", "index/streams.idx"}
+    dirs = {n: m for n, m in modes.items() if (root / n).is_dir()}
+    files = {n: m for n, m in modes.items() if not (root / n).is_dir()}
+    assert set(dirs.values()) == {0o700}, dirs
+    assert set(files.values()) == {0o600}, files
+
+
+def test_a_store_reached_through_a_symlinked_directory_opens_and_reads(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    with cl.EventStore.open(real, durability="os") as store:
+        store.append("a", [cl.NewEvent("T", b"1")])
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    with cl.EventStore.open(tmp_path / "link", durability="os") as store:
+        assert [e.data for e in store.read_all()] == [b"1"]
+        store.append("a", [cl.NewEvent("T", b"2")])
+    with cl.EventStore.open(real, readonly=True) as store:
+        assert store.head == 2
+
+
+def test_a_directory_of_unrelated_files_is_not_taken_for_a_store(tmp_path: Path) -> None:
+    d = tmp_path / "junk"
+    d.mkdir()
+    (d / "chronolog.store").write_bytes(b"#!/bin/sh\necho pwned\n")
+    with pytest.raises(cl.CorruptionError):
+        cl.EventStore.open(d, readonly=True)
+    with pytest.raises(cl.CorruptionError):
+        cl.EventStore.open(d)
+
+
+def test_a_segment_of_another_store_is_refused(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        with cl.EventStore.open(d, durability="os") as s:
+            s.append("x", [cl.NewEvent("T", b"1")])
+    (b / "00000000000000000000.seg").write_bytes((a / "00000000000000000000.seg").read_bytes())
+    with pytest.raises(cl.CorruptionError):
+        cl.EventStore.open(b, readonly=True)
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: index checkpoints open '<name>.tmp' with "
+                   "O_CREAT|O_TRUNC and follow a symlink planted there, overwriting its target")
+def test_a_symlink_planted_at_an_index_temporary_file_is_not_followed(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with cl.EventStore.open(root, durability="os") as s:
+        s.append("a", [cl.NewEvent("T", b"1")])
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (root / "index" / "streams.idx.tmp").symlink_to(victim)
+    with cl.EventStore.open(root, durability="os") as s:
+        s.append("a", [cl.NewEvent("T", b"2")])
+    assert victim.read_bytes() == b"precious"
