@@ -37,7 +37,8 @@ CHILD_SAFETY_SECONDS = 60.0  # a writer nobody killed stops by itself
 START_TIMEOUT_SECONDS = 60.0  # hang guard while the writer opens the store
 DURABILITIES = ("fsync", "os", "interval")
 SEGMENT_SIZES = (64 * 1024, 256 * 1024, 4 * 1024 * 1024)
-ROUNDS_PER_STORE = 40  # start a fresh store now and then so verifying stays cheap
+ROUNDS_PER_STORE = 40  # start a fresh store now and then so verifying stays cheap ...
+MAX_STORE_BYTES = 48 << 20  # ... and small
 
 Event = tuple[str, str, bytes, bytes]  # stream, type, data, metadata
 
@@ -52,7 +53,7 @@ def appends_for(seed: int):  # -> Iterator[list[Event]]
         out = []
         for _ in range(n):
             roll = rng.random()
-            size = (rng.randint(20_000, 200_000) if roll < 0.02 else
+            size = (rng.randint(20_000, 200_000) if roll < 0.005 else
                     rng.randint(500, 5_000) if roll < 0.2 else rng.randint(0, 300))
             data = k.to_bytes(8, "little") + rng.randbytes(size)
             meta = rng.randbytes(rng.randint(0, 40)) if rng.random() < 0.3 else b""
@@ -192,7 +193,8 @@ def run_soak(workdir: Path, *, rounds: int | None = None, seconds: float | None 
             break
         if seconds is not None and time.monotonic() - started >= seconds:
             break
-        if report.rounds and report.rounds % ROUNDS_PER_STORE == 0:
+        size = sum(p.stat().st_size for p in store_dir.glob("*.seg")) if store_dir.exists() else 0
+        if report.rounds and (report.rounds % ROUNDS_PER_STORE == 0 or size > MAX_STORE_BYTES):
             shutil.rmtree(store_dir, ignore_errors=True)
             store_dir = workdir / f"store-{report.rounds}"
             before = []

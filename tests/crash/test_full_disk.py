@@ -148,7 +148,5 @@ def test_a_store_on_a_still_full_disk_reopens_and_reads_everything(
 
 
 @needs_tmpfs
-@pytest.mark.xfail(strict=True, reason="core bug: close() on a full disk raises a bare OSError "
-                   "(ENOSPC) from the derived index checkpoint, though nothing is lost")
 def test_closing_a_store_on_a_still_full_disk_succeeds(tmpfs_report: dict[str, object]) -> None:
     assert tmpfs_report["full_close"] == "ok"

@@ -3,8 +3,9 @@ scripted workload, once or persistently, with ENOSPC or EIO, for every N the wor
 
 The store must fail stop: the failing append raises StoreFailedError, and so does every later
 append; nothing acknowledged is lost; a reopen with a fresh FileIO recovers and takes appends.
-Faults during EventStore.open (store creation) and close (index checkpoints) are checked too;
-what the core does there is pinned below and described in docs/reliability.md.
+Faults during EventStore.open (store creation: the bare OSError propagates, a later open
+recovers) and in index checkpoints (absorbed: derived files are rebuilt) are checked too;
+docs/reliability.md describes both.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def _cases(durability: str) -> Iterator[tuple[str, int, int, bool]]:
 
 def _sweep(tmp_path: Path, durability: str) -> dict[str, int]:
     """Every (op, N, errno, persistent) over the script; returns a tally of where faults hit."""
-    tally = {"open": 0, "append": 0, "checkpoint": 0, "close": 0, "unreached": 0}
+    tally = {"open": 0, "append": 0, "checkpoint": 0, "close": 0, "absorbed": 0}
     for case, (op, n, err, persistent) in enumerate(_cases(durability)):
         where = f"{durability}: {op} #{n} fails with {errno.errorcode[err]}" + \
             (" persistently" if persistent else " once")
@@ -174,7 +175,9 @@ def _sweep(tmp_path: Path, durability: str) -> dict[str, int]:
         elif out.close_error is not None:
             tally["close"] += 1
         else:
-            tally["unreached"] += 1
+            # The fault hit a derived file (an index checkpoint): the core absorbs it, the
+            # next open rebuilds from the segments.
+            tally["absorbed"] += 1
         for what in ("checkpoint_error", "close_error"):
             e = getattr(out, what)
             assert e is None or isinstance(e, OSError), f"{where}: {what} {e!r}"
@@ -186,8 +189,7 @@ def _sweep(tmp_path: Path, durability: str) -> dict[str, int]:
 def test_every_injected_fault_in_fsync_mode_fails_stop_and_loses_nothing_acknowledged(
         tmp_path: Path) -> None:
     tally = _sweep(tmp_path, "fsync")
-    assert tally["append"] > 0 and tally["open"] > 0
-    assert tally["unreached"] == 0, tally
+    assert tally["append"] > 0 and tally["open"] > 0, tally
 
 
 def test_every_injected_fault_in_os_mode_fails_stop_and_loses_nothing_acknowledged(
@@ -222,14 +224,14 @@ def test_a_store_reopened_after_a_failed_fsync_keeps_the_acknowledged_events(tmp
         again.append("a", [cl.NewEvent("Put", b"3")])
 
 
-def test_a_failed_index_checkpoint_at_close_leaves_a_store_that_reopens_whole(tmp_path: Path) -> None:
+def test_a_failed_index_checkpoint_at_close_is_absorbed_and_the_store_reopens_whole(
+        tmp_path: Path) -> None:
     io = FileIO()
     store = cl.EventStore.open(tmp_path / "s", io=io)
     for i in range(5):
         store.append(f"s-{i % 2}", [cl.NewEvent("Put", bytes([i]))])
     io.inject("rename", errno=errno.ENOSPC, persistent=True)
-    with pytest.raises(OSError):
-        store.close()
+    store.close()  # the checkpoint is derived: its failure does not fail the close
     with cl.EventStore.open(tmp_path / "s") as again:
         assert [e.data for e in again.read_all()] == [bytes([i]) for i in range(5)]
         assert again.stream_version("s-0") == 2
