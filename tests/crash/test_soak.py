@@ -29,3 +29,15 @@ def test_a_ten_minute_kill9_soak_loses_no_acknowledged_append(tmp_path: Path) ->
     report = soak.run_soak(tmp_path, seconds=600, seed=21)
     print(report)
     assert report.lost == 0 and report.rounds > 0
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: the interval flusher's sync_to dups the newest "
+                   "segment's wfd while _roll has appended the new segment but not opened it "
+                   "(wfd -1): EBADF stops the store (found by the soak)")
+def test_interval_mode_keeps_accepting_appends_across_segment_rolls(tmp_path: Path) -> None:
+    import chronolog as cl
+
+    with cl.EventStore.open(tmp_path / "s", durability="interval", flush_interval_ms=1,
+                            max_segment_bytes=4096) as store:
+        for _ in range(20_000):
+            store.append("a", [cl.NewEvent("T", b"x" * 300)])
