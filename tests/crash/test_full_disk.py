@@ -89,7 +89,7 @@ print(json.dumps(report))
 
 def _run_writer(tmp_path: Path, how: str, prefix: list[str]) -> dict[str, object]:
     proc = subprocess.run([*prefix, sys.executable, "-c", WRITER, str(tmp_path / "disk"), how],
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -112,7 +112,7 @@ def test_a_writer_over_the_file_size_limit_fails_stop_and_keeps_every_acknowledg
 def _can_mount_tmpfs() -> bool:
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None:
         return False
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    probe = subprocess.run(["unshare", "-m", "true"], check=False, capture_output=True)
     return probe.returncode == 0
 
 

@@ -243,7 +243,7 @@ def test_a_fault_while_recovery_cuts_a_torn_tail_fails_the_open_and_a_later_open
     with cl.EventStore.open(store_dir) as store:
         for i in range(3):
             store.append("a", [cl.NewEvent("Put", bytes([i]) * 50)])
-    seg = sorted(store_dir.glob("*.seg"))[-1]
+    seg = max(store_dir.glob("*.seg"))
     with open(seg, "ab") as f:
         f.write(b"CHLF" + b"\x07" * 30)  # a torn frame header: recovery must cut it
     io = FileIO()

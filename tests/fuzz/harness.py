@@ -73,7 +73,7 @@ def _template_files() -> dict[str, bytes]:
         d = _scratch() / "template"
         with cl.EventStore.open(d, durability="os"):
             pass
-        seg = sorted(d.glob("*.seg"))[0]
+        seg = min(d.glob("*.seg"))
         _template = {STORE_FILE: (d / STORE_FILE).read_bytes(),
                      "segment_header": seg.read_bytes()[:SEGMENT_HEADER_BYTES]}
     return _template
@@ -327,7 +327,7 @@ def main(argv: list[str]) -> int:
         import atheris  # pip install atheris
 
         with atheris.instrument_imports():
-            import chronolog  # noqa: F401
+            import chronolog
             import chronolog.scan  # noqa: F401
         _template_files()
 
