@@ -25,8 +25,8 @@ from chronolog._core.crc import crc32c
 SEGMENT_MAGIC = b"CHLOGSEG"
 SEGMENT_HEADER = struct.Struct("<8sII QQ16sQ I I")  # magic, version, bytes, salt, first,
 SEGMENT_HEADER_BYTES = 64                            # store id, created, reserved, crc
-FRAME_HEADER = struct.Struct("<IIQQIHHIIII")
-FRAME_HEADER_BYTES = 48
+FRAME_HEADER = struct.Struct("<IIQQIHHIIIIII")
+FRAME_HEADER_BYTES = 56
 FRAME_TRAILER = struct.Struct("<II")
 FRAME_TRAILER_BYTES = 8
 FRAME_MAGIC = 0x464C4843
@@ -105,8 +105,8 @@ def frames(buf: bytes, salt: int) -> Iterator[Frame | tuple[int, str]]:
         if off + FRAME_HEADER_BYTES > len(buf):
             yield off, f"{len(buf) - off} bytes left, fewer than a frame header (torn tail?)"
             return
-        (magic, body_bytes, fsalt, first, count, codec, _flags, _raw_bytes, _dict_id, body_crc,
-         header_crc) = FRAME_HEADER.unpack_from(buf, off)
+        (magic, body_bytes, fsalt, first, count, codec, _flags, _raw_bytes, _dict_id,
+         _synced_mark, _reserved, body_crc, header_crc) = FRAME_HEADER.unpack_from(buf, off)
         if magic != FRAME_MAGIC:
             yield off, f"no frame magic (found {magic:#010x})"
             return
@@ -117,7 +117,7 @@ def frames(buf: bytes, salt: int) -> Iterator[Frame | tuple[int, str]]:
         body = buf[off + FRAME_HEADER_BYTES: off + FRAME_HEADER_BYTES + body_bytes]
         t_bytes, t_magic = FRAME_TRAILER.unpack_from(buf, end - FRAME_TRAILER_BYTES)
         yield Frame(off, end, first, count, codec, body,
-                    header_crc_ok=crc32c(buf[off: off + 44]) == header_crc,
+                    header_crc_ok=crc32c(buf[off: off + 52]) == header_crc,
                     body_crc_ok=crc32c(body) == body_crc,
                     trailer_ok=t_bytes == body_bytes and t_magic == TRAILER_MAGIC,
                     salt_ok=fsalt == salt)

@@ -57,6 +57,8 @@ STREAM_EXISTS = StreamState.STREAM_EXISTS
 
 def _as_strings(values: Any, n: int | None, what: str) -> pa.Array:
     arr = _as_array(values, pa.large_string(), what)
+    if arr.null_count and what == "streams":
+        raise InvalidStreamNameError(None, "a stream name must be a str, streams holds a null")
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
@@ -207,9 +209,17 @@ class EventStore:
             >>> store = EventStore.open("data/shop")  # doctest: +SKIP
         """
         path = os.fspath(path)
-        if isinstance(flush_interval_ms, bool) or not isinstance(flush_interval_ms, int) \
-                or flush_interval_ms < 1:
-            raise InvalidArgumentError(f"flush_interval_ms must be an int >= 1, got {flush_interval_ms!r}")
+        # Every option is checked before anything is created on disk.
+        if durability not in ("fsync", "interval", "os"):
+            raise InvalidArgumentError(
+                f"durability must be 'fsync', 'interval' or 'os', got {durability!r}")
+        _int_option(flush_interval_ms, "flush_interval_ms", 1, 1 << 31)
+        _int_option(max_segment_bytes, "max_segment_bytes", 4096, 1 << 31)
+        _int_option(max_event_bytes, "max_event_bytes", 64, 1 << 30)
+        if not isinstance(readonly, bool):
+            raise InvalidArgumentError(f"readonly must be True or False, got {readonly!r}")
+        if io is not None and not isinstance(io, FileIO):
+            raise InvalidArgumentError(f"io must be a chronolog FileIO or None, got {type(io).__name__}")
         lock_fd = None
         if not readonly:
             os.makedirs(path, mode=0o700, exist_ok=True)
@@ -325,6 +335,10 @@ class EventStore:
         """
         if not isinstance(prefix, str):
             raise InvalidArgumentError(f"prefix must be a str, got {type(prefix).__name__}")
+        try:
+            prefix.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError("prefix must be valid Unicode (no lone surrogates)") from None
         return list(self._reading().streams(prefix))
 
     def refresh(self) -> int:
@@ -535,6 +549,11 @@ class EventStore:
             raise StoreClosedError(self._log.path)
         if not self._log.readonly:
             self._log.checkpoint()
+
+
+def _int_option(value: object, name: str, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidArgumentError(f"{name} must be an int between {lo} and {hi}, got {value!r}")
 
 
 def _non_negative(value: int | None, name: str, *, default: int) -> int:

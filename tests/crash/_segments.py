@@ -19,7 +19,7 @@ from pathlib import Path
 import chronolog as cl
 
 SEGMENT_HEADER_BYTES = 64
-FRAME_OVERHEAD_BYTES = 56  # header 48 + trailer 8
+FRAME_OVERHEAD_BYTES = 64  # header 56 + trailer 8
 
 
 @dataclass(frozen=True)

@@ -143,11 +143,6 @@ def test_streams_omits_a_stream_whose_only_append_was_refused(store: cl.EventSto
     assert store.stats()["streams"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: append_columns interns new streams before "
-    "the expected-version check, so a refused batch fixes their order in streams()",
-)
 def test_streams_order_ignores_refused_appends(store: cl.EventStore, ev) -> None:
     with pytest.raises(cl.WrongExpectedVersionError):
         store.append_batch(["b"], ["T"], [b""], expected_versions={"a": cl.STREAM_EXISTS})

@@ -8,6 +8,10 @@ from chronolog._core.format cimport MAX_TYPE_NAME_BYTES
 _UTC = _dt.timezone.utc
 
 
+cdef str _typename(object value):
+    return "None" if value is None else type(value).__name__
+
+
 cdef bytes _as_bytes(object value, str what):
     if type(value) is bytes:
         return <bytes>value
@@ -53,8 +57,10 @@ cdef class NewEvent:
         ('OrderPlaced', b'{"amount": 3.5}')
     """
 
-    def __init__(self, str type not None, data=b"", metadata=b"", id=None):
+    def __init__(self, type, data=b"", metadata=b"", id=None):
         cdef bytes t
+        if not isinstance(type, str):
+            raise InvalidEventError(f"event type must be a str, got {_typename(type)}")
         try:
             t = type.encode("utf-8")
         except UnicodeEncodeError as exc:

@@ -16,6 +16,11 @@ cdef extern from "<unistd.h>" nogil:
 
 cdef extern from "<fcntl.h>" nogil:
     int c_open "open" (const char *path, int flags, int mode)
+    enum: O_NOFOLLOW
+    enum: O_EXCL
+    enum: O_CREAT
+    enum: O_WRONLY
+    enum: O_CLOEXEC
 
 cdef extern from "<stdio.h>" nogil:
     int c_rename "rename" (const char *src, const char *dst)
@@ -108,6 +113,16 @@ cdef class FileIO:
                 return fd
             if errno != EINTR:
                 _raise_os(errno, "open", path)
+
+    cdef int create_new(self, str path) except -1:
+        """Open a fresh file for writing (mode 0600) at `path`, replacing whatever is there
+        without following it: a symlink planted at a temporary name is removed, not
+        written through."""
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return self.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
 
     cdef int close(self, int fd) except -1:
         with nogil:

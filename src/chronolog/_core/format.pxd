@@ -29,18 +29,22 @@
 #     60 u32    CRC32C of bytes 0..60
 #
 # Batch frame = one append, atomic: header, body, trailer.
-#   Frame header (FRAME_HEADER_BYTES = 48):
+#   Frame header (FRAME_HEADER_BYTES = 56):
 #     0  u32    magic 0x464C4843 (b"CHLF")
 #     4  u32    body bytes as stored (after the codec)
 #     8  u64    salt of the segment (a stale frame from an older file fails here)
 #     16 u64    position of the first event
 #     24 u32    event count (>= 1)
-#     28 u16    codec: 0 = none (the only codec of format version 1)
+#     28 u16    codec: 0 = none, 1 = zstd (docs/compression.md)
 #     30 u16    flags, zero
 #     32 u32    body bytes once decoded (== stored bytes for codec 0)
 #     36 u32    dictionary id, 0 = none
-#     40 u32    CRC32C of the stored body
-#     44 u32    CRC32C of header bytes 0..44
+#     40 u32    synced mark: every byte of this segment below this offset was on stable
+#               storage when this frame was written (recovery tells damage from a torn,
+#               never-synced tail with it: see log.pyx, _scan_tail)
+#     44 u32    reserved, zero
+#     48 u32    CRC32C of the stored body
+#     52 u32    CRC32C of header bytes 0..52
 #   Body (decoded): event count records back to back, then u32 record offsets[event count]
 #     (offset of each record from the start of the body), so any record is found in O(1).
 #   Trailer (FRAME_TRAILER_BYTES = 8):
@@ -70,14 +74,15 @@ cdef enum:
     FORMAT_VERSION = 1
     STORE_HEADER_BYTES = 64
     SEGMENT_HEADER_BYTES = 64
-    FRAME_HEADER_BYTES = 48
+    FRAME_HEADER_BYTES = 56
     FRAME_TRAILER_BYTES = 8
-    FRAME_OVERHEAD_BYTES = 56
+    FRAME_OVERHEAD_BYTES = 64
     RECORD_HEADER_BYTES = 48
     EVENT_ID_BYTES = 16
     FRAME_MAGIC = 0x464C4843
     TRAILER_MAGIC = 0x46484C43
     CODEC_NONE = 0
+    CODEC_ZSTD = 1
     RECORD_HAS_ID = 1
     MAX_STREAM_NAME_BYTES = 1024
     MAX_TYPE_NAME_BYTES = 255

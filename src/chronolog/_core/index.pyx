@@ -225,7 +225,7 @@ cdef class PositionIndex:
                 io.close(fd)
         else:
             tmp = path + ".tmp"
-            fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            fd = io.create_new(tmp)
             try:
                 w = _ChunkWriter(io, fd, 0)
                 hdr = _header(b"CHLPIDX1", store_id, total, 0, 0, 0)
@@ -340,7 +340,7 @@ cdef class StreamIndex:
         if names_bytes >= 0xFFFFFFFF:
             return 0  # too many names for this checkpoint format: open rebuilds instead
         tmp = path + ".tmp"
-        cdef int fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        cdef int fd = io.create_new(tmp)
         cdef _ChunkWriter w
         cdef unsigned char ent[16]
         cdef uint64_t zero = 0

@@ -44,7 +44,8 @@ cdef class Log:
     cdef uint32_t _anchor_of(self, uint64_t position, FrameInfo *fi) except? 0
     cdef int _catch_up(self, bint recover) except -1
     cdef int _scan_tail(self, bint recover) except -1
-    cdef bint _later_frame_exists(self, Segment seg, uint64_t off, uint64_t size) except -1
+    cdef int64_t _later_claim(self, Segment seg, uint64_t off, uint64_t size) except -2
+    cdef int _quarantine(self, Segment seg, uint64_t off, uint64_t size) except -1
     cdef int _index_frame(self, Segment seg, FrameInfo *fi) except -1
     cdef int _reserve_scratch(self, size_t n) except -1
     cdef void _reset_pending(self, size_t n) noexcept
@@ -52,9 +53,11 @@ cdef class Log:
     cdef Segment _new_segment(self, uint64_t first_position)
     cdef Segment _roll(self)
     cdef int _checkpoint(self) except -1
+    cdef int _write_checkpoints(self) except -1
     cdef int _check_writable(self) except -1
     cdef unsigned char *_frame_buffer(self, size_t n) except NULL
     cdef Segment _segment_for(self, size_t frame_bytes)
+    cdef uint32_t _synced_mark(self, Segment seg) noexcept
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0
     cdef int sync_to(self, uint64_t seq) except -1
     cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1

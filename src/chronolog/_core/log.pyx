@@ -12,6 +12,8 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memcmp, memset, memchr
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_CLOEXEC
+cdef extern from "<fcntl.h>":
+    enum: O_NOFOLLOW
 from posix.unistd cimport dup, close as c_close
 
 from chronolog._core.format cimport (
@@ -221,6 +223,9 @@ cdef class Log:
         if not self.readonly:
             seg = self.segments[len(self.segments) - 1]
             seg.open_for_write()
+            # What recovery kept may sit in the page cache only (a process crash in "os"
+            # mode): sync it once, so later frames may truthfully claim it as synced.
+            self.io.fdatasync(seg.wfd)
             self.durable_ordinal = seg.ordinal
             self.durable_offset = seg.end
         self.checkpoint_through = through
@@ -237,7 +242,7 @@ cdef class Log:
         st64(p + 32, <uint64_t>time.time_ns())
         st32(p + 60, chl_crc32c(p, 60))
         tmp = store_file + ".tmp"
-        cdef int fd = self.io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        cdef int fd = self.io.create_new(tmp)
         try:
             self.io.pwrite_all(fd, <const char *>h, STORE_HEADER_BYTES, 0)
             self.io.fsync(fd)
@@ -398,28 +403,54 @@ cdef class Log:
                 raise CorruptionError(seg.path, off, frame_status_reason(status))
             if not recover:
                 return 0  # a writer may be mid-write; look again later
-            if self._later_frame_exists(seg, off, size):
+            # Damage or a torn tail? Every frame records how much of its segment was on
+            # stable storage when it was written (its synced mark). If any complete frame
+            # after this point claims a mark past it, these bytes had been synced: damage.
+            # Otherwise they never were, nor was anything after them (a power loss with
+            # reordered writeback can leave later frames whole): a torn tail, cut here.
+            claim = self._later_claim(seg, off, size)
+            if claim > <int64_t>off:
                 raise CorruptionError(seg.path, off, frame_status_reason(status) +
-                                      "; complete frames follow it, so this is damage, not a torn tail")
+                                      "; a later frame records these bytes as synced, so this "
+                                      "is damage, not a torn tail")
             seg.open_for_write()
+            if claim >= 0:
+                self._quarantine(seg, off, size)
             self.io.ftruncate(seg.wfd, off)
-            if self.dmode != DURABILITY_OS:
-                self.io.fsync(seg.wfd)
+            self.io.fsync(seg.wfd)
             return 0
 
-    cdef bint _later_frame_exists(self, Segment seg, uint64_t off, uint64_t size) except -1:
+    cdef int64_t _later_claim(self, Segment seg, uint64_t off, uint64_t size) except -2:
+        """The highest synced mark claimed by a complete frame after `off` (-1: none)."""
         cdef FrameInfo fi
         cdef uint64_t p = off + 1
+        cdef int64_t best = -1
         cdef const unsigned char *hit
         while p + FRAME_HEADER_BYTES <= size:
             hit = <const unsigned char *>memchr(seg.map + p, 0x43, size - p)  # 'C' of CHLF
             if hit == NULL:
-                return False
+                break
             p = <uint64_t>(hit - seg.map)
-            if check_frame(seg.map, size, p, seg.salt, False, &fi) == FRAME_OK:
-                return True
-            p += 1
-        return False
+            if check_frame(seg.map, size, p, seg.salt, True, &fi) == FRAME_OK:
+                if <int64_t>fi.synced_mark > best:
+                    best = fi.synced_mark
+                p = fi.end
+            else:
+                p += 1
+        return best
+
+    cdef int _quarantine(self, Segment seg, uint64_t off, uint64_t size) except -1:
+        """Keep the bytes recovery cuts (whole frames that were never synced follow the torn
+        point) in `<segment>.torn-<offset>` beside it, for forensics: nothing is deleted."""
+        path = f"{seg.path}.torn-{off:010d}"
+        cdef int fd = self.io.create_new(path)
+        try:
+            self.io.pwrite_all(fd, seg.map + off, size - off, 0)
+            self.io.fsync(fd)
+        finally:
+            self.io.close(fd)
+        self.io.fsync_dir(self.path)
+        return 0
 
     cdef int _index_frame(self, Segment seg, FrameInfo *fi) except -1:
         """Check every record of a frame (density of positions and versions), then index it."""
@@ -493,15 +524,13 @@ cdef class Log:
         path = os.path.join(self.path, name)
         cdef bytes h = encode_segment_header(first_position, int.from_bytes(os.urandom(8), "little"),
                                              self.store_id, time.time_ns())
-        cdef int fd = self.io.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        cdef int fd = self.io.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         try:
             self.io.pwrite_all(fd, <const char *>h, SEGMENT_HEADER_BYTES, 0)
-            if self.dmode != DURABILITY_OS:
-                self.io.fsync(fd)
+            self.io.fsync(fd)
         finally:
             self.io.close(fd)
-        if self.dmode != DURABILITY_OS:
-            self.io.fsync_dir(self.path)
+        self.io.fsync_dir(self.path)
         first, salt = decode_segment_header(h, path, self.store_id)
         seg = Segment(self.io, path, first, salt, len(self.segments))
         self.segments.append(seg)
@@ -509,13 +538,13 @@ cdef class Log:
 
     cdef Segment _roll(self):
         """Seal the active segment (synced unless durability is 'os') and start the next."""
+        # Sealed segments are always on stable storage, whatever the durability mode (one
+        # fdatasync per segment): after a power loss only the newest segment can be torn.
         cdef Segment old = self.segments[len(self.segments) - 1]
-        if self.dmode != DURABILITY_OS:
-            self.io.fdatasync(old.wfd)
+        self.io.fdatasync(old.wfd)
         cdef Segment seg = self._new_segment(self.written)
-        if self.dmode != DURABILITY_OS:
-            self.durable_ordinal = seg.ordinal
-            self.durable_offset = SEGMENT_HEADER_BYTES
+        self.durable_ordinal = seg.ordinal
+        self.durable_offset = SEGMENT_HEADER_BYTES
         seg.open_for_write()
         seg.ensure_mapped(SEGMENT_HEADER_BYTES, self.max_segment_bytes)
         self.io.close(old.wfd)
@@ -530,9 +559,26 @@ cdef class Log:
             self._checkpoint()
 
     cdef int _checkpoint(self) except -1:
+        """Write the checkpoints. They are derived: failing to write them (a full disk) loses
+        nothing, it only makes the next open scan more; so an OSError here is swallowed."""
         if self.readonly or self.written == self.checkpoint_through:
             return 0
+        try:
+            self._write_checkpoints()
+        except OSError:
+            for name in ("positions.idx.tmp", "streams.idx.tmp"):
+                try:
+                    os.unlink(os.path.join(self.path, "index", name))
+                except OSError:
+                    pass
+        return 0
+
+    cdef int _write_checkpoints(self) except -1:
         cdef FrameInfo fi
+        # An index must never be more durable than the events it covers: after a power loss
+        # it would name events the segments no longer hold. Sync them first.
+        if self.written_seq > self.synced_seq:
+            self.sync_to(self.written_seq)
         idx = os.path.join(self.path, "index")
         self.pidx.save(self.io, os.path.join(idx, "positions.idx"), self.store_id)
         self.sidx.save(self.io, os.path.join(idx, "streams.idx"), self.store_id, self.written,
@@ -568,6 +614,12 @@ cdef class Log:
             except OSError as exc:
                 self._fail(exc, None, 0)
         return seg
+
+    cdef uint32_t _synced_mark(self, Segment seg) noexcept:
+        """What the next frame of `seg` may claim as already on stable storage."""
+        if seg.ordinal == self.durable_ordinal:
+            return <uint32_t>self.durable_offset
+        return SEGMENT_HEADER_BYTES
 
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0:
         """pwrite one sealed frame at the segment's end; fail-stop on any error."""
@@ -685,7 +737,13 @@ cdef class Log:
         cdef const char *sp = PyBytes_AS_STRING(s)
         cdef uint32_t slen = <uint32_t>PyBytes_GET_SIZE(s)
         # A private tuple: another thread cannot swap an event between sizing and encoding.
-        events = (events,) if isinstance(events, NewEvent) else tuple(events)
+        if isinstance(events, NewEvent):
+            events = (events,)
+        elif isinstance(events, (str, bytes)) or not hasattr(events, "__iter__"):
+            raise InvalidEventError(f"events must be a list of chronolog.NewEvent, got "
+                                    f"{'None' if events is None else type(events).__name__}")
+        else:
+            events = tuple(events)
         cdef Py_ssize_t n = len(events), i
         if n == 0:
             raise InvalidArgumentError("append needs at least one event; pass a list of NewEvent")
@@ -753,7 +811,8 @@ cdef class Log:
                                  PyBytes_AS_STRING(ev.metadata), PyBytes_GET_SIZE(ev.metadata),
                                  PyBytes_AS_STRING(ev.data), PyBytes_GET_SIZE(ev.data),
                                  first + i, count + i, timestamp)
-            seal_frame(bp, body, seg.salt, first, <uint32_t>n)
+            seal_frame(bp, body, body, CODEC_NONE, 0, seg.salt, first, <uint32_t>n,
+                       self._synced_mark(seg))
             off = self._write_frame(seg, frame_bytes)
             # Pass 4: commit to the indexes (the stream is created here, never on a refusal).
             if sid < 0:
@@ -834,6 +893,7 @@ cdef class Log:
         cdef Segment seg
         cdef unsigned char *bp
         cdef uint64_t salt
+        cdef uint32_t mark
         cdef size_t n_first = 0
         cdef const char **streams_p
         cdef uint32_t *slens_p
@@ -891,6 +951,7 @@ cdef class Log:
                 bp = self._frame_buffer(frame_bytes)
                 first = self.written
                 salt = seg.salt
+                mark = self._synced_mark(seg)
                 with nogil:
                     at = 0
                     for i in range(n):
@@ -902,7 +963,7 @@ cdef class Log:
                                          cm.ptr(i) if cm is not None else NULL,
                                          cm.length(i) if cm is not None else 0,
                                          cd.ptr(i), cd.length(i), first + i, self.vers[i], timestamp)
-                    seal_frame(bp, body, salt, first, <uint32_t>n)
+                    seal_frame(bp, body, body, CODEC_NONE, 0, salt, first, <uint32_t>n, mark)
                 off = self._write_frame(seg, frame_bytes)
             except BaseException:
                 self._reset_pending(n)
@@ -1204,8 +1265,11 @@ cdef class Log:
                 if first >= self.written:
                     raise CorruptionError(self.path, None, "stream index points past the log")
                 if first < self.head:
-                    out.append(PyUnicode_DecodeUTF8(s.name, s.name_len, "strict"))
-        return out
+                    out.append((first, PyUnicode_DecodeUTF8(s.name, s.name_len, "strict")))
+        # Order of first appearance in the log (not of stream ids, which a refused batch
+        # may have handed out): the same after any rebuild.
+        out.sort()
+        return [name for _, name in out]
 
     def stream_total(self):
         """How many streams hold events."""
@@ -1297,8 +1361,15 @@ cdef class Log:
                 # else is a torn tail (or, for a reader, a write in progress) that the
                 # writer's next open cuts.
                 seg.ensure_mapped(size, 0)
-                if self._later_frame_exists(seg, seg.end - 1, size):
-                    problem(seg.path, seg.end, "a frame that does not check, followed by complete frames")
+                claim = self._later_claim(seg, seg.end, size)
+                if claim > <int64_t>seg.end:
+                    problem(seg.path, seg.end, "a frame that does not check, though a later frame "
+                            "records it as synced (damage)")
+                    break
+                if claim >= 0:
+                    problem(seg.path, seg.end, "a frame that does not check, followed by complete "
+                            "frames that were never synced (a power loss); the writer's next open "
+                            "cuts them and keeps their bytes in a .torn file")
                     break
                 notes.append({"segment": seg.name, "offset": seg.end,
                               "reason": f"incomplete tail of {size - seg.end} bytes (an append in "

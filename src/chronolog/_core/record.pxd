@@ -44,22 +44,26 @@ cdef inline size_t put_record(unsigned char *dst, const char *stream, size_t sle
     return n
 
 
-cdef inline void seal_frame(unsigned char *frame, size_t body_bytes, uint64_t salt,
-                            uint64_t first_position, uint32_t count) noexcept nogil:
-    # Fill the header and trailer around a body already written at frame + 48.
+cdef inline void seal_frame(unsigned char *frame, size_t stored_bytes, size_t raw_bytes,
+                            uint16_t codec, uint32_t dict_id, uint64_t salt,
+                            uint64_t first_position, uint32_t count,
+                            uint32_t synced_mark) noexcept nogil:
+    # Fill the header and trailer around a body already written at frame + 56.
     st32(frame, FRAME_MAGIC)
-    st32(frame + 4, <uint32_t>body_bytes)
+    st32(frame + 4, <uint32_t>stored_bytes)
     st64(frame + 8, salt)
     st64(frame + 16, first_position)
     st32(frame + 24, count)
-    st16(frame + 28, CODEC_NONE)
+    st16(frame + 28, codec)
     st16(frame + 30, 0)
-    st32(frame + 32, <uint32_t>body_bytes)
-    st32(frame + 36, 0)
-    st32(frame + 40, chl_crc32c(frame + FRAME_HEADER_BYTES, body_bytes))
-    st32(frame + 44, chl_crc32c(frame, 44))
-    cdef unsigned char *t = frame + FRAME_HEADER_BYTES + body_bytes
-    st32(t, <uint32_t>body_bytes)
+    st32(frame + 32, <uint32_t>raw_bytes)
+    st32(frame + 36, dict_id)
+    st32(frame + 40, synced_mark)
+    st32(frame + 44, 0)
+    st32(frame + 48, chl_crc32c(frame + FRAME_HEADER_BYTES, stored_bytes))
+    st32(frame + 52, chl_crc32c(frame, 52))
+    cdef unsigned char *t = frame + FRAME_HEADER_BYTES + stored_bytes
+    st32(t, <uint32_t>stored_bytes)
     st32(t + 4, TRAILER_MAGIC)
 
 

@@ -20,7 +20,10 @@ cdef struct FrameInfo:
     uint32_t body_bytes
     uint32_t raw_bytes
     uint16_t codec
-    const unsigned char *body
+    uint32_t dict_id
+    uint32_t synced_mark
+    const unsigned char *stored    # the stored body, inside the mapping
+    const unsigned char *body      # the decoded body (== stored for codec 0, else NULL until decoded)
 
 cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t offset,
                              uint64_t salt, bint check_body, FrameInfo *fi) noexcept nogil

@@ -4,6 +4,8 @@ The format is specified in format.pxd (and docs/format.md).
 """
 import os
 
+cimport cython
+
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp
 from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
@@ -12,7 +14,7 @@ from posix.stat cimport struct_stat, fstat
 
 from chronolog._core.format cimport (
     FRAME_HEADER_BYTES, FRAME_TRAILER_BYTES, FRAME_OVERHEAD_BYTES, FRAME_MAGIC, TRAILER_MAGIC,
-    CODEC_NONE, SEGMENT_HEADER_BYTES, FORMAT_VERSION, CHL_SEGMENT_MAGIC, CHL_MAX_BODY_BYTES,
+    CODEC_NONE, CODEC_ZSTD, SEGMENT_HEADER_BYTES, FORMAT_VERSION, CHL_SEGMENT_MAGIC, CHL_MAX_BODY_BYTES,
     ld16, ld32, ld64, st32, st64, chl_crc32c)
 from chronolog._core.fileio cimport FileIO
 from chronolog.errors import CorruptionError
@@ -28,7 +30,7 @@ cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t
     cdef const unsigned char *h = base + offset
     if ld32(h) != FRAME_MAGIC:
         return FRAME_BAD_MAGIC
-    if chl_crc32c(h, 44) != ld32(h + 44):
+    if chl_crc32c(h, 52) != ld32(h + 52):
         return FRAME_BAD_HEADER_CRC
     if ld64(h + 8) != salt:
         return FRAME_BAD_SALT
@@ -36,19 +38,24 @@ cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t
     cdef uint32_t count = ld32(h + 24)
     cdef uint16_t codec = ld16(h + 28)
     cdef uint32_t raw_bytes = ld32(h + 32)
-    if count == 0 or ld16(h + 30) != 0 or <uint64_t>raw_bytes > CHL_MAX_BODY_BYTES:
+    if count == 0 or ld16(h + 30) != 0 or ld32(h + 44) != 0 or <uint64_t>raw_bytes > CHL_MAX_BODY_BYTES \
+            or <uint64_t>count * 52 > <uint64_t>raw_bytes or ld32(h + 40) > offset:
         return FRAME_BAD_LAYOUT
-    if codec != CODEC_NONE:
+    if codec == CODEC_NONE:
+        if raw_bytes != body_bytes or ld32(h + 36) != 0:
+            return FRAME_BAD_LAYOUT
+    elif codec == CODEC_ZSTD:
+        if <uint64_t>body_bytes < 12 + 4 * <uint64_t>count:
+            return FRAME_BAD_LAYOUT
+    else:
         return FRAME_BAD_CODEC
-    if raw_bytes != body_bytes or <uint64_t>count * 52 > <uint64_t>raw_bytes:
-        return FRAME_BAD_LAYOUT
     cdef uint64_t end = offset + FRAME_OVERHEAD_BYTES + body_bytes
     if end > limit:
         return FRAME_SHORT
     cdef const unsigned char *t = base + end - FRAME_TRAILER_BYTES
     if ld32(t) != body_bytes or ld32(t + 4) != TRAILER_MAGIC:
         return FRAME_BAD_TRAILER
-    if check_body and chl_crc32c(h + FRAME_HEADER_BYTES, body_bytes) != ld32(h + 40):
+    if check_body and chl_crc32c(h + FRAME_HEADER_BYTES, body_bytes) != ld32(h + 48):
         return FRAME_BAD_BODY_CRC
     fi.offset = offset
     fi.end = end
@@ -57,7 +64,10 @@ cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t
     fi.body_bytes = body_bytes
     fi.raw_bytes = raw_bytes
     fi.codec = codec
-    fi.body = h + FRAME_HEADER_BYTES
+    fi.dict_id = ld32(h + 36)
+    fi.synced_mark = ld32(h + 40)
+    fi.stored = h + FRAME_HEADER_BYTES
+    fi.body = fi.stored if codec == CODEC_NONE else NULL
     return FRAME_OK
 
 
@@ -112,6 +122,7 @@ def decode_segment_header(bytes h, str path, bytes store_id):
     return ld64(p + 24), ld64(p + 16)
 
 
+@cython.no_gc_clear
 cdef class Segment:
     """One segment file of the log, read through a shared read-only mapping.
 
@@ -172,8 +183,9 @@ cdef class Segment:
 
     cdef void release(self) noexcept:
         cdef size_t addr, n
-        for addr, n in self._old_maps:
-            munmap(<void *>addr, n)
+        if self._old_maps is not None:
+            for addr, n in self._old_maps:
+                munmap(<void *>addr, n)
         self._old_maps = []
         if self.map != NULL:
             munmap(self.map, self.map_len)
