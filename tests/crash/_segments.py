@@ -19,7 +19,19 @@ from pathlib import Path
 import chronolog as cl
 
 SEGMENT_HEADER_BYTES = 64
-FRAME_OVERHEAD_BYTES = 64  # header 56 + trailer 8
+TRAILER_MAGIC = b"CLHF"  # a frame ends in u32 body bytes + this magic
+
+
+def _frame_overhead(raw: bytes, offset: int) -> int:
+    """Header + trailer bytes of the frame at `offset`, found from its trailer (so these tests
+    follow a change of the frame header's size)."""
+    body_bytes = raw[offset + 4 : offset + 8]
+    body = int.from_bytes(body_bytes, "little")
+    for header in range(16, 257, 4):
+        at = offset + header + body
+        if raw[at : at + 8] == body_bytes + TRAILER_MAGIC:
+            return header + 8
+    raise AssertionError(f"no frame trailer after the frame at {offset}")
 
 
 @dataclass(frozen=True)
@@ -42,10 +54,11 @@ def frame_extents(path: Path) -> list[Frame]:
     raw = path.read_bytes()
     frames = []
     off = SEGMENT_HEADER_BYTES
+    overhead = _frame_overhead(raw, off) if len(raw) > off else 0
     while off < len(raw):
         (body_bytes,) = struct.unpack_from("<I", raw, off + 4)
         first, count = struct.unpack_from("<QI", raw, off + 16)
-        end = off + FRAME_OVERHEAD_BYTES + body_bytes
+        end = off + overhead + body_bytes
         assert end <= len(raw), f"{path.name}: frame at {off} runs past the end of the file"
         frames.append(Frame(off, end, first, count))
         off = end
