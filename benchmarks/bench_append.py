@@ -7,6 +7,7 @@ runs the pytest-benchmark versions below at a small size.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,7 @@ def measure_append_batch(ctx: BenchContext, wl: Workload) -> list[Figure]:
     arrow_batches = wl.batches(BATCH_EVENTS)
     list_batches = _list_batches(wl, BATCH_EVENTS)
     rows = sqlite_rows(wl)
-    items = lmdb_values(wl)
+    items = lmdb_values(wl) if importlib.util.find_spec("lmdb") is not None else []
     keep: dict[str, Any] = {}
     # An untimed warm-up run produces the segment bytes the raw-write baseline writes.
     warm = _store_trial(ctx, "warm", lambda s: chronolog_append_batches(s, arrow_batches), keep=keep)
@@ -136,15 +137,20 @@ def measure_append_batch(ctx: BenchContext, wl: Workload) -> list[Figure]:
         conn.close()
         remove(ctx.scratch / "sqlite")
 
-    times = interleaved({
+    trials = {
         "chronolog": _store_trial(ctx, "batch", lambda s: chronolog_append_batches(s, arrow_batches)),
         "chronolog_lists": _store_trial(ctx, "batch", lambda s: chronolog_append_batches(s, list_batches)),
         "raw": Trial(run=lambda _: raw_write(raw_path, seg), teardown=lambda _: remove(raw_path)),
-        "lmdb": Trial(setup=lambda: ctx.fresh_dir("lmdb"), run=lambda p: lmdb_append(p, items, LMDB_COMMIT_EVENTS),
-                      teardown=remove),
         "sqlite": Trial(setup=sqlite_setup, run=lambda c: sqlite_append_batches(c, rows, SQLITE_BATCH_EVENTS),
                         teardown=sqlite_teardown),
-    }, ctx.repeats)
+    }
+    has_lmdb = importlib.util.find_spec("lmdb") is not None
+    if has_lmdb:
+        trials["lmdb"] = Trial(setup=lambda: ctx.fresh_dir("lmdb"),
+                               run=lambda p: lmdb_append(p, items, LMDB_COMMIT_EVENTS), teardown=remove)
+    else:
+        ctx.notes.append("the lmdb package is not installed: no LMDB baseline (pip install lmdb)")
+    times = interleaved(trials, ctx.repeats)
     t = {k: median(v) for k, v in times.items()}
     mib = 1 << 20
     size = f"{n:,} events, {len(seg) / mib:.0f} MiB of segments"
@@ -153,7 +159,8 @@ def measure_append_batch(ctx: BenchContext, wl: Workload) -> list[Figure]:
                len(seg) / t["chronolog"] / mib, "raw write of the segment bytes",
                len(seg) / t["raw"] / mib, target=0.25, detail=size),
         Figure("append_batch Arrow 10k/batch (os) vs LMDB", "ev/s", n / t["chronolog"],
-               "LMDB putmulti, no sync, commit/1k", n / t["lmdb"], target=3.0, detail=size),
+               "LMDB putmulti, no sync, commit/1k", n / t["lmdb"] if has_lmdb else None,
+               target=3.0, detail=size),
         Figure("append_batch Arrow 10k/batch (os) vs SQLite", "ev/s", n / t["chronolog"],
                "SQLite executemany/1k, WAL, NORMAL", n / t["sqlite"], target=50.0, detail=size),
         Figure("append_batch Python lists 10k/batch (os) vs SQLite", "ev/s", n / t["chronolog_lists"],
