@@ -8,13 +8,15 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum
 from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
 
+from chronolog import scan as _scan
+from chronolog import subscriptions as _subs
 from chronolog._core.events import AppendResult, NewEvent, RecordedEvent
 from chronolog._core.fileio import FileIO
 from chronolog._core.log import (
@@ -164,6 +166,7 @@ class EventStore:
         self._lock_fd = lock_fd
         self._closed = False
         self._stop = threading.Event()
+        self._notifier = _subs.AppendNotifier(log.path)
         self._flusher: threading.Thread | None = None
         if log.durability == "interval" and not log.readonly:
             self._flusher = threading.Thread(
@@ -252,6 +255,7 @@ class EventStore:
         self._stop.set()
         if self._flusher is not None:
             self._flusher.join()
+        self._notifier.close()
         try:
             self._log.close()
         finally:
@@ -414,7 +418,9 @@ class EventStore:
         """
         if self._closed:
             raise StoreClosedError(self._log.path)
-        return self._log.append(stream, events, expected_code(expected_version), time.time_ns())
+        res = self._log.append(stream, events, expected_code(expected_version), time.time_ns())
+        self._notifier.notify()
+        return res
 
     def append_batch(
         self,
@@ -465,7 +471,9 @@ class EventStore:
             if not isinstance(expected_versions, Mapping):
                 raise InvalidArgumentError("expected_versions must be a mapping of stream -> expected version")
             codes = {k: expected_code(v) for k, v in expected_versions.items()}
-        return self._log.append_columns(s, t, d, m, i, codes, time.time_ns())
+        res = self._log.append_columns(s, t, d, m, i, codes, time.time_ns())
+        self._notifier.notify()
+        return res
 
     # ------------------------------------------------------------------ reads
 
@@ -538,6 +546,99 @@ class EventStore:
             lo = max(lowest, stop - _READ_CHUNK)
             yield from log.read_positions(lo, stop, True)
             stop = lo
+
+    # ------------------------------------------------------------------ the columnar read side
+
+    def scan(self, from_position: int = 0, to_position: int | None = None, *,
+             types: Iterable[str] | None = None, streams: Iterable[str] | None = None,
+             stream_prefix: str | None = None, batch_size: int = _scan.DEFAULT_BATCH_SIZE,
+             columns: Iterable[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Replay positions from_position <= p < to_position as Arrow RecordBatches, built in
+        the compiled core with no Python object per event.
+
+        Columns (all by default, in this order; `columns=` picks a subset and skips the
+        work for the rest): position uint64, stream string, version uint64, type
+        dictionary<int32, string>, timestamp timestamp[ns, UTC], data binary, metadata
+        binary, id fixed_size_binary(16) (null when the event has no id). Filters (types,
+        exact streams, a stream prefix) are applied in the core before anything is copied.
+        The range ends at the head when the scan starts; no append is ever seen in part.
+
+        Raises:
+            InvalidArgumentError: a negative position, batch_size < 1, an unknown column.
+            CorruptionError: a frame fails its checks (before any of its events is returned).
+
+        Example:
+            >>> for batch in store.scan(types=["OrderPlaced"], columns=["stream", "data"]):  # doctest: +SKIP
+            ...     print(batch.num_rows)
+        """
+        return _scan.scan(self._reading(), from_position, to_position, types=types,
+                          streams=streams, stream_prefix=stream_prefix, batch_size=batch_size,
+                          columns=columns, notifier=self._notifier)
+
+    def scan_table(self, from_position: int = 0, to_position: int | None = None, *,
+                   types: Iterable[str] | None = None, streams: Iterable[str] | None = None,
+                   stream_prefix: str | None = None, batch_size: int = _scan.DEFAULT_BATCH_SIZE,
+                   columns: Iterable[str] | None = None) -> pa.Table:
+        """The whole scan as one pyarrow.Table (see scan).
+
+        Example:
+            >>> import duckdb  # doctest: +SKIP
+            >>> events = store.scan_table(columns=["stream", "type"])  # doctest: +SKIP
+            >>> duckdb.sql("select type, count(*) from events group by type").fetchall()  # doctest: +SKIP
+        """
+        return _scan.scan_table(self._reading(), from_position, to_position, types=types,
+                                streams=streams, stream_prefix=stream_prefix,
+                                batch_size=batch_size, columns=columns, notifier=self._notifier)
+
+    def subscribe(self, from_position: int = 0, *, types: Iterable[str] | None = None,
+                  stream_prefix: str | None = None,
+                  batch_size: int = _subs.DEFAULT_SUBSCRIBE_BATCH, batches: bool = False,
+                  timeout: float | None = None) -> _subs.Subscription[Any]:
+        """A catch-up subscription: replays history from `from_position`, then follows live
+        appends (also another process's, on a read-only handle) without gaps or duplicates.
+        Yields RecordedEvents, or Arrow batches with batches=True; `close()` ends it from any
+        thread; iteration stops after `timeout` seconds without events (iterate again to go
+        on).
+
+        Example:
+            >>> with store.subscribe(from_position=0, timeout=1.0) as sub:  # doctest: +SKIP
+            ...     for event in sub:
+            ...         handle(event)
+        """
+        if self._closed:
+            raise StoreClosedError(self._log.path)
+        return _subs.subscribe(self._log, self._notifier, from_position, types=types,
+                               stream_prefix=stream_prefix, batch_size=batch_size,
+                               batches=batches, timeout=timeout)
+
+    def subscribe_async(self, from_position: int = 0, *, types: Iterable[str] | None = None,
+                        stream_prefix: str | None = None,
+                        batch_size: int = _subs.DEFAULT_SUBSCRIBE_BATCH, batches: bool = False,
+                        timeout: float | None = None) -> _subs.AsyncSubscription[Any]:
+        """The asyncio form of subscribe: `async for event in store.subscribe_async(...)`.
+
+        Example:
+            >>> async for event in store.subscribe_async(timeout=1.0):  # doctest: +SKIP
+            ...     handle(event)
+        """
+        if self._closed:
+            raise StoreClosedError(self._log.path)
+        return _subs.subscribe_async(self._log, self._notifier, from_position, types=types,
+                                     stream_prefix=stream_prefix, batch_size=batch_size,
+                                     batches=batches, timeout=timeout)
+
+    def wait_for(self, position: int, timeout: float | None = None) -> bool:
+        """Block until the event at `position` is visible here (read-your-writes; on a
+        read-only handle, until the writer's append reaches it). False on timeout.
+
+        Example:
+            >>> res = writer.append("order-7", [NewEvent("OrderPlaced", b"{}")])  # doctest: +SKIP
+            >>> reader.wait_for(res.last_position, timeout=5.0)  # doctest: +SKIP
+            True
+        """
+        if self._closed:
+            raise StoreClosedError(self._log.path)
+        return _subs.wait_for(self._log, self._notifier, position, timeout)
 
     def checkpoint(self) -> None:
         """Write the index checkpoints now (open then costs only the events after it).

@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import powerloss
 import pytest
 
 import chronolog as cl
 from chronolog._core.fileio import FileIO
-
-import powerloss
 
 MAX_SEGMENT_BYTES = 16 * 1024  # small: the workload rolls segments (and crashes mid-roll)
 
@@ -249,39 +248,30 @@ def test_os_mode_recovers_a_whole_prefix_at_every_crash_point(tmp_path: Path) ->
     _sweep(tmp_path, "os", seed=12, appends=24, variants=2)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: an index checkpoint is made durable before the "
-                   "segment bytes it covers (os/interval); after a power loss open refuses with "
-                   "'the segments hold N events, M were indexed' instead of rebuilding")
 def test_interval_mode_recovers_a_whole_prefix_at_every_crash_point(tmp_path: Path) -> None:
     tried, total, _ = _sweep(tmp_path, "interval", seed=13, appends=30, variants=3)
     assert tried == 3 * (total + 1)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: an index checkpoint is made durable before the "
-                   "segment bytes it covers (os/interval); after a power loss open refuses with "
-                   "'the segments hold N events, M were indexed' instead of rebuilding")
 @pytest.mark.parametrize("durability", ["os", "interval"])
-def test_a_checkpoint_over_unsynced_events_does_not_outlive_them(tmp_path: Path,
-                                                                 durability: str) -> None:
-    # Two frames, never synced (os, or interval before its first tick): the first spans
-    # blocks 0-1 of the segment, the second lies in block 1. checkpoint() makes the index
-    # files durable. A power loss then loses block 0 and keeps block 1: a legal outcome for
-    # volatile data. The only valid prefix left is empty.
-    store_dir = tmp_path / "store"
-    store = cl.EventStore.open(store_dir, durability=durability, flush_interval_ms=600_000)
+def test_a_checkpoint_syncs_the_events_it_covers_before_the_index_files(tmp_path: Path,
+                                                                       durability: str) -> None:
+    # An index must never be more durable than the events it covers: after a power loss it
+    # would name events the segments no longer hold. So checkpoint() first syncs the segment
+    # (even in os mode), then writes and renames the index files.
+    io = FileIO()
+    ops: list[tuple[str, str]] = []
+    io.trace = lambda op, path, offset, data: ops.append((op, os.path.basename(path or "")))
+    store = cl.EventStore.open(tmp_path / "store", durability=durability,
+                               flush_interval_ms=600_000, io=io)
     store.append("a", [cl.NewEvent("T", b"x" * 5000)])
     store.append("a", [cl.NewEvent("T", b"y" * 10)])
+    ops.clear()
     store.checkpoint()
-    crashed = tmp_path / "crashed"
-    shutil.copytree(store_dir, crashed, ignore=shutil.ignore_patterns("LOCK"))
     store.close()
-    seg = crashed / "00000000000000000000.seg"
-    raw = bytearray(seg.read_bytes())
-    raw[64:4096] = bytes(4096 - 64)
-    seg.write_bytes(bytes(raw))
-    with cl.EventStore.open(crashed, durability=durability) as again:
-        assert list(again.read_all()) == []
-        assert again.head == 0
+    seg_sync = ops.index(("fsync", "00000000000000000000.seg"))
+    renames = [i for i, (op, name) in enumerate(ops) if op == "rename"]
+    assert renames and all(seg_sync < i for i in renames)
 
 
 @pytest.mark.crash

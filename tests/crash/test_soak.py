@@ -31,9 +31,6 @@ def test_a_ten_minute_kill9_soak_loses_no_acknowledged_append(tmp_path: Path) ->
     assert report.lost == 0 and report.rounds > 0
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: the interval flusher's sync_to dups the newest "
-                   "segment's wfd while _roll has appended the new segment but not opened it "
-                   "(wfd -1): EBADF stops the store (found by the soak)")
 def test_interval_mode_keeps_accepting_appends_across_segment_rolls(tmp_path: Path) -> None:
     import chronolog as cl
 

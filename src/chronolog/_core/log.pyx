@@ -250,6 +250,8 @@ cdef class Log:
             self.io.close(fd)
         self.io.rename(tmp, store_file)
         self.io.fsync_dir(self.path)
+        # The store directory's own entry, so a new store survives a power loss.
+        self.io.fsync_dir(os.path.dirname(self.path) or ".")
 
     cdef bytes _read_store_header(self, str store_file):
         with open(store_file, "rb") as f:
@@ -533,6 +535,9 @@ cdef class Log:
         self.io.fsync_dir(self.path)
         first, salt = decode_segment_header(h, path, self.store_id)
         seg = Segment(self.io, path, first, salt, len(self.segments))
+        if not self.readonly:
+            # Ready for writing before anyone (a group-commit leader) can see it.
+            seg.open_for_write()
         self.segments.append(seg)
         return seg
 
@@ -667,6 +672,8 @@ cdef class Log:
             target_pos = self.written
             seg = self.segments[len(self.segments) - 1]
             target_off = seg.end
+            if seg.wfd < 0:
+                return 0  # being closed; close() syncs
             try:
                 fd = self.io.dup(seg.wfd)
                 try:
