@@ -20,12 +20,44 @@ from chronolog.errors import (
     StoreLockedError,
     WrongExpectedVersionError,
 )
+from chronolog.domain import (
+    Aggregate,
+    AggregateNotFoundError,
+    Application,
+    BulkSnapshot,
+    CommandContext,
+    CommandResult,
+    DomainEvent,
+    EventDefinitionError,
+    Repository,
+    SnapshotPolicy,
+    UnknownEventTypeError,
+    UpcastError,
+    Upcasters,
+    command,
+    event,
+)
 from chronolog.store import ANY, NO_STREAM, STREAM_EXISTS, EventStore, StreamState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ANY",
+    "Aggregate",
+    "AggregateNotFoundError",
+    "Application",
+    "BulkSnapshot",
+    "CommandContext",
+    "CommandResult",
+    "DomainEvent",
+    "EventDefinitionError",
+    "Repository",
+    "SnapshotPolicy",
+    "UnknownEventTypeError",
+    "UpcastError",
+    "Upcasters",
+    "command",
+    "event",
     "NO_STREAM",
     "STREAM_EXISTS",
     "AppendResult",

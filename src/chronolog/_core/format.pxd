@@ -1,4 +1,4 @@
-# The on-disk format of a Chronolog store, format version 1. Specified here, once, next to its
+# The on-disk format of a Chronolog store, format version 2 (1 had a 48-byte frame header). Specified here, once, next to its
 # constants; mirrored in docs/format.md. Change all of them (and FORMAT_VERSION) in one commit.
 #
 # Every integer is little-endian. CRC32C is the Castagnoli CRC (csrc/chl_crc32c.c).
@@ -71,7 +71,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 cdef enum:
-    FORMAT_VERSION = 1
+    FORMAT_VERSION = 2
     STORE_HEADER_BYTES = 64
     SEGMENT_HEADER_BYTES = 64
     FRAME_HEADER_BYTES = 56

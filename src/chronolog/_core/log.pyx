@@ -55,6 +55,9 @@ FORMAT_VERSION_NUMBER = FORMAT_VERSION
 DEFAULT_MAX_SEGMENT_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 MAX_SEGMENT_BYTES_LIMIT = 1 << 31
+# A torn tail is the part of one append a crash interrupted (or, after a power loss, the
+# unsynced appends): cutting more than this keeps a copy anyway (nothing is deleted).
+QUARANTINE_BYTES = 1 << 20
 
 
 _RECORD_PROBLEMS = {1: "record offset or length out of bounds",
@@ -416,7 +419,7 @@ cdef class Log:
                                       "; a later frame records these bytes as synced, so this "
                                       "is damage, not a torn tail")
             seg.open_for_write()
-            if claim >= 0:
+            if claim >= 0 or size - off > QUARANTINE_BYTES:
                 self._quarantine(seg, off, size)
             self.io.ftruncate(seg.wfd, off)
             self.io.fsync(seg.wfd)
@@ -443,7 +446,8 @@ cdef class Log:
 
     cdef int _quarantine(self, Segment seg, uint64_t off, uint64_t size) except -1:
         """Keep the bytes recovery cuts (whole frames that were never synced follow the torn
-        point) in `<segment>.torn-<offset>` beside it, for forensics: nothing is deleted."""
+        point, or more than QUARANTINE_BYTES) in `<segment>.torn-<offset>` beside it, for
+        forensics and `chronolog repair`: nothing is deleted."""
         path = f"{seg.path}.torn-{off:010d}"
         cdef int fd = self.io.create_new(path)
         try:
