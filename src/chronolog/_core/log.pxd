@@ -25,6 +25,7 @@ cdef class Log:
     cdef uint64_t durable_offset
     cdef object _lock
     cdef object _sync_lock
+    cdef bint syncing
     cdef uint64_t written_seq
     cdef uint64_t synced_seq
     cdef readonly object failed

@@ -182,7 +182,7 @@ cdef class Log:
         self.written = 0
         self.head = 0
         self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
+        self._sync_lock = threading.Condition(threading.Lock())
         self.failed = None
         self.closed = False
         self._types = []
@@ -658,24 +658,35 @@ cdef class Log:
 
     cdef int sync_to(self, uint64_t seq) except -1:
         """Group commit: return once every byte written up to `seq` is on stable storage.
-        One caller fdatasyncs for all who wait; the others find their bytes already synced.
-        In durability "fsync" this is also what makes appends visible to readers."""
+
+        One caller at a time is the leader: it snapshots what has been written and
+        fdatasyncs it with the condition's lock released, while other appenders keep writing
+        and queue up; when it is done it wakes every waiter at once (notify_all), and those
+        whose bytes it covered return, the first of the rest leads the next sync. In
+        durability "fsync" this is also what makes appends visible to readers."""
         if self.synced_seq >= seq:
             return 0
         cdef Segment seg
         cdef int fd
         cdef uint64_t target, target_pos, target_off
-        with self._sync_lock:
-            if self.synced_seq >= seq:
-                return 0
-            if self.failed is not None:
-                raise StoreFailedError(self.path, self.failed)
+        cond = self._sync_lock
+        with cond:
+            while True:
+                if self.synced_seq >= seq:
+                    return 0
+                if self.failed is not None:
+                    raise StoreFailedError(self.path, self.failed)
+                if not self.syncing:
+                    break
+                cond.wait()
+            self.syncing = True
             # A consistent snapshot (the GIL is held): every byte counted in written_seq is in
             # this segment or in an older one, which the roll synced before sealing it.
             target = self.written_seq
             target_pos = self.written
             seg = self.segments[len(self.segments) - 1]
             target_off = seg.end
+        try:
             if seg.wfd < 0:
                 return 0  # being closed; close() syncs
             try:
@@ -697,6 +708,10 @@ cdef class Log:
                 self.durable_offset = target_off
             if target_pos > self.head:
                 self.head = target_pos
+        finally:
+            with cond:
+                self.syncing = False
+                cond.notify_all()
         return 0
 
     def sync(self):
