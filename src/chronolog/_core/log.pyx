@@ -556,8 +556,9 @@ cdef class Log:
         self.durable_offset = SEGMENT_HEADER_BYTES
         seg.open_for_write()
         seg.ensure_mapped(SEGMENT_HEADER_BYTES, self.max_segment_bytes)
-        self.io.close(old.wfd)
-        old.wfd = -1
+        with self._sync_lock:
+            self.io.close(old.wfd)
+            old.wfd = -1
         self._checkpoint()
         return seg
 
@@ -686,11 +687,20 @@ cdef class Log:
             target_pos = self.written
             seg = self.segments[len(self.segments) - 1]
             target_off = seg.end
+            fd = -1
+            if seg.wfd >= 0:
+                # dup under the condition's lock: a roll closes the old segment's descriptor
+                # under the same lock, so it cannot vanish between the snapshot and here.
+                try:
+                    fd = self.io.dup(seg.wfd)
+                except OSError as exc:
+                    self.syncing = False
+                    cond.notify_all()
+                    self._fail(exc, None, 0)
         try:
-            if seg.wfd < 0:
+            if fd < 0:
                 return 0  # being closed; close() syncs
             try:
-                fd = self.io.dup(seg.wfd)
                 try:
                     self.io.fdatasync(fd)
                 finally:
