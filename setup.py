@@ -14,13 +14,21 @@ if os.environ.get("CHRONOLOG_DEBUG"):
     CFLAGS = ["-O0", "-g", "-std=c11", "-UNDEBUG", "-DCHL_DEBUG=1"]
 
 
-def core(name: str, extra: list[str] = ()) -> Extension:
+# The vendored zstd (csrc/zstd, see its README) is compiled into the codec extension only,
+# with its symbols hidden so they cannot clash with another zstd in the process.
+ZSTD = ["csrc/zstd/zstd.c"]
+ZSTD_MACROS = [("ZSTDLIB_VISIBLE", ""), ("ZDICTLIB_VISIBLE", ""), ("ZSTDERRORLIB_VISIBLE", ""),
+               ("ZSTD_MULTITHREAD", None)]
+
+
+def core(name: str, extra: list[str] = (), *, zstd: bool = False) -> Extension:
     return Extension(
         f"chronolog._core.{name}",
         [f"src/chronolog/_core/{name}.pyx", *extra],
-        include_dirs=["csrc", "src/chronolog/_core", numpy.get_include()],
-        extra_compile_args=CFLAGS,
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        include_dirs=["csrc", "csrc/zstd", "src/chronolog/_core", numpy.get_include()],
+        extra_compile_args=[*CFLAGS, "-std=gnu11", "-fvisibility=hidden"] if zstd else CFLAGS,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       *(ZSTD_MACROS if zstd else [])],
     )
 
 
@@ -28,7 +36,7 @@ setup(
     ext_modules=cythonize(
         [core("crc", CRC), core("fileio"), core("events"), core("segment", CRC),
          core("index", CSRC), core("log", CSRC),
-         core("scan", CSRC)],
+         core("scan", CSRC), core("codec", CRC + ZSTD, zstd=True)],
         compiler_directives=DIRECTIVES,
         include_path=["src"],
     ),

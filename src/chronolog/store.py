@@ -187,6 +187,9 @@ class EventStore:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         flush_interval_ms: int = 200,
         io: FileIO | None = None,
+        compression: str | None = None,
+        compression_level: int = 1,
+        compression_block_bytes: int = 32 * 1024,
     ) -> EventStore:
         """Open (creating when missing, unless readonly) the store at `path`.
 
@@ -201,6 +204,11 @@ class EventStore:
             max_event_bytes: the largest single event record (default 16 MiB).
             flush_interval_ms: the period of the "interval" durability mode.
             io: a FileIO (tests inject faults through it).
+            compression: None (default) or "zstd": new appends are compressed per frame, in
+                blocks of whole records (every reader handles both; see docs/compression.md).
+            compression_level: the zstd level (1 = fast; up to 22; negative = faster).
+            compression_block_bytes: decoded bytes per compressed block: a random read
+                decodes one block (default 32 KiB, chosen by measurement).
 
         Raises:
             StoreLockedError: another writer holds the store (raised at once, never waits).
@@ -221,6 +229,10 @@ class EventStore:
         _int_option(max_event_bytes, "max_event_bytes", 64, 1 << 30)
         if not isinstance(readonly, bool):
             raise InvalidArgumentError(f"readonly must be True or False, got {readonly!r}")
+        if compression not in (None, "zstd"):
+            raise InvalidArgumentError(f"compression must be None or 'zstd', got {compression!r}")
+        _int_option(compression_level, "compression_level", -(1 << 17), 22)
+        _int_option(compression_block_bytes, "compression_block_bytes", 1024, 1 << 24)
         if io is not None and not isinstance(io, FileIO):
             raise InvalidArgumentError(f"io must be a chronolog FileIO or None, got {type(io).__name__}")
         lock_fd = None
@@ -236,7 +248,9 @@ class EventStore:
                 raise
         try:
             log = Log(path, readonly=readonly, durability=durability,
-                      max_segment_bytes=max_segment_bytes, max_event_bytes=max_event_bytes, io=io)
+                      max_segment_bytes=max_segment_bytes, max_event_bytes=max_event_bytes, io=io,
+                      compression=compression, compression_level=compression_level,
+                      compression_block_bytes=compression_block_bytes)
         except BaseException:
             if lock_fd is not None:
                 os.close(lock_fd)

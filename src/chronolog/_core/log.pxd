@@ -4,6 +4,7 @@ from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams
 from chronolog._core.segment cimport Segment, FrameInfo
 from chronolog._core.record cimport RecordView
 from chronolog._core.events cimport RecordedEvent
+from chronolog._core.codec cimport Compressor, Decoder, Dictionaries
 
 cdef class Log:
     cdef readonly str path
@@ -37,6 +38,12 @@ cdef class Log:
     cdef size_t scratch_cap
     cdef readonly uint64_t checkpoint_through
     cdef list _types
+    cdef list _decoders
+    cdef readonly Compressor compressor
+    cdef readonly Dictionaries dicts
+    cdef unsigned char *zbuf
+    cdef size_t zbuf_cap
+    cdef const unsigned char *out
     cdef _open(self)
     cdef _create_store(self, str store_file)
     cdef bytes _read_store_header(self, str store_file)
@@ -64,8 +71,13 @@ cdef class Log:
     cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1
     cdef object _retry_result(self, int64_t sid, uint64_t count, int64_t expected, uint64_t n, uint64_t n_first, const char *stream_of_first, const unsigned char *ids, const char **streams, const uint32_t *slens)
     cdef int _check_open(self) except -1
-    cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict) except -1
-    cdef bint _view_seq(self, uint64_t position, FrameInfo *fi, RecordView *rv) except -1
+    cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict, Decoder dec) except -1
+    cdef bint _view_seq(self, uint64_t position, FrameInfo *fi, RecordView *rv, Decoder dec) except -1
+    cdef Decoder _decoder(self)
+    cdef void _give_back(self, Decoder dec) noexcept
+    cdef size_t _seal(self, Segment seg, size_t body, uint32_t n, uint64_t first) except 0
+    cdef int _index_records(self, Segment seg, FrameInfo *fi) except -1
+    cdef int _collect_stream(self, str stream, bytes s, int64_t sid, uint64_t lo, uint64_t hi, uint64_t v, int64_t step, uint64_t limit, FrameInfo *fi, RecordView *rv, Decoder dec, list out) except -1
     cdef str _type_str(self, const unsigned char *p, uint32_t n)
     cdef RecordedEvent _event(self, RecordView *rv, str stream)
     cdef void _release(self) noexcept

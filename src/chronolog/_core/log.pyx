@@ -19,13 +19,15 @@ from posix.unistd cimport dup, close as c_close
 from chronolog._core.format cimport (
     FORMAT_VERSION, STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES, FRAME_HEADER_BYTES,
     FRAME_TRAILER_BYTES, FRAME_OVERHEAD_BYTES, RECORD_HEADER_BYTES, EVENT_ID_BYTES, FRAME_MAGIC,
-    TRAILER_MAGIC, CODEC_NONE, RECORD_HAS_ID, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES,
+    TRAILER_MAGIC, CODEC_NONE, CODEC_ZSTD, RECORD_HAS_ID, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES,
     CHL_STORE_MAGIC, CHL_MAX_BODY_BYTES, ld16, ld32, ld64, st16, st32, st64, chl_crc32c,
     chl_crc32c_extend)
 from chronolog._core.fileio cimport FileIO
 from chronolog._core.events cimport NewEvent, RecordedEvent, AppendResult
 from chronolog._core.record cimport (
-    RecordView, record_bytes, put_record, seal_frame, view_record)
+    RecordView, record_bytes, put_record, seal_frame, view_record, view_record_at)
+from chronolog._core.codec cimport Compressor, Decoder, Dictionaries
+from chronolog._core.codec import DEFAULT_BLOCK_BYTES, train as _train_dictionary
 from chronolog._core.segment cimport (
     Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK, FRAME_SHORT)
 from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams, chl_stream
@@ -148,17 +150,21 @@ cdef class Log:
 
     def __cinit__(self):
         self.buf = NULL
+        self.zbuf = NULL
         self.sids = NULL
         self.vers = NULL
 
     def __dealloc__(self):
         free(self.buf)
+        free(self.zbuf)
         free(self.sids)
         free(self.vers)
 
     def __init__(self, str path, *, bint readonly=False, str durability="fsync",
                  uint64_t max_segment_bytes=DEFAULT_MAX_SEGMENT_BYTES,
-                 uint64_t max_event_bytes=DEFAULT_MAX_EVENT_BYTES, FileIO io=None):
+                 uint64_t max_event_bytes=DEFAULT_MAX_EVENT_BYTES, FileIO io=None,
+                 compression=None, int compression_level=1,
+                 uint64_t compression_block_bytes=DEFAULT_BLOCK_BYTES):
         if durability not in _DURABILITY:
             raise InvalidArgumentError(
                 f"durability must be 'fsync', 'interval' or 'os', got {durability!r}")
@@ -186,6 +192,12 @@ cdef class Log:
         self.failed = None
         self.closed = False
         self._types = []
+        self._decoders = []
+        self.compressor = None
+        if compression not in (None, "zstd"):
+            raise InvalidArgumentError(f"compression must be None or 'zstd', got {compression!r}")
+        if compression is not None:
+            self.compressor = Compressor(compression_level, None, 0, compression_block_bytes)
         try:
             self._open()
         except BaseException:
@@ -202,6 +214,9 @@ cdef class Log:
                 raise StoreNotFoundError(self.path)
             self._create_store(store_file)
         self.store_id = self._read_store_header(store_file)
+        self.dicts = Dictionaries(self.path)
+        if self.compressor is not None and self.dicts.newest:
+            self.compressor.use_dictionary(self.dicts, self.dicts.newest)
         if not self.readonly:
             os.makedirs(os.path.join(self.path, "index"), mode=0o700, exist_ok=True)
         # Pass 2: the segments, by name; each header checked.
@@ -465,6 +480,23 @@ cdef class Log:
         cdef int64_t sid
         cdef RecordView rv
         cdef uint64_t expect_version
+        cdef Decoder dec
+        if fi.codec != CODEC_NONE:
+            dec = self._decoder()
+            try:
+                dec.decode_frame(fi, seg.path)
+                self._index_records(seg, fi)
+            finally:
+                self._give_back(dec)
+            return 0
+        return self._index_records(seg, fi)
+
+    cdef int _index_records(self, Segment seg, FrameInfo *fi) except -1:
+        cdef uint32_t i
+        cdef int rc
+        cdef int64_t sid
+        cdef RecordView rv
+        cdef uint64_t expect_version
         self._reserve_scratch(fi.count)
         for i in range(fi.count):
             rc = view_record(fi, i, False, &rv)
@@ -625,6 +657,33 @@ cdef class Log:
                 self._fail(exc, None, 0)
         return seg
 
+    cdef size_t _seal(self, Segment seg, size_t body, uint32_t n, uint64_t first) except 0:
+        """Seal the frame whose raw body is in buf: compressed into zbuf when compression is on
+        and pays, else as it is. Sets `out` to the frame to write; returns its length."""
+        cdef uint32_t mark = self._synced_mark(seg)
+        cdef size_t stored = 0, cap
+        cdef unsigned char *z
+        cdef Compressor c = self.compressor
+        if c is not None:
+            cap = c.bound(body, n)
+            if cap + FRAME_OVERHEAD_BYTES > self.zbuf_cap:
+                z = <unsigned char *>realloc(self.zbuf, cap + FRAME_OVERHEAD_BYTES)
+                if z == NULL:
+                    raise MemoryError(f"cannot allocate {cap} bytes to compress an append")
+                self.zbuf = z
+                self.zbuf_cap = cap + FRAME_OVERHEAD_BYTES
+            with nogil:
+                stored = c.compress_body(self.buf + FRAME_HEADER_BYTES, body, n,
+                                         self.zbuf + FRAME_HEADER_BYTES, cap)
+                if stored:
+                    seal_frame(self.zbuf, stored, body, CODEC_ZSTD, c.dict_id, seg.salt, first, n, mark)
+            if stored:
+                self.out = self.zbuf
+                return stored + FRAME_OVERHEAD_BYTES
+        seal_frame(self.buf, body, body, CODEC_NONE, 0, seg.salt, first, n, mark)
+        self.out = self.buf
+        return body + FRAME_OVERHEAD_BYTES
+
     cdef uint32_t _synced_mark(self, Segment seg) noexcept:
         """What the next frame of `seg` may claim as already on stable storage."""
         if seg.ordinal == self.durable_ordinal:
@@ -635,7 +694,7 @@ cdef class Log:
         """pwrite one sealed frame at the segment's end; fail-stop on any error."""
         cdef uint64_t off = seg.end
         try:
-            self.io.pwrite_all(seg.wfd, self.buf, frame_bytes, off)
+            self.io.pwrite_all(seg.wfd, self.out, frame_bytes, off)
         except OSError as exc:
             # Cut this frame's bytes; in "fsync" mode also every unsynced frame before it
             # (their appenders are still waiting for the sync, so none was acknowledged).
@@ -754,15 +813,21 @@ cdef class Log:
         cdef RecordView rv
         cdef FrameInfo fi
         cdef uint64_t i
-        if not self._view(p0, &fi, &rv, False) or rv.eid == NULL or memcmp(rv.eid, ids, 16) != 0:
-            return None
-        if p0 + n > self.written:
-            return False
-        for i in range(n):
-            if not self._view(p0 + i, &fi, &rv, False) or rv.eid == NULL \
-                    or memcmp(rv.eid, ids + 16 * i, 16) != 0 or rv.slen != slens[i] \
-                    or memcmp(rv.stream, streams[i], rv.slen) != 0:
+        fi.stored = NULL
+        fi.body = NULL
+        cdef Decoder dec = self._decoder()
+        try:
+            if not self._view(p0, &fi, &rv, False, dec) or rv.eid == NULL or memcmp(rv.eid, ids, 16) != 0:
+                return None
+            if p0 + n > self.written:
                 return False
+            for i in range(n):
+                if not self._view(p0 + i, &fi, &rv, False, dec) or rv.eid == NULL \
+                        or memcmp(rv.eid, ids + 16 * i, 16) != 0 or rv.slen != slens[i] \
+                        or memcmp(rv.stream, streams[i], rv.slen) != 0:
+                    return False
+        finally:
+            self._give_back(dec)
         next_version = rv.version + 1 if streams == NULL or n == n_first else None
         return AppendResult(p0, p0 + n - 1, next_version)
 
@@ -847,9 +912,7 @@ cdef class Log:
                                  PyBytes_AS_STRING(ev.metadata), PyBytes_GET_SIZE(ev.metadata),
                                  PyBytes_AS_STRING(ev.data), PyBytes_GET_SIZE(ev.data),
                                  first + i, count + i, timestamp)
-            seal_frame(bp, body, body, CODEC_NONE, 0, seg.salt, first, <uint32_t>n,
-                       self._synced_mark(seg))
-            off = self._write_frame(seg, frame_bytes)
+            off = self._write_frame(seg, self._seal(seg, body, <uint32_t>n, first))
             # Pass 4: commit to the indexes (the stream is created here, never on a refusal).
             if sid < 0:
                 sid = chl_streams_intern(self.st, sp, slen, 1)
@@ -999,8 +1062,7 @@ cdef class Log:
                                          cm.ptr(i) if cm is not None else NULL,
                                          cm.length(i) if cm is not None else 0,
                                          cd.ptr(i), cd.length(i), first + i, self.vers[i], timestamp)
-                    seal_frame(bp, body, body, CODEC_NONE, 0, salt, first, <uint32_t>n, mark)
-                off = self._write_frame(seg, frame_bytes)
+                off = self._write_frame(seg, self._seal(seg, body, <uint32_t>n, first))
             except BaseException:
                 self._reset_pending(n)
                 raise
@@ -1024,11 +1086,13 @@ cdef class Log:
             raise StoreClosedError(self.path)
         return 0
 
-    cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict) except -1:
-        """Random read: find the record at `position` (< head) with the fewest cache misses.
-        Checked: the frame's magic, extent and range (bounds), the record's CRC32C and
+    cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict,
+                    Decoder dec) except -1:
+        """Random read: find the record at `position` (< written) with the fewest cache
+        misses. Checked: the frame's magic, extent and range (bounds), the record's CRC32C and
         position, so what is returned is exactly what was written. The frame's own CRCs and
-        trailer are checked by sequential reads (_view_seq), scans and verify().
+        trailer are checked by sequential reads (_view_seq), scans and verify(). A compressed
+        frame decodes only the block holding the record (with `dec`).
         A problem raises CorruptionError when strict, else returns False."""
         cdef uint64_t e = self.pidx.get(position)
         cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
@@ -1038,46 +1102,65 @@ cdef class Log:
             return False
         cdef Segment seg = self.segments[ordinal]
         cdef const unsigned char *h
+        cdef const unsigned char *block
+        cdef uint64_t in_block = 0, limit = 0
         cdef int rc = 0
         cdef str reason = None
         if seg.map_len < seg.end:
             seg.ensure_mapped(seg.end, 0)
-        if fi.body == NULL or fi.offset != off or fi.end > seg.end \
-                or <uint64_t>(fi.body - seg.map) != off + FRAME_HEADER_BYTES:
+        if fi.stored == NULL or fi.offset != off or fi.end > seg.end \
+                or <uint64_t>(fi.stored - seg.map) != off + FRAME_HEADER_BYTES:
             h = seg.map + off
+            fi.stored = NULL
             fi.body = NULL
             if off + FRAME_OVERHEAD_BYTES > seg.end or ld32(h) != FRAME_MAGIC:
                 reason = "no frame where the position index points"
-            elif ld16(h + 28) != CODEC_NONE:
-                reason = "frame uses an unknown codec"
             else:
                 fi.offset = off
                 fi.first_position = ld64(h + 16)
                 fi.count = ld32(h + 24)
-                fi.raw_bytes = fi.body_bytes = ld32(h + 32)
-                fi.end = off + FRAME_OVERHEAD_BYTES + fi.raw_bytes
-                if fi.end > seg.end or fi.count == 0 or <uint64_t>fi.count * 4 > fi.raw_bytes:
+                fi.codec = ld16(h + 28)
+                fi.body_bytes = ld32(h + 4)
+                fi.raw_bytes = ld32(h + 32)
+                fi.dict_id = ld32(h + 36)
+                fi.end = off + FRAME_OVERHEAD_BYTES + fi.body_bytes
+                if fi.end > seg.end or fi.count == 0 or <uint64_t>fi.count * 4 > fi.body_bytes \
+                        or (fi.codec == CODEC_NONE and fi.raw_bytes != fi.body_bytes):
                     reason = "frame extends past the end of its segment"
+                elif fi.codec != CODEC_NONE and fi.codec != CODEC_ZSTD:
+                    reason = "frame uses an unknown codec"
                 else:
-                    fi.body = h + FRAME_HEADER_BYTES
+                    fi.stored = h + FRAME_HEADER_BYTES
+                    fi.body = fi.stored if fi.codec == CODEC_NONE else NULL
         if reason is None and not (fi.first_position <= position < fi.first_position + fi.count):
             reason = f"frame does not hold position {position}"
         if reason is None:
-            rc = view_record(fi, <uint32_t>(position - fi.first_position), True, rv)
-            if rc == 0 and rv.position != position:
+            if fi.codec == CODEC_NONE:
+                rc = view_record(fi, <uint32_t>(position - fi.first_position), True, rv)
+            else:
+                try:
+                    block = dec.record_block(fi, <uint32_t>(position - fi.first_position),
+                                             seg.path, &in_block, &limit)
+                    rc = view_record_at(block, in_block, limit, True, rv)
+                except CorruptionError as exc:
+                    reason = exc.reason
+            if rc == 0 and reason is None and rv.position != position:
                 rc = 4
             if rc:
                 reason = f"record of position {position}: " + _RECORD_PROBLEMS.get(rc, "record holds another position")
         if reason is None:
             return True
+        fi.stored = NULL
         fi.body = NULL
         if strict:
             raise CorruptionError(seg.path, off, reason)
         return False
 
-    cdef bint _view_seq(self, uint64_t position, FrameInfo *fi, RecordView *rv) except -1:
-        """Sequential read: check each frame whole once (header CRC, trailer, body CRC32C),
-        then view its records without per-record CRCs. Raises CorruptionError."""
+    cdef bint _view_seq(self, uint64_t position, FrameInfo *fi, RecordView *rv,
+                        Decoder dec) except -1:
+        """Sequential read: check each frame whole once (header CRC, trailer, body CRC32C;
+        a compressed frame is decoded whole with `dec`), then view its records without
+        per-record CRCs. Raises CorruptionError."""
         cdef uint64_t e = self.pidx.get(position)
         cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
         if ordinal >= <uint64_t>len(self.segments):
@@ -1087,24 +1170,46 @@ cdef class Log:
         cdef int rc
         if seg.map_len < seg.end:
             seg.ensure_mapped(seg.end, 0)
-        if fi.body == NULL or fi.offset != off or fi.end > seg.end \
-                or <uint64_t>(fi.body - seg.map) != off + FRAME_HEADER_BYTES:
+        if fi.body == NULL or fi.stored == NULL or fi.offset != off or fi.end > seg.end \
+                or <uint64_t>(fi.stored - seg.map) != off + FRAME_HEADER_BYTES:
+            fi.stored = NULL
             fi.body = NULL
             status = check_frame(seg.map, seg.end, off, seg.salt, True, fi)
             if status != FRAME_OK:
+                fi.stored = NULL
                 fi.body = NULL
                 raise CorruptionError(seg.path, off, frame_status_reason(status))
             if not (fi.first_position <= position < fi.first_position + fi.count):
+                fi.stored = NULL
                 fi.body = NULL
                 raise CorruptionError(seg.path, off, f"frame does not hold position {position}")
+            if fi.codec != CODEC_NONE:
+                try:
+                    dec.decode_frame(fi, seg.path)
+                except BaseException:
+                    fi.stored = NULL
+                    fi.body = NULL
+                    raise
         rc = view_record(fi, <uint32_t>(position - fi.first_position), False, rv)
         if rc == 0 and rv.position != position:
             rc = 4
         if rc:
+            fi.stored = NULL
             fi.body = NULL
             raise CorruptionError(seg.path, off, f"record of position {position}: " +
                                   _RECORD_PROBLEMS.get(rc, "record holds another position"))
         return True
+
+    cdef Decoder _decoder(self):
+        """A Decoder for one reading call (from a small pool: creating one costs a zstd
+        context). Give it back with _give_back."""
+        if self._decoders:
+            return self._decoders.pop()
+        return Decoder(self.dicts)
+
+    cdef void _give_back(self, Decoder dec) noexcept:
+        if dec is not None and len(self._decoders) < 8:
+            self._decoders.append(dec)
 
     cdef str _type_str(self, const unsigned char *p, uint32_t n):
         """Event type names repeat: decode each distinct one once (a short linear cache)."""
@@ -1164,19 +1269,24 @@ cdef class Log:
         cdef FrameInfo fi
         cdef RecordView rv
         cdef uint64_t p
+        fi.stored = NULL
         fi.body = NULL
         if start >= stop:
             return out
-        if backwards:
-            p = stop
-            while p > start:
-                p -= 1
-                self._view_seq(p, &fi, &rv)
-                out.append(self._event(&rv, None))
-        else:
-            for p in range(start, stop):
-                self._view_seq(p, &fi, &rv)
-                out.append(self._event(&rv, None))
+        cdef Decoder dec = self._decoder()
+        try:
+            if backwards:
+                p = stop
+                while p > start:
+                    p -= 1
+                    self._view_seq(p, &fi, &rv, dec)
+                    out.append(self._event(&rv, None))
+            else:
+                for p in range(start, stop):
+                    self._view_seq(p, &fi, &rv, dec)
+                    out.append(self._event(&rv, None))
+        finally:
+            self._give_back(dec)
         return out
 
     def stream_count(self, stream):
@@ -1215,23 +1325,36 @@ cdef class Log:
         cdef RecordView rv
         cdef uint64_t v, p, taken = 0
         cdef int64_t step = -1 if backwards else 1
+        fi.stored = NULL
         fi.body = NULL
         v = hi - 1 if backwards else lo
+        cdef Decoder dec = self._decoder()
+        try:
+            self._collect_stream(stream, s, sid, lo, hi, v, step, limit, &fi, &rv, dec, out)
+        finally:
+            self._give_back(dec)
+        return out
+
+    cdef int _collect_stream(self, str stream, bytes s, int64_t sid, uint64_t lo, uint64_t hi,
+                             uint64_t v, int64_t step, uint64_t limit, FrameInfo *fi,
+                             RecordView *rv, Decoder dec, list out) except -1:
+        cdef uint64_t p, taken = 0
+        cdef bint backwards = step < 0
         while taken < limit:
             p = chl_streams_position(self.st, sid, v)
             if p >= self.written:
                 raise CorruptionError(self.path, None, f"stream index points past the log at "
                                       f"{stream!r} version {v}")
-            self._view(p, &fi, &rv, True)
+            self._view(p, fi, rv, True, dec)
             if rv.version != v or rv.slen != len(s) or memcmp(rv.stream, PyBytes_AS_STRING(s), rv.slen) != 0:
                 raise CorruptionError(self.path, None, f"stream index disagrees with the log at "
                                       f"{stream!r} version {v}")
-            out.append(self._event(&rv, stream))
+            out.append(self._event(rv, stream))
             taken += 1
             if (backwards and v == lo) or (not backwards and v + 1 >= hi):
                 break
             v += step
-        return out
+        return 0
 
     cdef bint _rebuild_indexes(self) except -1:
         """A read found the indexes disagreeing with the segments (a damaged or stale index
@@ -1345,6 +1468,7 @@ cdef class Log:
         cdef int64_t sid
         problems = []
         notes = []
+        cdef Decoder vdec = Decoder(self.dicts)
 
         def problem(path, offset, reason):
             problems.append({"segment": os.path.basename(path), "offset": offset, "reason": reason})
@@ -1362,6 +1486,12 @@ cdef class Log:
                 if status != FRAME_OK:
                     problem(seg.path, off, frame_status_reason(status))
                     break
+                if fi.codec != CODEC_NONE:
+                    try:
+                        vdec.decode_frame(&fi, seg.path)
+                    except CorruptionError as exc:
+                        problem(seg.path, off, exc.reason)
+                        break
                 if fi.first_position != position:
                     problem(seg.path, off, f"frame starts at position {fi.first_position}, expected {position}")
                     break

@@ -86,15 +86,20 @@ cdef struct RecordView:
 
 cdef inline int view_record(const FrameInfo *fi, uint32_t i, bint check_crc,
                             RecordView *rv) noexcept nogil:
-    # Locate record i of a checked frame; 0 when sound, else a problem code (1 bounds,
-    # 2 fields, 3 CRC).
+    # Locate record i of a checked, decoded frame; 0 when sound, else a problem code
+    # (1 bounds, 2 fields, 3 CRC).
     cdef uint64_t table = <uint64_t>fi.raw_bytes - 4 * <uint64_t>fi.count
-    cdef uint64_t off = ld32(fi.body + table + 4 * <uint64_t>i)
-    if off + RECORD_HEADER_BYTES > table:
+    return view_record_at(fi.body, ld32(fi.body + table + 4 * <uint64_t>i), table, check_crc, rv)
+
+
+cdef inline int view_record_at(const unsigned char *base, uint64_t off, uint64_t limit,
+                               bint check_crc, RecordView *rv) noexcept nogil:
+    # The record at `off` of a region whose first `limit` bytes hold records.
+    if off + RECORD_HEADER_BYTES > limit:
         return 1
-    cdef const unsigned char *r = fi.body + off
+    cdef const unsigned char *r = base + off
     cdef uint64_t n = ld32(r)
-    if n < RECORD_HEADER_BYTES or off + n > table:
+    if n < RECORD_HEADER_BYTES or off + n > limit:
         return 1
     rv.slen = ld16(r + 8)
     rv.tlen = r[10]

@@ -19,6 +19,7 @@ from chronolog._core.record cimport RecordView, view_record
 from chronolog._core.index cimport (
     chl_streams, chl_streams_new, chl_streams_free, chl_streams_find, chl_streams_intern)
 from chronolog._core.log cimport Log
+from chronolog._core.codec cimport Decoder
 
 from chronolog.errors import CorruptionError, InvalidArgumentError, StoreClosedError
 
@@ -50,6 +51,7 @@ cdef enum:
     PROBLEM_POSITION = 3     # a frame or record out of position sequence
     PROBLEM_MISSING = 4      # the segments end before the snapshot's stop position
     PROBLEM_NOMEM = 5
+    PROBLEM_DECODE = 6       # not a problem: a compressed frame needs decoding (with the GIL)
 
 # The largest byte total of one variable-width column in one batch (32-bit Arrow offsets).
 cdef uint64_t MAX_COLUMN_BYTES = 0x7FFFFFFF
@@ -153,6 +155,12 @@ cdef class Scanner:
     """
     cdef Log log
     cdef list segs
+    cdef Decoder decoder
+    cdef list batch_bodies
+    cdef object dec_obj
+    cdef const unsigned char *dec_body
+    cdef size_t dec_k
+    cdef uint64_t dec_off
     cdef SegRef *refs
     cdef size_t n_refs
     cdef size_t k
@@ -309,14 +317,42 @@ cdef class Scanner:
                              else self.stop - self.pos) < 0:
                 raise MemoryError()
             memset(sizes, 0, sizeof(sizes))
-            # Pass 1: select the batch's records and sum the sizes of its columns.
-            with nogil:
-                rc = self._select(&n, sizes)
+            n = 0
+            # Decoded bodies of compressed frames whose records this batch selects: alive
+            # until the batch is built (the last one also into the next batch).
+            self.batch_bodies = [self.dec_obj] if self.dec_obj is not None else []
+            # Pass 1: select the batch's records and sum the sizes of its columns, stopping to
+            # decode each compressed frame (that needs the GIL: dictionaries load lazily).
+            while True:
+                with nogil:
+                    rc = self._select(&n, sizes)
+                if rc != PROBLEM_DECODE:
+                    break
+                self._decode_current()
             if rc != PROBLEM_NONE:
                 self._raise_problem()
             if n:
-                return self._build(n, sizes)
+                try:
+                    return self._build(n, sizes)
+                finally:
+                    self.batch_bodies = None
         return None
+
+    cdef int _decode_current(self) except -1:
+        """Decode the compressed frame at (k, off) whole; _select then reads its records."""
+        cdef FrameInfo fi
+        cdef const SegRef *ref = &self.refs[self.k]
+        cdef Segment seg = self.segs[self.k]
+        if check_frame(ref.map, ref.end, self.off, ref.salt, False, &fi) != FRAME_OK:
+            raise CorruptionError(seg.path, self.off, "frame changed while scanning")
+        if self.decoder is None:
+            self.decoder = Decoder(self.log.dicts)
+        self.dec_obj = self.decoder.decode_frame_into(&fi, seg.path)
+        self.batch_bodies.append(self.dec_obj)
+        self.dec_body = fi.body
+        self.dec_k = self.k
+        self.dec_off = self.off
+        return 0
 
     cdef int _reserve(self, uint64_t n) noexcept:
         if n <= self.sel_cap:
@@ -372,7 +408,7 @@ cdef class Scanner:
         cdef FrameStatus status
         cdef const SegRef *ref
         cdef uint64_t i, last
-        cdef size_t n = 0
+        cdef size_t n = n_out[0]
         cdef int64_t tid = -1
         cdef int rc
         cdef bint need_type = (self.cols & COL_TYPE) != 0 or self.want_types != NULL
@@ -396,6 +432,11 @@ cdef class Scanner:
                 return self._fail(PROBLEM_FRAME, status)
             self.checked_k = self.k
             self.checked_off = self.off
+            if fi.codec != CODEC_NONE:
+                if self.dec_body == NULL or self.dec_k != self.k or self.dec_off != self.off:
+                    n_out[0] = n
+                    return PROBLEM_DECODE
+                fi.body = self.dec_body
             if fi.first_position > self.pos or self.pos - fi.first_position >= fi.count \
                     or (self.fresh_frame and fi.first_position != self.pos):
                 return self._fail(PROBLEM_POSITION, 0)
