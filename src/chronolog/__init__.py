@@ -37,7 +37,7 @@ from chronolog.domain import (
     command,
     event,
 )
-from chronolog.store import ANY, NO_STREAM, STREAM_EXISTS, EventStore, StreamState
+from chronolog.store import ANY, NO_STREAM, STREAM_EXISTS, EventStore, StreamState, compact
 
 __version__ = "0.1.0"
 
@@ -57,6 +57,7 @@ __all__ = [
     "UpcastError",
     "Upcasters",
     "command",
+    "compact",
     "event",
     "NO_STREAM",
     "STREAM_EXISTS",

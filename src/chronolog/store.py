@@ -30,11 +30,12 @@ from chronolog.errors import (
     InvalidArgumentError,
     InvalidEventError,
     InvalidStreamNameError,
+    ReadOnlyError,
     StoreClosedError,
     StoreLockedError,
 )
 
-__all__ = ["EventStore", "StreamState", "ANY", "NO_STREAM", "STREAM_EXISTS"]
+__all__ = ["EventStore", "StreamState", "ANY", "NO_STREAM", "STREAM_EXISTS", "compact"]
 
 _READ_CHUNK = 4096
 
@@ -380,6 +381,7 @@ class EventStore:
         """
         log = self._reading()
         segs = log.segment_info()
+        frames, stored, raw = log.frame_totals()
         return {
             "path": log.path,
             "events": int(log.head),
@@ -391,7 +393,43 @@ class EventStore:
             "readonly": bool(log.readonly),
             "max_segment_bytes": int(log.max_segment_bytes),
             "max_event_bytes": int(log.max_event_bytes),
+            "compression": None if log.compressor is None else "zstd",
+            "frames": frames,
+            "stored_frame_bytes": stored,
+            "decoded_frame_bytes": raw,
+            "compression_ratio": (raw / stored) if stored else 1.0,
         }
+
+    def train_dictionary(self, sample_events: int = 10_000, *, dict_bytes: int = 112_640) -> int:
+        """Train a zstd dictionary on up to `sample_events` recorded events (spread over the
+        store), store it durably as primary data (`zstd-<id>.dict`), and compress every new
+        frame with it. Old frames stay readable (each names its dictionary). Returns its id.
+
+        Raises:
+            InvalidArgumentError: the store was opened without compression, or zstd could not
+                train on the sample (too few events).
+            ReadOnlyError: the store is read-only.
+
+        Example:
+            >>> store = EventStore.open("data/shop", compression="zstd")  # doctest: +SKIP
+            >>> store.train_dictionary(sample_events=20_000)  # doctest: +SKIP
+            1
+        """
+        from chronolog._core.codec import train
+
+        log = self._reading()
+        if log.readonly:
+            raise ReadOnlyError(log.path)
+        if log.compressor is None:
+            raise InvalidArgumentError("train_dictionary needs compression: open the store with "
+                                       "compression='zstd'")
+        _int_option(sample_events, "sample_events", 1, 1 << 30)
+        _int_option(dict_bytes, "dict_bytes", 1024, 1 << 24)
+        samples = log.sample_records(sample_events)
+        data = train(samples, dict_bytes)
+        dict_id = int(log.dicts.add(data))
+        log.use_dictionary(dict_id)
+        return dict_id
 
     def verify(self) -> dict[str, Any]:
         """Check every frame and record on disk (CRCs, dense positions and versions) and the
@@ -679,3 +717,44 @@ def _non_negative(value: int | None, name: str, *, default: int) -> int:
     if value < 0:
         raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
     return min(value, (1 << 63) - 1)
+
+
+def compact(path: str | os.PathLike[str], *, compression: str | None = "zstd",
+            compression_level: int = 1, use_dictionary: bool = True) -> dict[str, int]:
+    """Rewrite the sealed segments of the store at `path` with `compression` ("zstd" or None),
+    offline (it takes the write lock: no writer may have the store open).
+
+    Positions, versions, ids, timestamps and every byte of every event stay as they are;
+    only the frames' encoding changes. Crash-safe: each segment is written beside the old
+    one, fsynced, and renamed over it, so a crash leaves it old or new, never neither; the
+    index checkpoints are removed first and rebuilt by the next open. The newest segment is
+    left alone (it is still growing). With use_dictionary, the store's newest trained
+    dictionary is used.
+
+    Returns:
+        {"segments": rewritten, "bytes_before": ..., "bytes_after": ...}
+
+    Raises:
+        StoreLockedError: a writer has the store open.
+        CorruptionError: a sealed segment fails its checks (nothing is rewritten from it on).
+
+    Example:
+        >>> import chronolog as cl
+        >>> cl.compact("data/shop", compression="zstd")  # doctest: +SKIP
+        {'segments': 3, 'bytes_before': 805306368, 'bytes_after': 201326592}
+    """
+    from chronolog._core.codec import Compressor
+
+    if compression not in (None, "zstd"):
+        raise InvalidArgumentError(f"compression must be None or 'zstd', got {compression!r}")
+    store = EventStore.open(path, durability="fsync")
+    try:
+        log = store._log
+        target = None
+        if compression == "zstd":
+            newest = int(log.dicts.newest) if use_dictionary else 0
+            target = Compressor(compression_level, log.dicts, newest)
+        segments, before, after = log.compact_sealed(target)
+    finally:
+        store.close()
+    return {"segments": int(segments), "bytes_before": int(before), "bytes_after": int(after)}

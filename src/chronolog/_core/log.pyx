@@ -603,7 +603,8 @@ cdef class Log:
     cdef int _checkpoint(self) except -1:
         """Write the checkpoints. They are derived: failing to write them (a full disk) loses
         nothing, it only makes the next open scan more; so an OSError here is swallowed."""
-        if self.readonly or self.written == self.checkpoint_through:
+        if self.readonly or self.written == self.checkpoint_through \
+                or self.checkpoint_through == 0xFFFFFFFFFFFFFFFF:
             return 0
         try:
             self._write_checkpoints()
@@ -1448,6 +1449,144 @@ cdef class Log:
     def segment_info(self):
         """(name, first position, bytes) of every segment."""
         return [(s.name, s.first_position, s.end) for s in self.segments]
+
+    # ---------------------------------------------------------------- compression tools
+
+    def sample_records(self, uint64_t n):
+        """Up to n whole records (bytes), spread evenly over the visible log: what a zstd
+        dictionary is trained on (records, not just payloads, are what frames compress)."""
+        self._check_open()
+        cdef uint64_t head = self.head, i, p
+        cdef FrameInfo fi
+        cdef RecordView rv
+        fi.stored = NULL
+        fi.body = NULL
+        out = []
+        if head == 0 or n == 0:
+            return out
+        if n > head:
+            n = head
+        cdef Decoder dec = self._decoder()
+        try:
+            for i in range(n):
+                p = i * head // n
+                self._view(p, &fi, &rv, True, dec)
+                out.append(PyBytes_FromStringAndSize(<const char *>rv.rec, rv.rec_len))
+        finally:
+            self._give_back(dec)
+        return out
+
+    def use_dictionary(self, uint32_t dict_id):
+        """Compress new frames with stored dictionary `dict_id` (compression must be on)."""
+        if self.compressor is None:
+            raise InvalidArgumentError("this store was opened without compression; open it with "
+                                       "compression='zstd' to use a dictionary")
+        with self._lock:
+            self.compressor.use_dictionary(self.dicts, dict_id)
+
+    def frame_totals(self):
+        """(frames, stored bytes, decoded bytes) over every frame, from their headers only."""
+        self._check_open()
+        cdef Segment seg
+        cdef uint64_t off, frames = 0, stored = 0, raw = 0
+        cdef const unsigned char *h
+        for seg in self.segments:
+            if seg.map_len < seg.end:
+                seg.ensure_mapped(seg.end, 0)
+            off = SEGMENT_HEADER_BYTES
+            while off + FRAME_OVERHEAD_BYTES <= seg.end:
+                h = seg.map + off
+                if ld32(h) != FRAME_MAGIC:
+                    break
+                frames += 1
+                stored += FRAME_OVERHEAD_BYTES + ld32(h + 4)
+                raw += FRAME_OVERHEAD_BYTES + ld32(h + 32)
+                off += FRAME_OVERHEAD_BYTES + ld32(h + 4)
+        return frames, stored, raw
+
+    def compact_sealed(self, Compressor target):
+        """Rewrite every sealed segment with `target` (None: uncompressed), offline.
+
+        Pass 1 drops the index checkpoints (they name frame offsets that change); pass 2, per
+        segment, writes `<name>.compact` (same first position, records byte for byte, a new
+        salt), fsyncs it and renames it over the segment, then fsyncs the directory. A crash
+        leaves each segment old or new, never neither; the next open rebuilds the indexes.
+        The Log must be closed afterwards (its mappings describe the old files).
+        Returns (segments rewritten, bytes before, bytes after)."""
+        self._check_writable()
+        import time
+        cdef Segment seg
+        cdef FrameInfo fi
+        cdef FrameStatus status
+        cdef uint64_t off, before = 0, after = 0, salt, woff
+        cdef size_t stored, cap, body
+        cdef int fd
+        cdef unsigned char *fb
+        cdef unsigned char *z
+        cdef Decoder dec = self._decoder()
+        rewritten = 0
+        with self._lock:
+            # Pass 1: the checkpoints go first, so no stale offsets can outlive a crash.
+            for name in ("positions.idx", "streams.idx"):
+                try:
+                    self.io.unlink(os.path.join(self.path, "index", name))
+                except FileNotFoundError:
+                    pass
+            self.io.fsync_dir(os.path.join(self.path, "index"))
+            self.checkpoint_through = 0xFFFFFFFFFFFFFFFF  # never checkpoint from this handle
+            # Pass 2: segment by segment.
+            for seg in self.segments[:len(self.segments) - 1]:
+                seg.ensure_mapped(seg.end, 0)
+                tmp = seg.path + ".compact"
+                salt = int.from_bytes(os.urandom(8), "little")
+                hdr = encode_segment_header(seg.first_position, salt, self.store_id, time.time_ns())
+                fd = self.io.create_new(tmp)
+                try:
+                    self.io.pwrite_all(fd, <const char *>hdr, SEGMENT_HEADER_BYTES, 0)
+                    woff = SEGMENT_HEADER_BYTES
+                    off = SEGMENT_HEADER_BYTES
+                    while off < seg.end:
+                        status = check_frame(seg.map, seg.end, off, seg.salt, True, &fi)
+                        if status != FRAME_OK:
+                            raise CorruptionError(seg.path, off, frame_status_reason(status))
+                        if fi.codec != CODEC_NONE:
+                            dec.decode_frame(&fi, seg.path)
+                        body = fi.raw_bytes
+                        fb = self._frame_buffer(body + FRAME_OVERHEAD_BYTES)
+                        memcpy(fb + FRAME_HEADER_BYTES, fi.body, body)
+                        stored = 0
+                        if target is not None:
+                            cap = target.bound(body, fi.count)
+                            if cap + FRAME_OVERHEAD_BYTES > self.zbuf_cap:
+                                z = <unsigned char *>realloc(self.zbuf, cap + FRAME_OVERHEAD_BYTES)
+                                if z == NULL:
+                                    raise MemoryError()
+                                self.zbuf = z
+                                self.zbuf_cap = cap + FRAME_OVERHEAD_BYTES
+                            with nogil:
+                                stored = target.compress_body(fb + FRAME_HEADER_BYTES, body, fi.count,
+                                                              self.zbuf + FRAME_HEADER_BYTES, cap)
+                        if stored:
+                            seal_frame(self.zbuf, stored, body, CODEC_ZSTD, target.dict_id, salt,
+                                       fi.first_position, fi.count, SEGMENT_HEADER_BYTES)
+                            self.io.pwrite_all(fd, self.zbuf, stored + FRAME_OVERHEAD_BYTES, woff)
+                            woff += stored + FRAME_OVERHEAD_BYTES
+                        else:
+                            seal_frame(fb, body, body, CODEC_NONE, 0, salt, fi.first_position,
+                                       fi.count, SEGMENT_HEADER_BYTES)
+                            self.io.pwrite_all(fd, fb, body + FRAME_OVERHEAD_BYTES, woff)
+                            woff += body + FRAME_OVERHEAD_BYTES
+                        off = fi.end
+                    self.io.fsync(fd)
+                finally:
+                    self.io.close(fd)
+                self.io.rename(tmp, seg.path)
+                self.io.fsync_dir(self.path)
+                before += seg.end
+                after += woff
+                rewritten += 1
+        self._give_back(dec)
+        return rewritten, before, after
 
     # ---------------------------------------------------------------- verify and close
 
