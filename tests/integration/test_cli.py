@@ -262,6 +262,25 @@ def test_demo_keeps_its_store_at_path_with_the_workload_in_it(tmp_path, capsys):
     assert first["seq"] == 0
 
 
+def test_demo_exports_an_order_read_model_that_matches_the_events(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    code, _, _ = run_cli(capsys, "demo", "--events", "3000", "--streams", "40", "--path",
+                         tmp_path / "d", "--json")
+    assert code == 0
+    model = {r["order"]: r for r in pq.read_table(f"{tmp_path / 'd'}.orders.parquet").to_pylist()}
+    expected: dict[str, list[int]] = {}
+    with cl.EventStore.open(tmp_path / "d", readonly=True) as store:
+        for e in store.read_all():
+            p = json.loads(e.data)
+            row = expected.setdefault(e.stream, [0, -1, 0])
+            row[0] += 1
+            row[1] = max(row[1], e.version)
+            row[2] += p["quantity"] * p["price_cents"]
+    assert {k: [r["events"], r["last_version"], r["revenue_cents"]] for k, r in model.items()} \
+        == expected
+
+
 def test_demo_table_output_ends_with_ok(capsys):
     code, out, _ = run_cli(capsys, "demo", "--events", "2000")
     assert code == 0
