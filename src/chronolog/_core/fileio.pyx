@@ -28,6 +28,24 @@ cdef extern from "<stdio.h>" nogil:
 cdef extern from "<unistd.h>" nogil:
     int c_unlink "unlink" (const char *path)
 
+cdef enum:
+    SMALL_WRITE_BYTES = 64 * 1024
+
+
+cdef int _pwrite_loop(int fd, const char **p, size_t *n, uint64_t *offset) noexcept nogil:
+    cdef ssize_t w
+    while n[0] > 0:
+        w = c_pwrite(fd, p[0], n[0], <off_t>offset[0])
+        if w < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        p[0] += w
+        n[0] -= <size_t>w
+        offset[0] += <uint64_t>w
+    return 0
+
+
 _OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir")
 
 
@@ -144,19 +162,15 @@ cdef class FileIO:
     cdef int pwrite_all(self, int fd, const void *buf, size_t n, uint64_t offset) except -1:
         self._fault("write")
         cdef const char *p = <const char *>buf
-        cdef ssize_t w
         cdef int err = 0
-        with nogil:
-            while n > 0:
-                w = c_pwrite(fd, p, n, <off_t>offset)
-                if w < 0:
-                    if errno == EINTR:
-                        continue
-                    err = errno
-                    break
-                p += w
-                n -= <size_t>w
-                offset += <uint64_t>w
+        # A small write into the page cache takes a few microseconds: releasing the GIL
+        # around it costs more than it saves when many threads append (each release hands the
+        # GIL to a waiting thread, a convoy). Large writes release it.
+        if n <= SMALL_WRITE_BYTES:
+            err = _pwrite_loop(fd, &p, &n, &offset)
+        else:
+            with nogil:
+                err = _pwrite_loop(fd, &p, &n, &offset)
         if err:
             _raise_os(err, "write")
         if self.trace is not None:

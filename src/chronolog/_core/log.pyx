@@ -131,6 +131,75 @@ cdef class _Col:
         return self.data + self.offsets[i]
 
 
+cdef struct ColView:
+    const int64_t *offsets   # NULL: an absent column (every value empty)
+    const char *data
+
+
+cdef inline ColView col_view(_Col c) noexcept:
+    cdef ColView v
+    v.offsets = NULL if c is None else c.offsets
+    v.data = NULL if c is None else c.data
+    return v
+
+
+cdef inline uint64_t col_len(const ColView *c, Py_ssize_t i) noexcept nogil:
+    return 0 if c.offsets == NULL else <uint64_t>(c.offsets[i + 1] - c.offsets[i])
+
+
+cdef inline const char *col_ptr(const ColView *c, Py_ssize_t i) noexcept nogil:
+    return NULL if c.offsets == NULL else c.data + c.offsets[i]
+
+
+cdef inline bint id_present(const unsigned char *idp, const unsigned char *idvalid,
+                            int64_t id_offset, Py_ssize_t i) noexcept nogil:
+    return idp != NULL and (idvalid == NULL or
+                            (idvalid[(id_offset + i) >> 3] >> ((id_offset + i) & 7)) & 1)
+
+
+cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigned char *idvalid,
+                    int64_t id_offset, Py_ssize_t n, size_t max_event, size_t *body,
+                    Py_ssize_t *bad) noexcept nogil:
+    """Pass 1 of append_columns: check each event's sizes; sum the body. cols: streams,
+    types, metadatas, datas. Returns 0, or the problem (1 stream name, 2 type, 3 too large)
+    with its event in bad."""
+    cdef Py_ssize_t i
+    cdef uint64_t slen, tlen
+    cdef size_t rec
+    for i in range(n):
+        slen = col_len(&cols[0], i)
+        tlen = col_len(&cols[1], i)
+        if slen == 0 or slen > MAX_STREAM_NAME_BYTES or memchr(col_ptr(&cols[0], i), 0, slen) != NULL:
+            bad[0] = i
+            return 1
+        if tlen == 0 or tlen > MAX_TYPE_NAME_BYTES:
+            bad[0] = i
+            return 2
+        rec = record_bytes(slen, tlen, col_len(&cols[2], i), col_len(&cols[3], i),
+                           id_present(idp, idvalid, id_offset, i))
+        if rec > max_event:
+            bad[0] = i
+            return 3
+        body[0] += rec + 4
+    return 0
+
+
+cdef void encode_batch(unsigned char *bp, size_t body, const ColView *cols,
+                       const unsigned char *idp, const unsigned char *idvalid, int64_t id_offset,
+                       Py_ssize_t n, uint64_t first, const uint64_t *vers,
+                       int64_t timestamp) noexcept nogil:
+    """Pass 5 of append_columns: every record, and the offset table, into the raw body."""
+    cdef size_t at = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        st32(bp + FRAME_HEADER_BYTES + body - 4 * (n - i), <uint32_t>at)
+        at += put_record(bp + FRAME_HEADER_BYTES + at, col_ptr(&cols[0], i), col_len(&cols[0], i),
+                         col_ptr(&cols[1], i), col_len(&cols[1], i),
+                         idp + 16 * (id_offset + i) if id_present(idp, idvalid, id_offset, i) else NULL,
+                         col_ptr(&cols[2], i), col_len(&cols[2], i),
+                         col_ptr(&cols[3], i), col_len(&cols[3], i), first + i, vers[i], timestamp)
+
+
 cdef class Log:
     """The segmented append-only log of one store directory, with its indexes.
 
@@ -950,30 +1019,22 @@ cdef class Log:
             if bufs[0] is not None and ids.null_count:
                 idvalid = <const unsigned char *><size_t>bufs[0].address
         cdef bint all_ids = ids is not None and ids.null_count == 0
-        # Pass 1: sizes and limits, no Python object per event.
-        cdef size_t body = 0, rec, max_event = self.max_event_bytes
-        cdef Py_ssize_t i, bad = -1
+        # Pass 1: sizes and limits, no Python object per event (long batches without the GIL;
+        # short ones keep it: releasing it costs more than it saves when threads contend).
+        cdef size_t body = 0
+        cdef Py_ssize_t bad = -1
         cdef int problem = 0
-        cdef uint64_t slen, tlen, mlen, dlen
-        cdef bint has_id
-        with nogil:
-            for i in range(n):
-                slen = cs.length(i)
-                tlen = ct.length(i)
-                mlen = cm.length(i) if cm is not None else 0
-                dlen = cd.length(i)
-                has_id = idp != NULL and (idvalid == NULL or (idvalid[(id_offset + i) >> 3] >> ((id_offset + i) & 7)) & 1)
-                if slen == 0 or slen > MAX_STREAM_NAME_BYTES or memchr(cs.ptr(i), 0, slen) != NULL:
-                    problem = 1
-                elif tlen == 0 or tlen > MAX_TYPE_NAME_BYTES:
-                    problem = 2
-                rec = record_bytes(slen, tlen, mlen, dlen, has_id)
-                if problem == 0 and rec > max_event:
-                    problem = 3
-                if problem:
-                    bad = i
-                    break
-                body += rec + 4
+        cdef ColView cols[4]
+        cols[0] = col_view(cs)
+        cols[1] = col_view(ct)
+        cols[2] = col_view(cm)
+        cols[3] = col_view(cd)
+        cdef size_t max_event = self.max_event_bytes
+        if n >= NOGIL_BATCH:
+            with nogil:
+                problem = size_batch(cols, idp, idvalid, id_offset, n, max_event, &body, &bad)
+        else:
+            problem = size_batch(cols, idp, idvalid, id_offset, n, max_event, &body, &bad)
         if problem == 1:
             name = bytes(cs.ptr(bad)[:cs.length(bad)]).decode("utf-8", "replace")
             _stream_utf8(name)  # raises the precise reason
@@ -1052,17 +1113,13 @@ cdef class Log:
                 first = self.written
                 salt = seg.salt
                 mark = self._synced_mark(seg)
-                with nogil:
-                    at = 0
-                    for i in range(n):
-                        st32(bp + FRAME_HEADER_BYTES + body - 4 * (n - i), <uint32_t>at)
-                        has_id = idp != NULL and (idvalid == NULL or (idvalid[(id_offset + i) >> 3] >> ((id_offset + i) & 7)) & 1)
-                        at += put_record(bp + FRAME_HEADER_BYTES + at, cs.ptr(i), cs.length(i),
-                                         ct.ptr(i), ct.length(i),
-                                         idp + 16 * (id_offset + i) if has_id else NULL,
-                                         cm.ptr(i) if cm is not None else NULL,
-                                         cm.length(i) if cm is not None else 0,
-                                         cd.ptr(i), cd.length(i), first + i, self.vers[i], timestamp)
+                if n >= NOGIL_BATCH:
+                    with nogil:
+                        encode_batch(bp, body, cols, idp, idvalid, id_offset, n, first, self.vers,
+                                     timestamp)
+                else:
+                    encode_batch(bp, body, cols, idp, idvalid, id_offset, n, first, self.vers,
+                                 timestamp)
                 off = self._write_frame(seg, self._seal(seg, body, <uint32_t>n, first))
             except BaseException:
                 self._reset_pending(n)
