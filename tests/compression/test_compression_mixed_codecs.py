@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _frames import CODEC_NONE, CODEC_ZSTD, frames
 
 import chronolog as cl
-from _frames import CODEC_NONE, CODEC_ZSTD, frames
 from chronolog.cli.dump import event_json
 from chronolog.cli.main import main
 

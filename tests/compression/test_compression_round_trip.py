@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _frames import CODEC_NONE, CODEC_ZSTD, frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chronolog as cl
-from _frames import CODEC_NONE, CODEC_ZSTD, frames
 
 # (compression, level, block bytes, trained dictionary)
 COMBINATIONS = {
@@ -124,8 +124,8 @@ def test_random_events_read_back_exactly_under_every_codec_and_dictionary(
     path = tmp_path / f"s-{uuid.uuid4().hex}"
     if with_dictionary:
         shutil.copytree(trained_template, path)
-    options = dict(durability="os", compression=compression, compression_level=level,
-                   compression_block_bytes=block_bytes, max_segment_bytes=64 * 1024)
+    options = {"durability": "os", "compression": compression, "compression_level": level,
+                   "compression_block_bytes": block_bytes, "max_segment_bytes": 64 * 1024}
     try:
         with cl.EventStore.open(path, **options) as store:
             first = store.head
