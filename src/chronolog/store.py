@@ -512,17 +512,25 @@ class EventStore:
         """
         if self._closed:
             raise StoreClosedError(self._log.path)
+        codes: dict[str, int] | None = None
+        if expected_versions:
+            if not isinstance(expected_versions, Mapping):
+                raise InvalidArgumentError("expected_versions must be a mapping of stream -> expected version")
+            codes = {k: expected_code(v) for k, v in expected_versions.items()}
+        if _short_lists(streams, types, datas, metadatas, ids):
+            # Building Arrow arrays costs more than the append itself for a few events.
+            res = self._log.append_lists(
+                list(streams), list(types), list(datas),
+                None if metadatas is None else list(metadatas),
+                None if ids is None else list(ids), codes, time.time_ns())
+            self._notifier.notify()
+            return res
         s = _as_strings(streams, None, "streams")
         n = len(s)
         t = _as_strings(types, n, "types")
         d = _as_bytes(datas, n, "datas")
         m = _as_bytes(metadatas, n, "metadatas") if metadatas is not None else None
         i = _as_ids(ids, n) if ids is not None else None
-        codes: dict[str, int] | None = None
-        if expected_versions:
-            if not isinstance(expected_versions, Mapping):
-                raise InvalidArgumentError("expected_versions must be a mapping of stream -> expected version")
-            codes = {k: expected_code(v) for k, v in expected_versions.items()}
         res = self._log.append_columns(s, t, d, m, i, codes, time.time_ns())
         self._notifier.notify()
         return res
@@ -702,6 +710,17 @@ class EventStore:
             raise StoreClosedError(self._log.path)
         if not self._log.readonly:
             self._log.checkpoint()
+
+
+_SHORT_BATCH = 256
+
+
+def _short_lists(*columns: Any) -> bool:
+    """True when every column is a plain list or tuple (or None) of at most _SHORT_BATCH."""
+    for c in columns:
+        if c is not None and not (type(c) in (list, tuple) and len(c) <= _SHORT_BATCH):
+            return False
+    return True
 
 
 def _int_option(value: object, name: str, lo: int, hi: int) -> None:

@@ -258,7 +258,12 @@ def test_append_batch_with_a_lone_surrogate_stream_name_is_refused(
 
 
 def test_append_batch_with_a_non_str_stream_is_refused(store: cl.EventStore, disk_state) -> None:
-    _refused(store, disk_state, InvalidEventError, ["ok", 7], ["T", "T"], [b"", b""])
+    _refused(store, disk_state, InvalidStreamNameError, ["ok", 7], ["T", "T"], [b"", b""])
+
+
+def test_append_batch_with_a_non_str_stream_in_an_arrow_column_is_refused(
+        store: cl.EventStore, disk_state) -> None:
+    _refused(store, disk_state, InvalidEventError, pa.array([1, 2]), ["T", "T"], [b"", b""])
 
 
 def test_append_batch_with_integer_datas_is_refused(store: cl.EventStore, disk_state) -> None:

@@ -6,6 +6,10 @@ from chronolog._core.record cimport RecordView
 from chronolog._core.events cimport RecordedEvent
 from chronolog._core.codec cimport Compressor, Decoder, Dictionaries
 
+cdef struct ColView:
+    const int64_t *offsets
+    const char *data
+
 cdef class Log:
     cdef readonly str path
     cdef readonly bint readonly
@@ -81,6 +85,7 @@ cdef class Log:
     cdef str _type_str(self, const unsigned char *p, uint32_t n)
     cdef RecordedEvent _event(self, RecordView *rv, str stream)
     cdef void _release(self) noexcept
+    cdef object _append_views(self, ColView *cols, const unsigned char *idp, const unsigned char *idvalid, int64_t id_offset, Py_ssize_t n, bint all_ids, dict expected_versions, int64_t timestamp)
     cdef int64_t _visible_count(self, int64_t sid) except -1
     cdef list _streams(self, str prefix)
     cdef list _read_positions(self, uint64_t start, uint64_t stop, bint backwards)

@@ -86,6 +86,36 @@ cdef bytes _stream_utf8(object stream):
     return b
 
 
+cdef bytes _payload(object value, str what, Py_ssize_t i):
+    if type(value) is bytes:
+        return <bytes>value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidEventError(f"event {i}: {what} must be bytes, got {type(value).__name__}")
+
+
+cdef bytes _id16(object value, Py_ssize_t i):
+    if isinstance(value, (bytes, bytearray)) and len(value) == 16:
+        return bytes(value)
+    b = getattr(value, "bytes", None)
+    if isinstance(b, bytes) and len(b) == 16:
+        return b
+    raise InvalidEventError(f"event {i}: an id must be a uuid.UUID, 16 bytes or None, got {value!r}")
+
+
+cdef tuple _packed(list values):
+    """(keep-alive, joined bytes, address of int64 offsets) for a list of bytes."""
+    import array
+    cdef bytes joined = b"".join(values)
+    offs = array.array("q", [0])
+    cdef long long at = 0
+    for v in values:
+        at += len(<bytes>v)
+        offs.append(at)
+    cdef size_t addr = offs.buffer_info()[0]
+    return (offs, joined, addr)
+
+
 def expected_code(object expected):
     """Map an expected_version argument to the core's integer code, refusing bad values."""
     if isinstance(expected, bool) or not isinstance(expected, int):
@@ -131,9 +161,7 @@ cdef class _Col:
         return self.data + self.offsets[i]
 
 
-cdef struct ColView:
-    const int64_t *offsets   # NULL: an absent column (every value empty)
-    const char *data
+# ColView (log.pxd): a column as raw pointers; offsets NULL means an absent column.
 
 
 cdef inline ColView col_view(_Col c) noexcept:
@@ -568,7 +596,7 @@ cdef class Log:
         cdef uint64_t expect_version
         self._reserve_scratch(fi.count)
         for i in range(fi.count):
-            rc = view_record(fi, i, False, &rv)
+            rc = view_record(fi, i, fi.codec != CODEC_NONE, &rv)  # the body CRC covers stored bytes only
             if rc:
                 raise CorruptionError(seg.path, fi.offset, f"record {i}: {_RECORD_PROBLEMS[rc]}")
             if rv.position != self.written + i:
@@ -1019,16 +1047,77 @@ cdef class Log:
             if bufs[0] is not None and ids.null_count:
                 idvalid = <const unsigned char *><size_t>bufs[0].address
         cdef bint all_ids = ids is not None and ids.null_count == 0
-        # Pass 1: sizes and limits, no Python object per event (long batches without the GIL;
-        # short ones keep it: releasing it costs more than it saves when threads contend).
-        cdef size_t body = 0
-        cdef Py_ssize_t bad = -1
-        cdef int problem = 0
         cdef ColView cols[4]
         cols[0] = col_view(cs)
         cols[1] = col_view(ct)
         cols[2] = col_view(cm)
         cols[3] = col_view(cd)
+        return self._append_views(cols, idp, idvalid, id_offset, n, all_ids, expected_versions,
+                                  timestamp)
+
+    def append_lists(self, list streams, list types, list datas, metas, ids,
+                     dict expected_versions, int64_t timestamp):
+        """append_columns for short Python lists: the same pipeline, without building Arrow
+        arrays (which cost more than the append itself for a few events)."""
+        self._check_writable()
+        cdef Py_ssize_t n = len(streams), i
+        if n == 0:
+            raise InvalidArgumentError("append_batch needs at least one event")
+        if len(types) != n or len(datas) != n or (metas is not None and len(metas) != n) \
+                or (ids is not None and len(ids) != n):
+            raise InvalidArgumentError("the columns must be parallel: every one needs a value "
+                                       f"per event ({n} streams)")
+        sb = [_stream_utf8(x) for x in streams]
+        tb = []
+        for i in range(n):
+            t = types[i]
+            if not isinstance(t, str):
+                raise InvalidEventError(f"event {i}: the event type must be a str, got {type(t).__name__}")
+            try:
+                tb.append((<str>t).encode("utf-8"))
+            except UnicodeEncodeError:
+                raise InvalidEventError(f"event {i}: the event type must be valid Unicode") from None
+        db = [_payload(x, "data", i) for i, x in enumerate(datas)]
+        mb = [_payload(x, "metadata", i) for i, x in enumerate(metas)] if metas is not None else None
+        cdef bytes idbuf = None, valid = None
+        cdef bint all_ids = False
+        if ids is not None:
+            parts = []
+            bits = bytearray((n + 7) // 8)
+            all_ids = True
+            for i in range(n):
+                v = ids[i]
+                if v is None:
+                    parts.append(bytes(16))
+                    all_ids = False
+                else:
+                    parts.append(_id16(v, i))
+                    bits[i >> 3] |= 1 << (i & 7)
+            idbuf = b"".join(parts)
+            valid = bytes(bits)
+        keep = [_packed(sb), _packed(tb), _packed(mb) if mb is not None else None, _packed(db)]
+        cdef ColView cols[4]
+        cdef const char *buf
+        for i in range(4):
+            if keep[i] is None:
+                cols[i].offsets = NULL
+                cols[i].data = NULL
+            else:
+                buf = keep[i][1]
+                cols[i].data = buf
+                cols[i].offsets = <const int64_t *><size_t>keep[i][2]
+        return self._append_views(cols, <const unsigned char *>idbuf if idbuf is not None else NULL,
+                                  <const unsigned char *>valid if (valid is not None and not all_ids) else NULL,
+                                  0, n, all_ids, expected_versions, timestamp)
+
+    cdef object _append_views(self, ColView *cols, const unsigned char *idp,
+                              const unsigned char *idvalid, int64_t id_offset, Py_ssize_t n,
+                              bint all_ids, dict expected_versions, int64_t timestamp):
+        # Pass 1: sizes and limits, no Python object per event (long batches without the GIL;
+        # short ones keep it: releasing it costs more than it saves when threads contend).
+        cdef size_t body = 0
+        cdef Py_ssize_t bad = -1
+        cdef int problem = 0
         cdef size_t max_event = self.max_event_bytes
         if n >= NOGIL_BATCH:
             with nogil:
@@ -1036,15 +1125,15 @@ cdef class Log:
         else:
             problem = size_batch(cols, idp, idvalid, id_offset, n, max_event, &body, &bad)
         if problem == 1:
-            name = bytes(cs.ptr(bad)[:cs.length(bad)]).decode("utf-8", "replace")
+            name = bytes(col_ptr(&cols[0], bad)[:col_len(&cols[0], bad)]).decode("utf-8", "replace")
             _stream_utf8(name)  # raises the precise reason
             raise InvalidStreamNameError(name, f"event {bad}: a stream name must be 1..{MAX_STREAM_NAME_BYTES} bytes")
         if problem == 2:
             raise InvalidEventError(f"event {bad}: the event type must be 1..{MAX_TYPE_NAME_BYTES} bytes of UTF-8")
         if problem == 3:
-            raise EventTooLargeError(record_bytes(cs.length(bad), ct.length(bad),
-                                                  cm.length(bad) if cm is not None else 0,
-                                                  cd.length(bad), idp != NULL),
+            raise EventTooLargeError(record_bytes(col_len(&cols[0], bad), col_len(&cols[1], bad),
+                                                  col_len(&cols[2], bad), col_len(&cols[3], bad),
+                                                  idp != NULL),
                                      self.max_event_bytes, f"event {bad}")
         if body > CHL_MAX_BODY_BYTES:
             raise EventTooLargeError(body, CHL_MAX_BODY_BYTES, "the append")
@@ -1063,7 +1152,7 @@ cdef class Log:
             self._reserve_scratch(n)
             # Pass 2: stream ids and versions (new streams get ids now, with no events).
             for i in range(n):
-                sid = chl_streams_intern(self.st, cs.ptr(i), <uint32_t>cs.length(i), 1)
+                sid = chl_streams_intern(self.st, col_ptr(&cols[0], i), <uint32_t>col_len(&cols[0], i), 1)
                 if sid < 0:
                     self._reset_pending(i)
                     raise MemoryError()
@@ -1078,15 +1167,15 @@ cdef class Log:
                     n_first = self.st.streams[sid].pending
                     code = ANY
                     if expected_versions:
-                        s0 = bytes(cs.ptr(0)[:cs.length(0)]).decode("utf-8")
+                        s0 = bytes(col_ptr(&cols[0], 0)[:col_len(&cols[0], 0)]).decode("utf-8")
                         if s0 in expected_versions:
                             code = expected_versions[s0]
                     streams_p = <const char **>malloc(n * sizeof(char *))
                     slens_p = <uint32_t *>malloc(n * sizeof(uint32_t))
                     try:
                         for i in range(n):
-                            streams_p[i] = cs.ptr(i)
-                            slens_p[i] = <uint32_t>cs.length(i)
+                            streams_p[i] = col_ptr(&cols[0], i)
+                            slens_p[i] = <uint32_t>col_len(&cols[0], i)
                         res = self._retry_result(sid, count, code, n, n_first, NULL,
                                                  idp + 16 * id_offset, streams_p, slens_p)
                     finally:
@@ -1094,7 +1183,7 @@ cdef class Log:
                         free(slens_p)
                     if res is False:
                         raise WrongExpectedVersionError(
-                            bytes(cs.ptr(0)[:cs.length(0)]).decode("utf-8"), code,
+                            bytes(col_ptr(&cols[0], 0)[:col_len(&cols[0], 0)]).decode("utf-8"), code,
                             count - 1 if count else None, "part of this batch repeats stored events")
                     if res is not None:
                         self._reset_pending(n)
@@ -1248,7 +1337,7 @@ cdef class Log:
                     fi.stored = NULL
                     fi.body = NULL
                     raise
-        rc = view_record(fi, <uint32_t>(position - fi.first_position), False, rv)
+        rc = view_record(fi, <uint32_t>(position - fi.first_position), fi.codec != CODEC_NONE, rv)
         if rc == 0 and rv.position != position:
             rc = 4
         if rc:

@@ -445,7 +445,7 @@ cdef class Scanner:
             last = fi.count if self.stop - fi.first_position > fi.count else self.stop - fi.first_position
             while i < last and n < self.batch_size:
                 # The body CRC covers every record; view_record still bounds-checks each.
-                rc = view_record(&fi, <uint32_t>i, False, &rv)
+                rc = view_record(&fi, <uint32_t>i, fi.codec != CODEC_NONE, &rv)
                 if rc:
                     return self._fail(PROBLEM_RECORD, rc)
                 if rv.position != self.pos:
