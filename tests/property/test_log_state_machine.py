@@ -468,3 +468,103 @@ class TestLogStateMachineSlow(LogMachine.TestCase):  # type: ignore[name-defined
     """`pytest -m slow`: many more and longer programs."""
 
     settings = settings(max_examples=1500, stateful_step_count=80, **_COMMON)
+
+
+# ---------------------------------------------------------------------------- with compression
+
+# Payloads zstd can shrink (the base machine's random bytes mostly store uncompressed).
+compressible_payloads = st.lists(
+    st.sampled_from([b'{"order": ', b'"sku-17"', b', "qty": 3', b"}", b"lorem ipsum ", b"\x00"]),
+    min_size=1,
+    max_size=120,
+).map(b"".join)
+compressible_specs = st.tuples(st.sampled_from(TYPES), compressible_payloads, metadatas)
+
+
+class CompressedLogMachine(LogMachine):
+    """The same machine over a zstd store with 1 KiB blocks (frames of many blocks), plus
+    compressible appends, dictionary training, reopening with the other codec and offline
+    compaction (cl.compact) to either codec: the model is unchanged by all of these."""
+
+    def __init__(self) -> None:
+        self.compression: str | None = "zstd"
+        super().__init__()
+
+    def _open(self) -> cl.EventStore:
+        return cl.EventStore.open(
+            self.path,
+            durability="os",
+            max_segment_bytes=SEGMENT_BYTES,
+            compression=self.compression,
+            compression_block_bytes=1024,
+        )
+
+    def _dictionaries(self) -> list[str]:
+        return sorted(n for n in os.listdir(self.path) if n.endswith(".dict"))
+
+    @rule(
+        stream=st.sampled_from(STREAM_NAMES),
+        specs=st.lists(compressible_specs, min_size=1, max_size=12),
+        id_mode=st.sampled_from(["all", "none", "mixed"]),
+    )
+    def append_compressible(
+        self, stream: str, specs: list[tuple[str, bytes, bytes]], id_mode: str
+    ) -> None:
+        ids = self._fresh_ids(len(specs), id_mode)
+        self._run([stream] * len(specs), specs, ids, {}, single=True, remember=True)
+
+    @rule(
+        rows=st.lists(
+            st.tuples(st.sampled_from(STREAM_NAMES), compressible_specs), min_size=1, max_size=20
+        ),
+        id_mode=st.sampled_from(["all", "none", "mixed"]),
+    )
+    def append_batch_compressible(
+        self, rows: list[tuple[str, tuple[str, bytes, bytes]]], id_mode: str
+    ) -> None:
+        streams = [r[0] for r in rows]
+        ids = self._fresh_ids(len(rows), id_mode)
+        self._run(streams, [r[1] for r in rows], ids, {}, single=False, remember=True)
+
+    @rule(sample_events=st.integers(1, 400), dict_bytes=st.sampled_from([1024, 4096]))
+    def train_dictionary(self, sample_events: int, dict_bytes: int) -> None:
+        before = self._dictionaries()
+        if self.compression is None:
+            with pytest.raises(cl.errors.InvalidArgumentError):
+                self.store.train_dictionary(sample_events, dict_bytes=dict_bytes)
+            assert self._dictionaries() == before
+            return
+        try:
+            dict_id = self.store.train_dictionary(sample_events, dict_bytes=dict_bytes)
+        except cl.errors.InvalidArgumentError:  # zstd could not train on so few events
+            assert self._dictionaries() == before
+            return
+        assert dict_id == len(before) + 1
+        assert self._dictionaries() == [*before, f"zstd-{dict_id:08d}.dict"]
+
+    @rule(compression=st.sampled_from([None, "zstd"]))
+    def reopen_with_a_codec(self, compression: str | None) -> None:
+        self.store.close()
+        self.compression = compression
+        self.store = self._open()
+
+    @rule(compression=st.sampled_from([None, "zstd"]), use_dictionary=st.booleans())
+    def compact(self, compression: str | None, use_dictionary: bool) -> None:
+        self.store.close()
+        cl.compact(self.path, compression=compression, use_dictionary=use_dictionary)
+        self.store = self._open()
+        report = self.store.verify()
+        assert report["ok"], report["problems"]
+
+
+class TestCompressedLogStateMachine(CompressedLogMachine.TestCase):  # type: ignore[name-defined,misc]
+    """The default run with compression: short programs (the added time stays small)."""
+
+    settings = settings(max_examples=40, stateful_step_count=30, **_COMMON)
+
+
+@pytest.mark.slow
+class TestCompressedLogStateMachineSlow(CompressedLogMachine.TestCase):  # type: ignore[name-defined,misc]
+    """`pytest -m slow`: many more and longer programs with compression."""
+
+    settings = settings(max_examples=800, stateful_step_count=80, **_COMMON)
