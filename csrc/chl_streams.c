@@ -1,9 +1,23 @@
 /* The in-memory stream table: see chl_streams.h. */
+#define _GNU_SOURCE /* mremap, MADV_HUGEPAGE, MAP_ANONYMOUS under -std=c11 */
 #include "chl_streams.h"
+#include "chl_crc32c.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "chronolog's index files are read in place: a little-endian host is assumed"
+#endif
 
 #define CHL_ARENA_CHUNK_BYTES (64 * 1024)
+/* Stream arrays of at least this many bytes are anonymous mappings (pages cost nothing until
+ * touched; transparent huge pages asked for where available), in multiples of it. */
+#define CHL_REGION_BYTES ((uint64_t)2 << 20)
+#define CHL_MEM_SLOTS_MIN 1024
+/* Records checked and copied per step of chl_streams_attach, between CRC steps: the chunk
+ * read by the CRC is still in cache when the records are copied. */
+#define CHL_ATTACH_CHUNK 1024
 
 struct chl_arena_chunk {
     chl_arena_chunk *next;
@@ -11,13 +25,80 @@ struct chl_arena_chunk {
     char data[];
 };
 
+static inline uint64_t chl_ld64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline uint32_t chl_ld32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
 uint64_t chl_hash_bytes(const char *p, size_t n) {
-    /* FNV-1a with a final avalanche (murmur3 fmix64): names are short, this is enough. */
+    /* FNV-1a with a final avalanche (murmur3 fmix64): names are short, this is enough.
+     * Part of the streams.idx format (each directory record holds it): do not change it
+     * without changing the file's magic. */
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++) { h ^= (unsigned char)p[i]; h *= 1099511628211ull; }
     h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ull; h ^= h >> 33;
     return h;
 }
+
+/* ---------------------------------------------------------------- the stream array */
+
+static int chl_is_region(uint64_t cap) { return cap * sizeof(chl_stream) >= CHL_REGION_BYTES; }
+
+static uint64_t chl_round_cap(uint64_t cap) {
+    if (chl_is_region(cap)) {
+        uint64_t unit = CHL_REGION_BYTES / sizeof(chl_stream);
+        cap = (cap + unit - 1) / unit * unit;
+    }
+    return cap;
+}
+
+static void chl_entries_free(chl_stream *p, uint64_t cap) {
+    if (!p) return;
+    if (chl_is_region(cap)) munmap(p, cap * sizeof(chl_stream));
+    else free(p);
+}
+
+/* A zeroed array; `huge`: it is about to be filled whole (huge pages fault far less). */
+static chl_stream *chl_entries_alloc(uint64_t cap, int huge) {
+    if (!chl_is_region(cap)) return calloc(cap, sizeof(chl_stream));
+    void *p = mmap(NULL, cap * sizeof(chl_stream), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (huge) madvise(p, cap * sizeof(chl_stream), MADV_HUGEPAGE); /* advice only */
+#else
+    (void)huge;
+#endif
+    return p;
+}
+
+/* Resize t->streams to hold `cap` entries (cap >= n_streams); its contents are kept. */
+static int chl_entries_resize(chl_streams *t, uint64_t cap, int huge) {
+    cap = chl_round_cap(cap);
+    if (cap > SIZE_MAX / sizeof(chl_stream)) return CHL_ENOMEM;
+    chl_stream *p;
+    if (t->streams && !chl_is_region(t->cap_streams) && !chl_is_region(cap)) {
+        p = realloc(t->streams, cap * sizeof(chl_stream));
+        if (!p) return CHL_ENOMEM;
+    }
+#ifdef MREMAP_MAYMOVE
+    else if (t->streams && chl_is_region(t->cap_streams) && chl_is_region(cap)) {
+        void *q = mremap(t->streams, t->cap_streams * sizeof(chl_stream),
+                         cap * sizeof(chl_stream), MREMAP_MAYMOVE);
+        if (q == MAP_FAILED) return CHL_ENOMEM;
+        p = q;
+    }
+#endif
+    else {
+        p = chl_entries_alloc(cap, huge);
+        if (!p) return CHL_ENOMEM;
+        if (t->n_streams) memcpy(p, t->streams, t->n_streams * sizeof(chl_stream));
+        chl_entries_free(t->streams, t->cap_streams);
+    }
+    t->streams = p;
+    t->cap_streams = cap;
+    return CHL_OK;
+}
+
+/* ---------------------------------------------------------------- arena, memory table */
 
 static char *chl_arena_copy(chl_streams *t, const char *src, size_t n) {
     chl_arena_chunk *c = t->arena;
@@ -34,30 +115,61 @@ static char *chl_arena_copy(chl_streams *t, const char *src, size_t n) {
     return dst;
 }
 
+static void chl_free_arena(chl_streams *t) {
+    while (t->arena) { chl_arena_chunk *n = t->arena->next; free(t->arena); t->arena = n; }
+}
+
 chl_streams *chl_streams_new(void) {
     chl_streams *t = calloc(1, sizeof(chl_streams));
     if (!t) return NULL;
-    t->n_slots = 1024;
+    t->n_slots = CHL_MEM_SLOTS_MIN;
     t->slots = calloc(t->n_slots, sizeof(uint32_t));
     if (!t->slots) { free(t); return NULL; }
     return t;
 }
 
-static void chl_free_arena(chl_streams *t) {
-    while (t->arena) { chl_arena_chunk *n = t->arena->next; free(t->arena); t->arena = n; }
+static void chl_detach_base(chl_streams *t) {
+    t->base_slots = NULL;
+    t->base_n_slots = 0;
+    t->base_dir = NULL;
+    t->base_names = NULL;
+    t->base_positions = NULL;
+    t->base_n = 0;
+    free(t->base_ids);
+    t->base_ids = NULL;
 }
 
 void chl_streams_free(chl_streams *t) {
     if (!t) return;
     for (uint64_t i = 0; i < t->n_streams; i++) free(t->streams[i].delta);
-    free(t->streams);
+    chl_entries_free(t->streams, t->cap_streams);
     free(t->slots);
+    free(t->base_ids);
     chl_free_arena(t);
     free(t);
 }
 
-static int64_t chl_slot_of(const chl_streams *t, const char *name, uint32_t len, uint64_t h,
-                           uint64_t *slot_out) {
+/* The base table: id of `name` (hash h), or -1. Slot values were checked by attach/rebase
+ * (at most base_n, and an empty slot exists), so the probe ends and stays in bounds. */
+static int64_t chl_base_find(const chl_streams *t, const char *name, uint32_t len, uint64_t h) {
+    const uint32_t *slots = t->base_slots;
+    if (!slots) return -1;
+    uint64_t mask = t->base_n_slots - 1, i = h & mask;
+    for (;;) {
+        uint32_t v = slots[i];
+        if (v == 0) return -1;
+        const unsigned char *d = t->base_dir + (uint64_t)(v - 1) * CHL_DIR_RECORD_BYTES;
+        if (chl_ld64(d) == h && chl_ld32(d + 28) == len
+                && memcmp(t->base_names + chl_ld32(d + 24), name, len) == 0)
+            return (int64_t)(t->base_ids ? t->base_ids[v - 1] : v - 1);
+        i = (i + 1) & mask;
+    }
+}
+
+/* The memory table: id of `name` (hash h), or -1 with *slot_out the empty slot that ends
+ * its probe. */
+static int64_t chl_mem_find(const chl_streams *t, const char *name, uint32_t len, uint64_t h,
+                            uint64_t *slot_out) {
     uint64_t mask = t->n_slots - 1, i = h & mask;
     for (;;) {
         uint32_t v = t->slots[i];
@@ -72,41 +184,72 @@ static int64_t chl_slot_of(const chl_streams *t, const char *name, uint32_t len,
 }
 
 int64_t chl_streams_find(const chl_streams *t, const char *name, uint32_t len) {
-    uint64_t slot;
-    return chl_slot_of(t, name, len, chl_hash_bytes(name, len), &slot);
+    uint64_t h = chl_hash_bytes(name, len), slot;
+    int64_t id = chl_base_find(t, name, len, h);
+    if (id >= 0) {
+        chl_streams_at((chl_streams *)t, (uint64_t)id);
+        return id;
+    }
+    return chl_mem_find(t, name, len, h, &slot);
 }
 
-static int chl_grow_slots(chl_streams *t) {
-    uint64_t n = t->n_slots * 2;
+void chl_streams_fill(chl_streams *t, uint64_t id) {
+    /* Only the entries of an attached base are ever unfilled, and only until the table's
+     * first rebase: their ids are their directory indexes (checked by attach). */
+    if (id >= t->base_n || t->base_ids) return;
+    const unsigned char *d = t->base_dir + id * CHL_DIR_RECORD_BYTES;
+    chl_stream *s = &t->streams[id];
+    s->name = t->base_names + chl_ld32(d + 24);
+    s->hash = chl_ld64(d);
+    s->base = t->base_positions + chl_ld64(d + 16);
+    s->delta = NULL;
+    s->base_count = chl_ld64(d + 8);
+    s->delta_count = 0;
+    s->pending = 0;
+    s->name_len = chl_ld32(d + 28);
+    s->reserved = 0;
+}
+
+void chl_streams_materialize(chl_streams *t) {
+    for (uint64_t id = 0; id < t->base_n && id < t->n_streams; id++) chl_streams_at(t, id);
+}
+
+/* A memory table of n slots (a power of two) holding the streams of t's table `old`. */
+static uint32_t *chl_mem_rehash(const chl_streams *t, const uint32_t *old, uint64_t old_n,
+                                uint64_t n) {
     uint32_t *slots = calloc(n, sizeof(uint32_t));
-    if (!slots) return CHL_ENOMEM;
-    for (uint64_t id = 0; id < t->n_streams; id++) {
-        uint64_t i = t->streams[id].hash & (n - 1);
+    if (!slots) return NULL;
+    for (uint64_t k = 0; k < old_n; k++) {
+        uint32_t v = old[k];
+        if (!v) continue;
+        uint64_t i = t->streams[v - 1].hash & (n - 1);
         while (slots[i]) i = (i + 1) & (n - 1);
-        slots[i] = (uint32_t)(id + 1);
+        slots[i] = v;
     }
-    free(t->slots);
-    t->slots = slots;
-    t->n_slots = n;
-    return CHL_OK;
+    return slots;
 }
 
 int64_t chl_streams_intern(chl_streams *t, const char *name, uint32_t len, int copy) {
     uint64_t h = chl_hash_bytes(name, len), slot;
-    int64_t id = chl_slot_of(t, name, len, h, &slot);
+    int64_t id = chl_base_find(t, name, len, h);
+    if (id >= 0) {
+        chl_streams_at(t, (uint64_t)id);
+        return id;
+    }
+    id = chl_mem_find(t, name, len, h, &slot);
     if (id >= 0) return id;
     if (t->n_streams >= 0xFFFFFFFEull) return CHL_ENOMEM;
-    if ((t->n_streams + 1) * 2 > t->n_slots) {
-        if (chl_grow_slots(t) != CHL_OK) return CHL_ENOMEM;
-        chl_slot_of(t, name, len, h, &slot);
+    if ((t->n_in_slots + 1) * 2 > t->n_slots) {
+        uint32_t *slots = chl_mem_rehash(t, t->slots, t->n_slots, t->n_slots * 2);
+        if (!slots) return CHL_ENOMEM;
+        free(t->slots);
+        t->slots = slots;
+        t->n_slots *= 2;
+        chl_mem_find(t, name, len, h, &slot);
     }
-    if (t->n_streams == t->cap_streams) {
-        uint64_t cap = t->cap_streams ? t->cap_streams * 2 : 256;
-        chl_stream *s = realloc(t->streams, cap * sizeof(chl_stream));
-        if (!s) return CHL_ENOMEM;
-        t->streams = s;
-        t->cap_streams = cap;
-    }
+    if (t->n_streams == t->cap_streams
+            && chl_entries_resize(t, t->cap_streams ? t->cap_streams * 2 : 256, 0) != CHL_OK)
+        return CHL_ENOMEM;
     const char *stored = name;
     if (copy) {
         stored = chl_arena_copy(t, name, len);
@@ -118,17 +261,19 @@ int64_t chl_streams_intern(chl_streams *t, const char *name, uint32_t len, int c
     s->name_len = len;
     s->hash = h;
     t->slots[slot] = (uint32_t)(t->n_streams + 1);
+    t->n_in_slots++;
     return (int64_t)t->n_streams++;
 }
 
 int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position) {
     chl_stream *s = &t->streams[id];
-    if (s->delta_count == s->delta_cap) {
-        uint64_t cap = s->delta_cap ? s->delta_cap * 2 : 4;
+    uint64_t n = s->delta_count;
+    /* Capacity is implied by the count: 4, then doubling (full at every power of two). */
+    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
+        uint64_t cap = n ? n * 2 : 4;
         uint64_t *d = realloc(s->delta, cap * sizeof(uint64_t));
         if (!d) return CHL_ENOMEM;
         s->delta = d;
-        s->delta_cap = cap;
     }
     s->delta[s->delta_count++] = position;
     t->delta_events++;
@@ -140,5 +285,204 @@ void chl_streams_clear(chl_streams *t) {
     t->n_streams = 0;
     t->delta_events = 0;
     memset(t->slots, 0, t->n_slots * sizeof(uint32_t));
+    t->n_in_slots = 0;
+    chl_detach_base(t);
     chl_free_arena(t);
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+uint64_t chl_streams_file_slots(uint64_t n) {
+    uint64_t s = 8;
+    while (s < 2 * n) s <<= 1;
+    return s;
+}
+
+/* Offsets inside a checkpoint body of n streams; 0 when the sizes do not add up to len. */
+typedef struct {
+    uint64_t n_slots, dir, names, positions;
+} chl_layout;
+
+static int chl_layout_of(uint64_t len, uint64_t n, uint64_t names_bytes, uint64_t through,
+                         chl_layout *l) {
+    /* Each term is bounded by len first, so nothing below overflows. */
+    if (n > 0xFFFFFFFEull || n > len / CHL_DIR_RECORD_BYTES || names_bytes > len
+            || through > len / 8)
+        return 0;
+    l->n_slots = chl_streams_file_slots(n);
+    if (l->n_slots > len / 4) return 0;
+    l->dir = l->n_slots * 4;
+    l->names = l->dir + n * CHL_DIR_RECORD_BYTES;
+    l->positions = (l->names + names_bytes + 7) & ~(uint64_t)7;
+    return l->positions <= len && (len - l->positions) / 8 == through
+           && (len - l->positions) % 8 == 0;
+}
+
+/* The slot values: all at most n, exactly n of them used. */
+static int chl_slots_sound(const uint32_t *slots, uint64_t n_slots, uint64_t n) {
+    uint64_t used = 0;
+    uint32_t max = 0;
+    for (uint64_t i = 0; i < n_slots; i++) {
+        uint32_t v = slots[i];
+        used += v != 0;
+        max = v > max ? v : max;
+    }
+    return used == n && max <= n;
+}
+
+int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, uint64_t n,
+                       uint64_t names_bytes, uint64_t through, uint32_t crc, int lazy) {
+    chl_layout l;
+    if (t->n_streams || t->base_slots || !chl_layout_of(len, n, names_bytes, through, &l))
+        return CHL_EBADFILE;
+    const uint32_t *slots = (const uint32_t *)body;
+    uint32_t c = chl_crc32c_extend(0, body, l.dir);
+    if (!chl_slots_sound(slots, l.n_slots, n)) return CHL_EBADFILE;
+    /* A fresh zeroed array (lazy: entries are filled on first access), sized with room to
+     * grow: untouched pages of a mapping cost nothing. */
+    chl_entries_free(t->streams, t->cap_streams);
+    t->streams = NULL;
+    t->cap_streams = 0;
+    if (chl_entries_resize(t, n + n / 2 + 256, !lazy) != CHL_OK) return CHL_ENOMEM;
+    const unsigned char *dir = body + l.dir;
+    const char *names = (const char *)body + l.names;
+    const uint64_t *positions = (const uint64_t *)(body + l.positions);
+    uint64_t total = 0, name_total = 0;
+    for (uint64_t i0 = 0; i0 < n; i0 += CHL_ATTACH_CHUNK) {
+        uint64_t i1 = n - i0 < CHL_ATTACH_CHUNK ? n : i0 + CHL_ATTACH_CHUNK;
+        c = chl_crc32c_extend(c, dir + i0 * CHL_DIR_RECORD_BYTES,
+                              (i1 - i0) * CHL_DIR_RECORD_BYTES);
+        for (uint64_t i = i0; i < i1; i++) {
+            const unsigned char *d = dir + i * CHL_DIR_RECORD_BYTES;
+            uint64_t count = chl_ld64(d + 8), first = chl_ld64(d + 16);
+            uint32_t name_off = chl_ld32(d + 24), name_len = chl_ld32(d + 28);
+            /* Back to back in directory order: each record's offsets are the running sums. */
+            if (first != total || name_off != name_total || count == 0
+                    || count > through - total || name_len == 0
+                    || name_len > CHL_MAX_NAME_BYTES || name_len > names_bytes - name_total)
+                return CHL_EBADFILE;
+            total += count;
+            name_total += name_len;
+            if (lazy) continue;
+            chl_stream *s = &t->streams[i];
+            s->name = names + name_off;
+            s->hash = chl_ld64(d);
+            s->base = positions + first;
+            s->delta = NULL;
+            s->base_count = count;
+            s->delta_count = 0;
+            s->pending = 0;
+            s->name_len = name_len;
+            s->reserved = 0;
+        }
+    }
+    c = chl_crc32c_extend(c, names, names_bytes);
+    if (total != through || name_total != names_bytes || c != crc) return CHL_EBADFILE;
+    t->n_streams = n;
+    t->base_slots = slots;
+    t->base_n_slots = l.n_slots;
+    t->base_dir = dir;
+    t->base_names = names;
+    t->base_positions = positions;
+    t->base_n = n;
+    t->base_ids = NULL;
+    return CHL_OK;
+}
+
+uint64_t chl_streams_live(chl_streams *t, uint64_t *names_bytes) {
+    uint64_t n = 0, b = 0;
+    chl_streams_materialize(t);
+    for (uint64_t i = 0; i < t->n_streams; i++) {
+        const chl_stream *s = &t->streams[i];
+        if (s->base_count + s->delta_count) { n++; b += s->name_len; }
+    }
+    if (names_bytes) *names_bytes = b;
+    return n;
+}
+
+void chl_streams_fill_file_slots(const chl_streams *t, uint32_t *slots, uint64_t n_slots) {
+    uint64_t f = 0, mask = n_slots - 1;
+    for (uint64_t id = 0; id < t->n_streams; id++) {
+        const chl_stream *s = &t->streams[id];
+        if (!(s->base_count + s->delta_count)) continue;
+        uint64_t i = s->hash & mask;
+        while (slots[i]) i = (i + 1) & mask;
+        slots[i] = (uint32_t)++f;
+    }
+}
+
+int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
+                       uint64_t n, uint64_t names_bytes, uint64_t through, uint32_t crc) {
+    chl_layout l;
+    uint64_t live_names;
+    chl_streams_materialize(t);
+    if (!chl_layout_of(len, n, names_bytes, through, &l)
+            || chl_streams_live(t, &live_names) != n || live_names != names_bytes
+            || chl_crc32c(body, l.names + names_bytes) != crc
+            || !chl_slots_sound((const uint32_t *)body, l.n_slots, n))
+        return CHL_EBADFILE;
+    const unsigned char *dir = body + l.dir;
+    uint64_t f = 0, total = 0, name_total = 0, dead = 0;
+    int identity = 1;
+    for (uint64_t id = 0; id < t->n_streams; id++) {
+        const chl_stream *s = &t->streams[id];
+        uint64_t count = s->base_count + s->delta_count;
+        if (!count) { dead++; continue; }
+        const unsigned char *d = dir + f * CHL_DIR_RECORD_BYTES;
+        if (chl_ld64(d) != s->hash || chl_ld64(d + 8) != count || chl_ld64(d + 16) != total
+                || chl_ld32(d + 24) != name_total || chl_ld32(d + 28) != s->name_len)
+            return CHL_EBADFILE;
+        identity &= f == id;
+        total += count;
+        name_total += s->name_len;
+        f++;
+    }
+    if (total != through) return CHL_EBADFILE;
+    /* Everything that can fail first: the id map and the memory table of the streams with
+     * no events (they stay in memory, with their ids). */
+    uint32_t *ids = NULL;
+    if (!identity) {
+        ids = malloc((n ? n : 1) * sizeof(uint32_t));
+        if (!ids) return CHL_ENOMEM;
+    }
+    uint64_t n_mem = CHL_MEM_SLOTS_MIN;
+    while ((dead + 1) * 2 > n_mem) n_mem <<= 1;
+    uint32_t *mem = calloc(n_mem, sizeof(uint32_t));
+    if (!mem) { free(ids); return CHL_ENOMEM; }
+    const char *names = (const char *)body + l.names;
+    const uint64_t *positions = (const uint64_t *)(body + l.positions);
+    f = 0;
+    for (uint64_t id = 0; id < t->n_streams; id++) {
+        chl_stream *s = &t->streams[id];
+        uint64_t count = s->base_count + s->delta_count;
+        if (!count) {
+            uint64_t i = s->hash & (n_mem - 1);
+            while (mem[i]) i = (i + 1) & (n_mem - 1);
+            mem[i] = (uint32_t)(id + 1);
+            continue;
+        }
+        const unsigned char *d = dir + f * CHL_DIR_RECORD_BYTES;
+        s->name = names + chl_ld32(d + 24);
+        s->base = positions + chl_ld64(d + 16);
+        s->base_count = count;
+        free(s->delta);
+        s->delta = NULL;
+        s->delta_count = 0;
+        if (ids) ids[f] = (uint32_t)id;
+        f++;
+    }
+    t->delta_events = 0;
+    free(t->slots);
+    t->slots = mem;
+    t->n_slots = n_mem;
+    t->n_in_slots = dead;
+    free(t->base_ids);
+    t->base_ids = ids;
+    t->base_slots = (const uint32_t *)body;
+    t->base_n_slots = l.n_slots;
+    t->base_dir = dir;
+    t->base_names = names;
+    t->base_positions = positions;
+    t->base_n = n;
+    return CHL_OK;
 }

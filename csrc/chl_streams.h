@@ -7,8 +7,19 @@
  * `pending` is scratch space for one append in progress (events of the stream in the batch
  * not yet committed); it is zero between appends.
  *
- * Ids are dense, 0-based, in order of first appearance. Not thread-safe: the caller holds the
- * GIL (or its own lock) around every call.
+ * Name lookups go through two open-addressing hash tables (linear probing, u32 slots holding
+ * index + 1, 0 = empty, power-of-two sizes):
+ *   - the base table: the slot array inside the mapped checkpoint, used as it is (nothing is
+ *     hashed or inserted when a checkpoint is attached), whose values are directory indexes of
+ *     the checkpoint (`base_ids` maps them to stream ids when the two differ);
+ *   - the memory table: `slots`, holding the ids of the streams that are not in the base
+ *     (created since the checkpoint, or every stream when there is none).
+ * Every stream id is in exactly one of them. The checkpoint layout (slots, 32-byte directory
+ * records, names, positions) is specified in index.pyx; chl_streams_attach checks it.
+ *
+ * Ids are dense, 0-based, in order of first appearance (a checkpoint's streams keep their
+ * directory order). Not thread-safe: the caller holds the GIL (or its own lock) around every
+ * call.
  */
 #ifndef CHL_STREAMS_H
 #define CHL_STREAMS_H
@@ -17,15 +28,21 @@
 
 #define CHL_OK 0
 #define CHL_ENOMEM -1
+#define CHL_EBADFILE -2
+
+/* One directory record of a checkpoint (little-endian, 32 bytes): u64 hash of the name,
+ * u64 count, u64 first (index of the stream's first position in the positions array),
+ * u32 name offset (from the start of the names), u32 name bytes. */
+#define CHL_DIR_RECORD_BYTES 32
+#define CHL_MAX_NAME_BYTES 1024
 
 typedef struct {
     const char *name;
     uint64_t hash;
     const uint64_t *base; /* may be NULL */
-    uint64_t *delta;
+    uint64_t *delta;      /* capacity: chl_delta_cap(delta_count) */
     uint64_t base_count;
     uint64_t delta_count;
-    uint64_t delta_cap;
     uint64_t pending;
     uint32_t name_len;
     uint32_t reserved;
@@ -37,10 +54,19 @@ typedef struct {
     chl_stream *streams;
     uint64_t n_streams;
     uint64_t cap_streams;
-    uint32_t *slots; /* id + 1, 0 = empty */
-    uint64_t n_slots; /* power of two */
+    uint32_t *slots;      /* memory table: id + 1, 0 = empty */
+    uint64_t n_slots;     /* power of two */
+    uint64_t n_in_slots;  /* streams in the memory table */
     chl_arena_chunk *arena;
     uint64_t delta_events; /* total events held in delta arrays */
+    /* The base (a mapped checkpoint; all NULL/0 when there is none). */
+    const uint32_t *base_slots;
+    uint64_t base_n_slots;
+    const unsigned char *base_dir;
+    const char *base_names;
+    const uint64_t *base_positions;
+    uint64_t base_n;
+    uint32_t *base_ids;   /* directory index -> stream id; NULL when they are equal */
 } chl_streams;
 
 uint64_t chl_hash_bytes(const char *p, size_t n);
@@ -53,15 +79,60 @@ int64_t chl_streams_find(const chl_streams *t, const char *name, uint32_t len);
  * (the bytes must outlive the table, e.g. inside a mapping), 1 copies into the arena.
  * Returns -1 when out of memory. */
 int64_t chl_streams_intern(chl_streams *t, const char *name, uint32_t len, int copy);
+/* Fill the entry of a stream of a lazily attached base (see chl_streams_attach). */
+void chl_streams_fill(chl_streams *t, uint64_t id);
+/* The entry of stream `id`, filled. Every entry returned by find/intern, or read through
+ * count/position, is filled; one read straight from `streams[id]` may not be, after a lazy
+ * attach (its name is NULL then): iterate with chl_streams_at, or call
+ * chl_streams_materialize first. */
+static inline chl_stream *chl_streams_at(chl_streams *t, uint64_t id) {
+    chl_stream *s = &t->streams[id];
+    if (!s->name) chl_streams_fill(t, id);
+    return s;
+}
+/* Fill every entry (O(streams)). */
+void chl_streams_materialize(chl_streams *t);
 static inline uint64_t chl_streams_count(const chl_streams *t, uint64_t id) {
-    return t->streams[id].base_count + t->streams[id].delta_count;
+    const chl_stream *s = chl_streams_at((chl_streams *)t, id);
+    return s->base_count + s->delta_count;
 }
 static inline uint64_t chl_streams_position(const chl_streams *t, uint64_t id, uint64_t v) {
-    const chl_stream *s = &t->streams[id];
+    const chl_stream *s = chl_streams_at((chl_streams *)t, id);
     return v < s->base_count ? s->base[v] : s->delta[v - s->base_count];
 }
 /* Append the position of the stream's next version. */
 int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position);
-/* Drop every delta array and every stream that has no base events (for a rebuild). */
+/* Drop every stream, delta and the base: the table is empty again (for a rebuild). The
+ * caller unmaps the checkpoint afterwards. */
 void chl_streams_clear(chl_streams *t);
+
+/* ---- checkpoints (streams.idx; the layout is specified in index.pyx) ---- */
+
+/* Slots of the hash table of a checkpoint of n streams: the smallest power of two >= 2n,
+ * at least 8. */
+uint64_t chl_streams_file_slots(uint64_t n);
+/* Attach the body of a checkpoint (the bytes after its 64-byte header, `len` of them, which
+ * must stay mapped until chl_streams_clear or the next chl_streams_rebase) to an empty table:
+ * its streams become ids 0..n-1 in directory order. `lazy` = 0 fills every entry now; 1
+ * leaves them to be filled on first access (nothing per stream is written: open touches no
+ * per-stream memory but the file's), which is only correct for callers that never read
+ * `streams[id]` of an id they did not get from find/intern without chl_streams_at. Checks every bound: the exact file size,
+ * the CRC32C `crc` of slots + directory + names, slot values (at most n, exactly n used),
+ * every record (name 1..CHL_MAX_NAME_BYTES bytes, names and positions back to back in
+ * directory order, count >= 1, counts summing to `through`). Hashes are not recomputed (the
+ * CRC covers them). Returns CHL_OK, CHL_EBADFILE (the table is left empty) or CHL_ENOMEM. */
+int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, uint64_t n,
+                       uint64_t names_bytes, uint64_t through, uint32_t crc, int lazy);
+/* Streams with events (count >= 1), and the bytes of their names: what a checkpoint holds. */
+uint64_t chl_streams_live(chl_streams *t, uint64_t *names_bytes);
+/* Fill `slots` (n_slots = chl_streams_file_slots(live), zeroed by the caller; after
+ * chl_streams_live, which fills every entry) with the
+ * checkpoint hash table of the live streams: directory index + 1, directory in id order. */
+void chl_streams_fill_file_slots(const chl_streams *t, uint32_t *slots, uint64_t n_slots);
+/* After a checkpoint of this table was written and mapped again (`body` as for attach):
+ * point every live stream at it, drop the deltas, keep the ids. Checks the file against the
+ * table (sizes, counts, name lengths, CRC); returns CHL_OK, CHL_EBADFILE (nothing changed)
+ * or CHL_ENOMEM (nothing changed). The previous mapping may be unmapped after CHL_OK. */
+int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
+                       uint64_t n, uint64_t names_bytes, uint64_t through, uint32_t crc);
 #endif

@@ -2,6 +2,10 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from chronolog._core.fileio cimport FileIO
 
 cdef extern from "chl_streams.h":
+    enum:
+        CHL_OK
+        CHL_ENOMEM
+        CHL_EBADFILE
     ctypedef struct chl_stream:
         const char *name
         uint64_t hash
@@ -9,7 +13,6 @@ cdef extern from "chl_streams.h":
         uint64_t *delta
         uint64_t base_count
         uint64_t delta_count
-        uint64_t delta_cap
         uint64_t pending
         uint32_t name_len
     ctypedef struct chl_streams:
@@ -24,6 +27,17 @@ cdef extern from "chl_streams.h":
     uint64_t chl_streams_position(const chl_streams *t, uint64_t id, uint64_t v) nogil
     int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position) nogil
     void chl_streams_clear(chl_streams *t) nogil
+    uint64_t chl_streams_file_slots(uint64_t n) nogil
+    int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, uint64_t n,
+                           uint64_t names_bytes, uint64_t through, uint32_t crc, int lazy) nogil
+    chl_stream *chl_streams_at(chl_streams *t, uint64_t id) nogil
+    void chl_streams_materialize(chl_streams *t) nogil
+    uint64_t chl_streams_live(chl_streams *t, uint64_t *names_bytes) nogil
+    void chl_streams_fill_file_slots(const chl_streams *t, uint32_t *slots,
+                                     uint64_t n_slots) nogil
+    int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
+                           uint64_t n, uint64_t names_bytes, uint64_t through,
+                           uint32_t crc) nogil
 
 cdef class PositionIndex:
     cdef const uint64_t *base
@@ -46,6 +60,7 @@ cdef class StreamIndex:
     cdef uint64_t map_len
     cdef uint64_t base_through
     cdef uint32_t anchor
+    cdef bint lazy
     cdef void clear(self) noexcept
     cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF
     cdef int save(self, FileIO io, str path, bytes store_id, uint64_t through,

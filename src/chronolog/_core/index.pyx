@@ -14,25 +14,33 @@ index/positions.idx (checkpointed in place: entries first, then the header's cou
     60 u32          CRC32C of bytes 0..60
     64 u64[count]   entry for each position: segment ordinal << 32 | frame offset
 
-index/streams.idx (rewritten whole: temporary file, fdatasync, rename):
-    0  b"CHLSIDX1"  8 B magic
+index/streams.idx (rewritten whole: temporary file, fdatasync, rename). It is the hash index
+itself: a load maps it and checks it (CRCs, bounds), and lookups probe its slot table in
+place; nothing is hashed or inserted per stream (chl_streams.h):
+    0  b"CHLSIDX2"  8 B magic
     8  u32          format version
     12 u32          header bytes (64)
     16 16 B         store id
     32 u64          through: the number of positions covered (every position of [0, through))
-    40 u64          streams
+    40 u64          streams (n)
     48 u32          names bytes
-    52 u32          CRC32C of the directory and the names (checked on load: O(streams))
+    52 u32          CRC32C of the slots, the directory and the names (checked on load)
     56 u32          anchor: low 32 bits of the salt of the segment holding position through-1
     60 u32          CRC32C of bytes 0..60
-    64              directory, per stream: u64 count, u32 name bytes, u32 zero
+    64 u32[S]       slots: S = the smallest power of two >= 2n, at least 8; each 0 (empty) or
+                    1 + the directory index of a stream; the stream of name x is found by
+                    linear probing from slot chl_hash_bytes(x) & (S - 1)
+    ...             directory, 32 B per stream: u64 hash (chl_hash_bytes of the name),
+                    u64 count (>= 1), u64 first (index in the positions of its version 0),
+                    u32 name offset (from the start of the names), u32 name bytes (1..1024);
+                    names and positions back to back in directory order
     ...             names, back to back; zero padding to a multiple of 8
     ...             u64 positions of each stream by version, streams in directory order
 """
 import os
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.stdlib cimport malloc, realloc, free
+from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memcmp, memset
 from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_CLOEXEC
@@ -48,6 +56,7 @@ cdef enum:
     WRITE_CHUNK_BYTES = 4 << 20
 
 cdef uint64_t NOT_LOADED = 0xFFFFFFFFFFFFFFFF
+cdef bytes SIDX_MAGIC = b"CHLSIDX2"
 
 
 cdef bytes _header(bytes magic, bytes store_id, uint64_t a, uint64_t b, uint64_t c,
@@ -251,10 +260,15 @@ cdef class StreamIndex:
         - a stream with no committed events (count 0) does not exist for any reader;
         - for every stream, positions by version are strictly increasing.
 
+    `lazy` (default False) attaches a checkpoint without filling the stream entries (open
+    then writes nothing per stream); only for a caller that reads entries of ids it did not
+    get from find/intern through chl_streams_at (chl_streams.h).
+
     Thread-safety: not thread-safe; the Log calls it with the GIL held.
     """
 
     def __cinit__(self):
+        self.lazy = False
         self.t = chl_streams_new()
         if self.t == NULL:
             raise MemoryError()
@@ -275,48 +289,24 @@ cdef class StreamIndex:
 
     cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF:
         """Map a checkpoint into an empty table; return the positions it covers (and set
-        `anchor` from its header), or NOT_LOADED when it is absent or unsound."""
+        `anchor` from its header), or NOT_LOADED when it is absent or unsound.
+
+        O(streams) in bytes only (the CRC and one sequential copy of the directory into
+        the stream array): the file's slot table is the hash index, nothing is re-hashed."""
         self.clear()
         cdef void *m = NULL
         cdef uint64_t n = 0
-        cdef const unsigned char *h = _map_checked(path, b"CHLSIDX1", store_id, &m, &n)
+        cdef const unsigned char *h = _map_checked(path, SIDX_MAGIC, store_id, &m, &n)
         if h == NULL:
             return NOT_LOADED
-        cdef uint64_t through = ld64(h + 32), n_streams = ld64(h + 40), names_bytes = ld32(h + 48)
-        cdef uint64_t dir_end = INDEX_HEADER_BYTES + n_streams * 16
-        cdef uint64_t names_end = dir_end + names_bytes
-        cdef uint64_t pos_start = (names_end + 7) & ~(<uint64_t>7)
-        if (n_streams > (n >> 4) or names_bytes > n or through > (n >> 3)
-                or pos_start + through * 8 != n
-                or chl_crc32c(h + INDEX_HEADER_BYTES, names_end - INDEX_HEADER_BYTES) != ld32(h + 52)):
+        cdef uint64_t through = ld64(h + 32)
+        cdef int rc = chl_streams_attach(self.t, h + INDEX_HEADER_BYTES, n - INDEX_HEADER_BYTES,
+                                         ld64(h + 40), ld32(h + 48), through, ld32(h + 52),
+                                         self.lazy)
+        if rc != CHL_OK:
             munmap(m, n)
-            return NOT_LOADED
-        cdef uint64_t i, count, name_len, name_off = dir_end, pos_off = pos_start, total = 0
-        cdef int64_t sid
-        cdef const unsigned char *d
-        ok = True
-        for i in range(n_streams):
-            d = h + INDEX_HEADER_BYTES + i * 16
-            count = ld64(d)
-            name_len = ld32(d + 8)
-            if (name_len == 0 or name_len > MAX_STREAM_NAME_BYTES or count == 0
-                    or name_off + name_len > names_end or count > through - total):
-                ok = False
-                break
-            sid = chl_streams_intern(self.t, <const char *>(h + name_off), <uint32_t>name_len, 1)
-            if sid < 0:
+            if rc == CHL_ENOMEM:
                 raise MemoryError()
-            if <uint64_t>sid != i:  # a duplicate name: unsound
-                ok = False
-                break
-            self.t.streams[sid].base = <const uint64_t *>(h + pos_off)
-            self.t.streams[sid].base_count = count
-            name_off += name_len
-            pos_off += count * 8
-            total += count
-        if not ok or total != through or name_off != names_end:
-            chl_streams_clear(self.t)
-            munmap(m, n)
             return NOT_LOADED
         self.map = m
         self.map_len = n
@@ -326,85 +316,89 @@ cdef class StreamIndex:
 
     cdef int save(self, FileIO io, str path, bytes store_id, uint64_t through,
                   uint32_t anchor) except -1:
-        """Write every stream's positions (base and delta) as a new checkpoint, then map it
-        and drop the deltas."""
+        """Write every stream with events (base and delta positions) as a new checkpoint, with
+        its hash table, then map it, point the streams at it and drop the deltas. Stream ids
+        do not change (streams with no events stay in memory only)."""
         cdef chl_streams *t = self.t
-        cdef uint64_t i, n_live = 0, names_bytes = 0, pos_off
+        cdef uint64_t i, names_bytes = 0, first = 0, name_off = 0, pos_off
+        cdef uint64_t n_live = chl_streams_live(t, &names_bytes)
         cdef chl_stream *s
-        cdef uint64_t count
-        for i in range(t.n_streams):
-            s = &t.streams[i]
-            if s.base_count + s.delta_count:
-                n_live += 1
-                names_bytes += s.name_len
         if names_bytes >= 0xFFFFFFFF:
             return 0  # too many names for this checkpoint format: open rebuilds instead
-        tmp = path + ".tmp"
-        cdef int fd = io.create_new(tmp)
-        cdef _ChunkWriter w
-        cdef unsigned char ent[16]
+        cdef uint64_t n_slots = chl_streams_file_slots(n_live)
+        cdef uint32_t *slots = <uint32_t *>calloc(n_slots, 4)
+        if slots == NULL:
+            raise MemoryError()
+        cdef unsigned char ent[32]
         cdef uint64_t zero = 0
-        cdef uint32_t dir_crc = 0
-        for i in range(t.n_streams):
-            s = &t.streams[i]
-            if s.base_count + s.delta_count:
-                st64(ent, s.base_count + s.delta_count)
-                st32(ent + 8, s.name_len)
-                st32(ent + 12, 0)
-                dir_crc = chl_crc32c_extend(dir_crc, ent, 16)
-        for i in range(t.n_streams):
-            s = &t.streams[i]
-            if s.base_count + s.delta_count:
-                dir_crc = chl_crc32c_extend(dir_crc, s.name, s.name_len)
+        cdef uint32_t crc
+        cdef int fd
+        cdef _ChunkWriter w
+        tmp = path + ".tmp"
         try:
-            w = _ChunkWriter(io, fd, 0)
-            hdr = _header(b"CHLSIDX1", store_id, through, n_live,
-                          names_bytes | (<uint64_t>dir_crc << 32), anchor)
-            w.put(<const char *>hdr, INDEX_HEADER_BYTES)
+            chl_streams_fill_file_slots(t, slots, n_slots)
+            # The header (first in the file) holds the CRC of what follows: a first pass.
+            crc = chl_crc32c_extend(0, slots, n_slots * 4)
             for i in range(t.n_streams):
                 s = &t.streams[i]
                 if s.base_count + s.delta_count:
-                    st64(ent, s.base_count + s.delta_count)
-                    st32(ent + 8, s.name_len)
-                    st32(ent + 12, 0)
-                    w.put(ent, 16)
+                    _dir_record(ent, s, first, name_off)
+                    crc = chl_crc32c_extend(crc, ent, 32)
+                    first += s.base_count + s.delta_count
+                    name_off += s.name_len
             for i in range(t.n_streams):
                 s = &t.streams[i]
                 if s.base_count + s.delta_count:
-                    w.put(s.name, s.name_len)
-            pos_off = INDEX_HEADER_BYTES + n_live * 16 + names_bytes
-            if pos_off & 7:
-                w.put(&zero, 8 - (pos_off & 7))
-            for i in range(t.n_streams):
-                s = &t.streams[i]
-                if s.base_count:
-                    w.put(s.base, s.base_count * 8)
-                if s.delta_count:
-                    w.put(s.delta, s.delta_count * 8)
-            w.flush()
-            io.fdatasync(fd)
+                    crc = chl_crc32c_extend(crc, s.name, s.name_len)
+            fd = io.create_new(tmp)
+            try:
+                w = _ChunkWriter(io, fd, 0)
+                hdr = _header(SIDX_MAGIC, store_id, through, n_live,
+                              names_bytes | (<uint64_t>crc << 32), anchor)
+                w.put(<const char *>hdr, INDEX_HEADER_BYTES)
+                w.put(slots, n_slots * 4)
+                first = 0
+                name_off = 0
+                for i in range(t.n_streams):
+                    s = &t.streams[i]
+                    if s.base_count + s.delta_count:
+                        _dir_record(ent, s, first, name_off)
+                        w.put(ent, 32)
+                        first += s.base_count + s.delta_count
+                        name_off += s.name_len
+                for i in range(t.n_streams):
+                    s = &t.streams[i]
+                    if s.base_count + s.delta_count:
+                        w.put(s.name, s.name_len)
+                pos_off = INDEX_HEADER_BYTES + n_slots * 4 + n_live * 32 + names_bytes
+                if pos_off & 7:
+                    w.put(&zero, 8 - (pos_off & 7))
+                for i in range(t.n_streams):
+                    s = &t.streams[i]
+                    if s.base_count:
+                        w.put(s.base, s.base_count * 8)
+                    if s.delta_count:
+                        w.put(s.delta, s.delta_count * 8)
+                w.flush()
+                io.fdatasync(fd)
+            finally:
+                io.close(fd)
         finally:
-            io.close(fd)
+            free(slots)
         io.rename(tmp, path)
-        # Re-point every live stream at the new mapping; ids stay as they are in memory.
+        # Map it again and re-point every live stream at it; ids stay as they are in memory.
         cdef void *m = NULL
         cdef uint64_t n = 0
-        cdef const unsigned char *h = _map_checked(path, b"CHLSIDX1", store_id, &m, &n)
+        cdef const unsigned char *h = _map_checked(path, SIDX_MAGIC, store_id, &m, &n)
         if h == NULL:
             raise OSError(f"stream index checkpoint {path} did not read back")
-        pos_off = (INDEX_HEADER_BYTES + n_live * 16 + names_bytes + 7) & ~(<uint64_t>7)
-        for i in range(t.n_streams):
-            s = &t.streams[i]
-            count = s.base_count + s.delta_count
-            if count:
-                s.base = <const uint64_t *>(h + pos_off)
-                s.base_count = count
-                pos_off += count * 8
-            free(s.delta)
-            s.delta = NULL
-            s.delta_count = 0
-            s.delta_cap = 0
-        t.delta_events = 0
+        cdef int rc = chl_streams_rebase(t, h + INDEX_HEADER_BYTES, n - INDEX_HEADER_BYTES,
+                                         n_live, names_bytes, through, crc)
+        if rc != CHL_OK:
+            munmap(m, n)
+            if rc == CHL_ENOMEM:
+                raise MemoryError()
+            raise OSError(f"stream index checkpoint {path} did not read back")
         if self.map != NULL:
             munmap(self.map, self.map_len)
         self.map = m
@@ -412,3 +406,12 @@ cdef class StreamIndex:
         self.base_through = through
         self.anchor = anchor
         return 0
+
+
+cdef inline void _dir_record(unsigned char *ent, const chl_stream *s, uint64_t first,
+                             uint64_t name_off) noexcept:
+    st64(ent, s.hash)
+    st64(ent + 8, s.base_count + s.delta_count)
+    st64(ent + 16, first)
+    st32(ent + 24, <uint32_t>name_off)
+    st32(ent + 28, s.name_len)

@@ -1,0 +1,234 @@
+"""The stream checkpoint (index/streams.idx) is the stream hash index itself, mapped on open
+and probed in place: reopening answers as before for many streams, for streams created after
+a checkpoint, across several checkpoints of one handle and with streams left empty by refused
+batches; a damaged or inconsistent file (even one whose CRCs were recomputed to match) is
+rebuilt from the segments with identical answers and never crashes the process."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import chronolog as cl
+from chronolog._core.crc import crc32c
+
+N_STREAMS = 1500  # base table of 4096 slots, memory table grown past its first 1024
+HEADER = 64
+RECORD = 32
+
+
+def _names(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}-{i:05d}" for i in range(n)]
+
+
+def _fill(store: cl.EventStore, names: list[str], rounds: int = 2) -> None:
+    """`rounds` events in every stream, the streams interleaved (one batch per round)."""
+    for r in range(rounds):
+        store.append_batch(names, ["T"] * len(names), [b"%d" % r] * len(names))
+
+
+def _answers(store: cl.EventStore) -> dict[str, Any]:
+    """What a reader observes of the stream index (every stream, its version and events)."""
+    streams = store.streams()
+    return {
+        "head": store.head,
+        "streams": streams,
+        "count": store.stats()["streams"],
+        "versions": [store.stream_version(s) for s in streams],
+        "events": [[(e.position, e.version, e.data) for e in store.read_stream(s)]
+                   for s in streams],
+    }
+
+
+def _layout(raw: bytes) -> dict[str, int]:
+    """Offsets of the parts of a streams.idx file (index.pyx docstring)."""
+    n = struct.unpack_from("<Q", raw, 40)[0]
+    names_bytes = struct.unpack_from("<I", raw, 48)[0]
+    slots = 8
+    while slots < 2 * n:
+        slots *= 2
+    directory = HEADER + 4 * slots
+    names = directory + RECORD * n
+    return {"n": n, "slots": slots, "directory": directory, "names": names,
+            "names_end": names + names_bytes}
+
+
+def _reseal(raw: bytearray) -> bytes:
+    """Recompute both CRCs (body, then header) so that only the checks of content remain."""
+    lay = _layout(bytes(raw))
+    struct.pack_into("<I", raw, 52, crc32c(bytes(raw[HEADER:lay["names_end"]])))
+    struct.pack_into("<I", raw, 60, crc32c(bytes(raw[:60])))
+    return bytes(raw)
+
+
+@pytest.fixture
+def closed_store(open_store: Callable[..., cl.EventStore], store_path: Path) -> dict[str, Any]:
+    """A cleanly closed store of N_STREAMS streams: its answers and its checkpoint bytes."""
+    s = open_store()
+    _fill(s, _names("s", N_STREAMS))
+    answers = _answers(s)
+    s.close()
+    return {"answers": answers, "raw": (store_path / "index" / "streams.idx").read_bytes()}
+
+
+def test_the_checkpoint_holds_a_hash_table_of_twice_the_streams(
+        closed_store: dict[str, Any]) -> None:
+    raw = closed_store["raw"]
+    lay = _layout(raw)
+    assert raw[:8] == b"CHLSIDX2"
+    assert lay["n"] == N_STREAMS and lay["slots"] == 4096
+    slots = struct.unpack_from(f"<{lay['slots']}I", raw, HEADER)
+    assert sorted(v for v in slots if v) == list(range(1, N_STREAMS + 1))
+
+
+def test_reopening_a_store_of_many_streams_answers_as_before(
+        closed_store: dict[str, Any], open_store: Callable[..., cl.EventStore]) -> None:
+    assert _answers(open_store()) == closed_store["answers"]
+
+
+def test_streams_created_after_the_checkpoint_are_found_with_the_checkpointed_ones(
+        closed_store: dict[str, Any], open_store: Callable[..., cl.EventStore]) -> None:
+    s = open_store()
+    late = _names("late", 1200)
+    _fill(s, late, rounds=1)
+    _fill(s, _names("s", N_STREAMS)[::7] + late[::5], rounds=1)
+    assert s.stream_version("s-00000") == 2 and s.stream_version("late-00000") == 1
+    assert s.stream_version("late-00001") == 0 and s.stream_version("nope") is None
+    before = _answers(s)
+    assert len(before["streams"]) == N_STREAMS + 1200
+    s.close()
+    assert _answers(open_store()) == before
+
+
+def test_several_checkpoints_of_one_handle_keep_every_stream_as_appended(
+        open_store: Callable[..., cl.EventStore]) -> None:
+    s = open_store()
+    expected: dict[str, int] = {}
+    for k in range(4):
+        batch = _names(f"c{k}", 400) + _names("c0", 400)[k::4]
+        _fill(s, batch, rounds=1)
+        for name in batch:
+            expected[name] = expected.get(name, 0) + 1
+        s.checkpoint()
+        assert {n: s.stream_version(n) + 1 for n in expected} == expected
+    before = _answers(s)
+    s.close()
+    assert _answers(open_store()) == before
+
+
+def test_a_stream_left_empty_by_a_refused_batch_is_not_checkpointed(
+        open_store: Callable[..., cl.EventStore], store_path: Path) -> None:
+    s = open_store()
+    _fill(s, _names("a", 300), rounds=1)
+    with pytest.raises(cl.WrongExpectedVersionError):
+        s.append_batch(["ghost", "a-00001"], ["T", "T"], [b"", b""],
+                       expected_versions={"a-00001": 5})
+    _fill(s, _names("b", 300), rounds=1)  # ids after the empty stream's
+    s.checkpoint()  # checkpoint directory indexes now differ from the ids
+    _fill(s, ["ghost"] + _names("a", 300)[::3] + _names("b", 300)[::3], rounds=1)
+    assert s.stream_version("ghost") == 0 and s.stream_version("b-00003") == 1
+    before = _answers(s)
+    s.close()
+    assert _answers(open_store()) == before
+
+
+def test_a_reopened_checkpoint_never_lists_a_stream_without_events(
+        open_store: Callable[..., cl.EventStore]) -> None:
+    s = open_store()
+    _fill(s, _names("a", 50), rounds=1)
+    with pytest.raises(cl.WrongExpectedVersionError):
+        s.append_batch(["ghost", "a-00001"], ["T", "T"], [b"", b""],
+                       expected_versions={"a-00001": 5})
+    s.close()
+    s = open_store()
+    assert "ghost" not in s.streams() and s.stream_version("ghost") is None
+    assert s.append("ghost", [cl.NewEvent("T", b"")]).next_version == 1
+
+
+def _damaged(raw: bytes, how: str) -> bytes:
+    lay = _layout(raw)
+    b = bytearray(raw)
+    slots = struct.unpack_from(f"<{lay['slots']}I", raw, HEADER)
+    used = [i for i, v in enumerate(slots) if v]
+    empty = [i for i, v in enumerate(slots) if not v]
+    rec = lay["directory"] + RECORD * (lay["n"] // 2)  # a record in the middle
+    if how == "slot-byte":
+        b[HEADER + 4 * used[len(used) // 2]] ^= 0x01
+    elif how == "directory-byte":
+        b[rec + 8] ^= 0x04
+    elif how == "name-byte":
+        b[(lay["names"] + lay["names_end"]) // 2] ^= 0x20
+    elif how == "slot-past-the-streams":
+        struct.pack_into("<I", b, HEADER + 4 * used[0], lay["n"] + 1)
+        return _reseal(b)
+    elif how == "slot-table-full":
+        for i in empty:
+            struct.pack_into("<I", b, HEADER + 4 * i, 1)
+        return _reseal(b)
+    elif how == "slot-duplicated":
+        struct.pack_into("<I", b, HEADER + 4 * empty[0], slots[used[0]])
+        return _reseal(b)
+    elif how == "empty-name":
+        struct.pack_into("<I", b, rec + 28, 0)
+        return _reseal(b)
+    elif how == "name-too-long":
+        struct.pack_into("<I", b, rec + 28, 2000)
+        return _reseal(b)
+    elif how == "name-past-the-names":
+        struct.pack_into("<I", b, rec + 24, 0xFFFFFF00)
+        return _reseal(b)
+    elif how == "count-too-big":
+        struct.pack_into("<Q", b, rec + 8, 1 << 62)
+        return _reseal(b)
+    elif how == "count-zero":
+        struct.pack_into("<Q", b, rec + 8, 0)
+        return _reseal(b)
+    elif how == "first-past-the-positions":
+        struct.pack_into("<Q", b, rec + 16, 1 << 40)
+        return _reseal(b)
+    elif how == "streams-overstated":
+        struct.pack_into("<Q", b, 40, lay["n"] + 1)
+        struct.pack_into("<I", b, 60, crc32c(bytes(b[:60])))
+        return bytes(b)
+    elif how == "through-understated":
+        struct.pack_into("<Q", b, 32, struct.unpack_from("<Q", raw, 32)[0] - 1)
+        struct.pack_into("<I", b, 60, crc32c(bytes(b[:60])))
+        return bytes(b)
+    else:
+        raise AssertionError(how)
+    return bytes(b)
+
+
+DAMAGE = ["slot-byte", "directory-byte", "name-byte", "slot-past-the-streams",
+          "slot-table-full", "slot-duplicated", "empty-name", "name-too-long",
+          "name-past-the-names", "count-too-big", "count-zero", "first-past-the-positions",
+          "streams-overstated", "through-understated"]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_damaged_stream_checkpoint_is_rebuilt_with_identical_answers(
+        closed_store: dict[str, Any], open_store: Callable[..., cl.EventStore],
+        store_path: Path, how: str) -> None:
+    path = store_path / "index" / "streams.idx"
+    path.write_bytes(_damaged(closed_store["raw"], how))
+    s = open_store()
+    assert _answers(s) == closed_store["answers"]
+    assert s.stream_version("missing") is None
+    assert s.verify()["ok"] is True
+    assert s.append("s-00000", [cl.NewEvent("T", b"")]).next_version == 3
+    s.close()
+    assert path.read_bytes() != closed_store["raw"]  # a sound checkpoint, with the new event
+    assert _answers(open_store())["versions"][0] == 2
+
+
+def test_a_rebuilt_stream_checkpoint_is_byte_identical_to_the_original(
+        closed_store: dict[str, Any], open_store: Callable[..., cl.EventStore],
+        store_path: Path) -> None:
+    path = store_path / "index" / "streams.idx"
+    path.write_bytes(_damaged(closed_store["raw"], "directory-byte"))
+    open_store().close()
+    assert path.read_bytes() == closed_store["raw"]
