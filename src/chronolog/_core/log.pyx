@@ -1712,7 +1712,8 @@ cdef class Log:
     def compact_sealed(self, Compressor target):
         """Rewrite every sealed segment with `target` (None: uncompressed), offline.
 
-        Pass 1 drops the index checkpoints (they name frame offsets that change); pass 2, per
+        Pass 0 verifies the whole log (nothing is rewritten if anything is wrong); pass 1
+        drops the index checkpoints (they name frame offsets that change); pass 2, per
         segment, writes `<name>.compact` (same first position, records byte for byte, a new
         salt), fsyncs it and renames it over the segment, then fsyncs the directory. A crash
         leaves each segment old or new, never neither; the next open rebuilds the indexes.
@@ -1730,6 +1731,15 @@ cdef class Log:
         cdef unsigned char *z
         cdef Decoder dec = self._decoder()
         rewritten = 0
+        # Pass 0: verify everything first (every frame and record CRC, density): compaction
+        # re-seals frames with fresh CRCs, so it must never carry damage over, and it rewrites
+        # nothing at all when anything is wrong.
+        report = self.verify()
+        if not report["ok"]:
+            first = report["problems"][0]
+            self._give_back(dec)
+            raise CorruptionError(os.path.join(self.path, first["segment"] or ""), first["offset"],
+                                  first["reason"] + "; compact rewrote nothing")
         with self._lock:
             # Pass 1: the checkpoints go first, so no stale offsets can outlive a crash.
             for name in ("positions.idx", "streams.idx"):
