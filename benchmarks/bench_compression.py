@@ -3,7 +3,8 @@ single-event appends, next to the zstd CLI on the same payloads), append_batch, 
 read_stream on compressed stores against uncompressed ones, and the block size trade-off.
 
 Run: `python benchmarks/bench_compression.py [--quick] [--repeats N] [--markdown]`
-(prints a table; every figure is a median over interleaved repeats, in one run).
+(prints a table; every figure is a median over interleaved repeats, in one run), or
+`pytest benchmarks/bench_compression.py` for the pytest-benchmark versions (50k events).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pytest
 
 import chronolog as cl
 from benchmarks.baselines import BenchContext, Figure, Trial, consume, interleaved, median, remove
@@ -399,6 +402,37 @@ def block_sizes(ctx: BenchContext, wl: Workload, root: Path, plain: Path,
     for size in BLOCK_SIZES:
         remove(root / f"block-{size}")
     return out
+
+
+# ---------------------------------------------------------------------- pytest-benchmark
+
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_append_batch(benchmark: Any, small_workload: Workload, tmp_path: Path,
+                      compression: str | None) -> None:
+    runs = iter(range(1_000_000))
+
+    def ingest() -> None:
+        with cl.EventStore.open(tmp_path / f"s{next(runs)}", **store_options(compression)) as s:
+            append_batches(s, small_workload)
+
+    benchmark.pedantic(ingest, rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_scan(benchmark: Any, small_workload: Workload, tmp_path: Path,
+              compression: str | None) -> None:
+    build(tmp_path / "s", small_workload, compression)
+    with cl.EventStore.open(tmp_path / "s", readonly=True) as store:
+        benchmark.pedantic(lambda: scan_all(store), rounds=5, iterations=1)
+
+
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_read_stream_100_events(benchmark: Any, small_workload: Workload, tmp_path: Path,
+                                compression: str | None) -> None:
+    build(tmp_path / "s", small_workload, compression)
+    names = random.Random(7).sample(sorted(set(small_workload.streams)), 100)
+    with cl.EventStore.open(tmp_path / "s", readonly=True) as store:
+        benchmark(read_streams, store, names)
 
 
 def main(argv: list[str] | None = None) -> int:
