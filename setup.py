@@ -36,7 +36,7 @@ setup(
     ext_modules=cythonize(
         [core("crc", CRC), core("fileio"), core("events"), core("segment", CRC),
          core("index", CSRC), core("log", CSRC),
-         core("scan", CSRC), core("codec", CRC + ZSTD, zstd=True)],
+         core("scan", CSRC), core("codec", CRC + ZSTD + ["csrc/chl_zjobs.c"], zstd=True)],
         compiler_directives=DIRECTIVES,
         include_path=["src"],
     ),

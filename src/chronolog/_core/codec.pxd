@@ -20,7 +20,8 @@ cdef class Dictionaries:
     cdef object get(self, uint32_t dict_id)
 
 cdef class Compressor:
-    cdef ZSTD_CCtx *cctx
+    cdef ZSTD_CCtx *cctx[2]
+    cdef int threads
     cdef const ZSTD_CDict *cdict
     cdef object dict_ref
     cdef readonly int level
@@ -31,7 +32,8 @@ cdef class Compressor:
                               unsigned char *out, size_t cap) noexcept nogil
 
 cdef class Decoder:
-    cdef ZSTD_DCtx *dctx
+    cdef ZSTD_DCtx *dctx[2]
+    cdef int threads
     cdef Dictionaries dicts
     cdef unsigned char *buf
     cdef size_t cap
@@ -43,6 +45,8 @@ cdef class Decoder:
     cdef int _layout(self, const FrameInfo *fi, str path, uint32_t *n_blocks) except -1
     cdef int _inflate(self, const FrameInfo *fi, const unsigned char *src, size_t n,
                       unsigned char *dst, size_t raw, str path) except -1
+    cdef int _decode_all(self, const FrameInfo *fi, uint32_t n_blocks, unsigned char *out,
+                         str path) except -1
     cdef int decode_frame(self, FrameInfo *fi, str path) except -1
     cdef bytes decode_frame_into(self, FrameInfo *fi, str path)
     cdef const unsigned char *record_block(self, const FrameInfo *fi, uint32_t i, str path,

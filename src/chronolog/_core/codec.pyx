@@ -27,7 +27,7 @@ import threading
 
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from chronolog._core.format cimport (
@@ -57,6 +57,18 @@ cdef extern from "zstd.h" nogil:
     int ZSTD_minCLevel()
     int ZSTD_maxCLevel()
 
+cdef extern from "chl_zjobs.h" nogil:
+    ctypedef struct chl_zjob:
+        const void *src
+        size_t src_bytes
+        void *dst
+        size_t dst_cap
+        size_t result
+    int chl_zcompress_jobs(chl_zjob *jobs, size_t n, ZSTD_CCtx **cctx, int threads,
+                           const ZSTD_CDict *cdict, int level)
+    int chl_zdecompress_jobs(chl_zjob *jobs, size_t n, ZSTD_DCtx **dctx, int threads,
+                             const ZSTD_DDict *ddict)
+
 cdef extern from "zdict.h" nogil:
     size_t ZDICT_trainFromBuffer(void *dict_buf, size_t cap, const void *samples,
                                  const size_t *sizes, unsigned n)
@@ -66,6 +78,14 @@ cdef extern from "zdict.h" nogil:
 cdef enum:
     MAX_RATIO = 255
     DICT_HEADER_BYTES = 32
+    # Bodies at least this large are (de)compressed by two threads, block by block: zstd at
+    # level 1 runs below the speed of the rest of an append, and this machine class has 2 cores.
+    PARALLEL_BYTES = 256 * 1024
+
+
+cdef int _threads():
+    n = os.cpu_count() or 1
+    return 2 if n >= 2 else 1
 
 _DICT_RE = re.compile(r"^zstd-(\d{8})\.dict$")
 DEFAULT_BLOCK_BYTES = 32 * 1024
@@ -211,13 +231,16 @@ cdef class Compressor:
     Thread-safety: one thread at a time."""
 
     def __cinit__(self):
-        self.cctx = ZSTD_createCCtx()
-        if self.cctx == NULL:
+        self.threads = _threads()
+        self.cctx[0] = ZSTD_createCCtx()
+        self.cctx[1] = ZSTD_createCCtx() if self.threads > 1 else NULL
+        if self.cctx[0] == NULL or (self.threads > 1 and self.cctx[1] == NULL):
             raise MemoryError()
 
     def __dealloc__(self):
-        if self.cctx != NULL:
-            ZSTD_freeCCtx(self.cctx)
+        for i in range(2):
+            if self.cctx[i] != NULL:
+                ZSTD_freeCCtx(self.cctx[i])
 
     def __init__(self, int level=1, Dictionaries dicts=None, uint32_t dict_id=0,
                  uint64_t block_bytes=DEFAULT_BLOCK_BYTES):
@@ -249,8 +272,10 @@ cdef class Compressor:
         self.dict_id = dict_id
 
     cdef size_t bound(self, size_t raw_bytes, uint32_t count) noexcept nogil:
-        cdef size_t blocks = raw_bytes // self.block_bytes + count + 1
-        return ZSTD_compressBound(raw_bytes) + 8 * blocks + 64 * blocks + 16
+        # Every block but the last spans at least block_bytes; each block's worst case is
+        # ZSTD_compressBound(b) <= b + b/256 + 128, and the directory takes 8 bytes a block.
+        cdef size_t blocks = raw_bytes // self.block_bytes + 2
+        return raw_bytes + (raw_bytes >> 8) + 160 * blocks + 64
 
     cdef size_t compress_body(self, const unsigned char *body, size_t raw_bytes, uint32_t count,
                               unsigned char *out, size_t cap) noexcept nogil:
@@ -259,8 +284,10 @@ cdef class Compressor:
         stores the frame uncompressed."""
         cdef const unsigned char *table = body + raw_bytes - 4 * <size_t>count
         cdef size_t records_end = raw_bytes - 4 * <size_t>count
-        cdef uint32_t n_blocks = 0, i, j, k = 0
-        cdef size_t start, end, at, r
+        cdef uint32_t n_blocks = 0, i, j, k
+        cdef size_t start, end, at, dir_end, r
+        if count == 0 or ld32(table) != 0:
+            return 0
         # Pass 1: count the blocks (each starts on a record, holds >= 1 record, and grows while
         # the next record starts within block_bytes of its start).
         i = 0
@@ -271,12 +298,15 @@ cdef class Compressor:
                 j += 1
             n_blocks += 1
             i = j
-        at = 4 + 8 * <size_t>n_blocks
-        if n_blocks == 0 or at > cap or ld32(table) != 0:
+        dir_end = 4 + 8 * <size_t>n_blocks
+        cdef chl_zjob *jobs = <chl_zjob *>malloc(sizeof(chl_zjob) * n_blocks)
+        if jobs == NULL or dir_end > cap:
+            free(jobs)
             return 0
-        st32(out, n_blocks)
-        # Pass 2: compress each block into place after the directory.
+        # Pass 2: one job per block, each with room for its worst case, side by side.
+        at = dir_end
         i = 0
+        k = 0
         while i < count:
             start = ld32(table + 4 * <size_t>i)
             j = i + 1
@@ -284,20 +314,38 @@ cdef class Compressor:
                 j += 1
             end = ld32(table + 4 * <size_t>j) if j < count else records_end
             if end <= start or end > records_end:
+                free(jobs)
                 return 0
-            if self.cdict != NULL:
-                r = ZSTD_compress_usingCDict(self.cctx, out + at, cap - at, body + start, end - start, self.cdict)
-            else:
-                r = ZSTD_compressCCtx(self.cctx, out + at, cap - at, body + start, end - start, self.level)
-            if ZSTD_isError(r) or end - start > <size_t>MAX_RATIO * r + 1024:
-                return 0
-            st32(out + 4 + 8 * <size_t>k, <uint32_t>r)
-            st32(out + 8 + 8 * <size_t>k, <uint32_t>(end - start))
-            at += r
+            jobs[k].src = body + start
+            jobs[k].src_bytes = end - start
+            jobs[k].dst = out + at
+            jobs[k].dst_cap = ZSTD_compressBound(end - start)
+            at += jobs[k].dst_cap
             k += 1
             i = j
-        if k != n_blocks or at + 4 * <size_t>count > cap:
+        if at + 4 * <size_t>count > cap:
+            free(jobs)
             return 0
+        # Pass 3: compress (two threads for a large body), then close the gaps in order.
+        cdef int rc = chl_zcompress_jobs(jobs, n_blocks, self.cctx,
+                                         self.threads if raw_bytes >= PARALLEL_BYTES else 1,
+                                         self.cdict, self.level)
+        at = dir_end
+        if rc == 0:
+            for k in range(n_blocks):
+                r = jobs[k].result
+                if r == 0 or jobs[k].src_bytes > <size_t>MAX_RATIO * r + 1024:
+                    rc = -1
+                    break
+                if <unsigned char *>jobs[k].dst != out + at:
+                    memmove(out + at, jobs[k].dst, r)
+                st32(out + 4 + 8 * <size_t>k, <uint32_t>r)
+                st32(out + 8 + 8 * <size_t>k, <uint32_t>jobs[k].src_bytes)
+                at += r
+        free(jobs)
+        if rc != 0:
+            return 0
+        st32(out, n_blocks)
         memcpy(out + at, table, 4 * <size_t>count)
         at += 4 * <size_t>count
         if at >= raw_bytes:
@@ -312,13 +360,16 @@ cdef class Decoder:
     Thread-safety: one thread at a time; make one per reading call."""
 
     def __cinit__(self):
-        self.dctx = ZSTD_createDCtx()
-        if self.dctx == NULL:
+        self.threads = _threads()
+        self.dctx[0] = ZSTD_createDCtx()
+        self.dctx[1] = NULL  # made when a large frame first needs it
+        if self.dctx[0] == NULL:
             raise MemoryError()
 
     def __dealloc__(self):
-        if self.dctx != NULL:
-            ZSTD_freeDCtx(self.dctx)
+        for i in range(2):
+            if self.dctx[i] != NULL:
+                ZSTD_freeDCtx(self.dctx[i])
         free(self.buf)
         free(self.block)
 
@@ -358,12 +409,58 @@ cdef class Decoder:
         cdef size_t r
         with nogil:
             if dd != NULL:
-                r = ZSTD_decompress_usingDDict(self.dctx, dst, raw, src, n, dd)
+                r = ZSTD_decompress_usingDDict(self.dctx[0], dst, raw, src, n, dd)
             else:
-                r = ZSTD_decompressDCtx(self.dctx, dst, raw, src, n)
+                r = ZSTD_decompressDCtx(self.dctx[0], dst, raw, src, n)
         if ZSTD_isError(r) or r != raw:
             raise CorruptionError(path, fi.offset, "compressed block does not decode "
                                   f"({ZSTD_getErrorName(r).decode() if ZSTD_isError(r) else 'short'})")
+        return 0
+
+    cdef int _decode_all(self, const FrameInfo *fi, uint32_t n_blocks, unsigned char *out,
+                         str path) except -1:
+        """Every block of a checked layout into `out` (fi.raw_bytes), then the offset table;
+        two threads for a large frame."""
+        cdef const unsigned char *s = fi.stored
+        cdef uint64_t src = 4 + 8 * <uint64_t>n_blocks, dst = 0, st_k, raw_k
+        cdef uint32_t k
+        cdef unsigned long long declared
+        cdef chl_zjob *jobs = <chl_zjob *>malloc(sizeof(chl_zjob) * n_blocks)
+        if jobs == NULL:
+            raise MemoryError()
+        cdef const ZSTD_DDict *dd = NULL
+        cdef int threads = 1, rc
+        try:
+            for k in range(n_blocks):
+                st_k = ld32(s + 4 + 8 * <uint64_t>k)
+                raw_k = ld32(s + 8 + 8 * <uint64_t>k)
+                declared = ZSTD_getFrameContentSize(s + src, st_k)
+                if declared != raw_k:
+                    raise CorruptionError(path, fi.offset, "compressed block: zstd frame declares "
+                                          f"{declared} bytes, the directory {raw_k}")
+                jobs[k].src = s + src
+                jobs[k].src_bytes = st_k
+                jobs[k].dst = out + dst
+                jobs[k].dst_cap = raw_k
+                src += st_k
+                dst += raw_k
+            if fi.dict_id:
+                dd = self.dicts.ddict(fi.dict_id) if self.dicts is not None else NULL
+                if dd == NULL:
+                    raise CorruptionError(path, fi.offset, f"frame needs zstd dictionary {fi.dict_id}")
+            if self.threads > 1 and fi.raw_bytes >= PARALLEL_BYTES and n_blocks > 1:
+                if self.dctx[1] == NULL:
+                    self.dctx[1] = ZSTD_createDCtx()
+                if self.dctx[1] != NULL:
+                    threads = 2
+            with nogil:
+                rc = chl_zdecompress_jobs(jobs, n_blocks, self.dctx, threads, dd)
+            for k in range(n_blocks):
+                if ZSTD_isError(jobs[k].result) or jobs[k].result != jobs[k].dst_cap:
+                    raise CorruptionError(path, fi.offset, "compressed block does not decode")
+        finally:
+            free(jobs)
+        memcpy(out + dst, s + src, 4 * <size_t>fi.count)
         return 0
 
     cdef int decode_frame(self, FrameInfo *fi, str path) except -1:
@@ -378,15 +475,7 @@ cdef class Decoder:
                 raise MemoryError(f"cannot allocate {need} bytes to decode a frame")
             self.buf = p
             self.cap = need
-        cdef const unsigned char *s = fi.stored
-        cdef uint64_t src = 4 + 8 * <uint64_t>n_blocks, dst = 0, st_k, raw_k
-        for k in range(n_blocks):
-            st_k = ld32(s + 4 + 8 * <uint64_t>k)
-            raw_k = ld32(s + 8 + 8 * <uint64_t>k)
-            self._inflate(fi, s + src, st_k, self.buf + dst, raw_k, path)
-            src += st_k
-            dst += raw_k
-        memcpy(self.buf + dst, s + src, 4 * <size_t>fi.count)
+        self._decode_all(fi, n_blocks, self.buf, path)
         fi.body = self.buf
         return 0
 
@@ -397,15 +486,7 @@ cdef class Decoder:
         self._layout(fi, path, &n_blocks)
         cdef bytes out = PyBytes_FromStringAndSize(NULL, fi.raw_bytes)
         cdef unsigned char *o = <unsigned char *>PyBytes_AS_STRING(out)
-        cdef const unsigned char *s = fi.stored
-        cdef uint64_t src = 4 + 8 * <uint64_t>n_blocks, dst = 0, st_k, raw_k
-        for k in range(n_blocks):
-            st_k = ld32(s + 4 + 8 * <uint64_t>k)
-            raw_k = ld32(s + 8 + 8 * <uint64_t>k)
-            self._inflate(fi, s + src, st_k, o + dst, raw_k, path)
-            src += st_k
-            dst += raw_k
-        memcpy(o + dst, s + src, 4 * <size_t>fi.count)
+        self._decode_all(fi, n_blocks, o, path)
         fi.body = o
         return out
 
