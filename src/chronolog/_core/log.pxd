@@ -73,7 +73,7 @@ cdef class Log:
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0
     cdef int sync_to(self, uint64_t seq) except -1
     cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1
-    cdef object _retry_result(self, int64_t sid, uint64_t count, int64_t expected, uint64_t n, uint64_t n_first, const char *stream_of_first, const unsigned char *ids, const char **streams, const uint32_t *slens)
+    cdef object _retry_result(self, int64_t sid, uint64_t count, int64_t expected, uint64_t n, uint64_t n_first, const unsigned char *ids, const char **streams, const uint32_t *slens)
     cdef int _check_open(self) except -1
     cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict, Decoder dec) except -1
     cdef bint _view_seq(self, uint64_t position, FrameInfo *fi, RecordView *rv, Decoder dec) except -1

@@ -17,7 +17,6 @@ from libc.string cimport memcpy, memcmp, memset, memchr
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_CLOEXEC
 cdef extern from "<fcntl.h>":
     enum: O_NOFOLLOW
-from posix.unistd cimport dup, close as c_close
 
 from chronolog._core.format cimport (
     FORMAT_VERSION, STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES, FRAME_HEADER_BYTES,
@@ -158,11 +157,6 @@ cdef class _Col:
         self.offsets = (<const int64_t *><size_t>bufs[1].address) + <Py_ssize_t>arr.offset
         self.data = <const char *><size_t>bufs[2].address if bufs[2] is not None else NULL
 
-    cdef inline uint64_t length(self, Py_ssize_t i) noexcept nogil:
-        return <uint64_t>(self.offsets[i + 1] - self.offsets[i])
-
-    cdef inline const char *ptr(self, Py_ssize_t i) noexcept nogil:
-        return self.data + self.offsets[i]
 
 
 # ColView (log.pxd): a column as raw pointers; offsets NULL means an absent column.
@@ -576,11 +570,6 @@ cdef class Log:
 
     cdef int _index_frame(self, Segment seg, FrameInfo *fi) except -1:
         """Check every record of a frame (density of positions and versions), then index it."""
-        cdef uint32_t i
-        cdef int rc
-        cdef int64_t sid
-        cdef RecordView rv
-        cdef uint64_t expect_version
         cdef Decoder dec
         if fi.codec != CODEC_NONE:
             dec = self._decoder()
@@ -891,7 +880,7 @@ cdef class Log:
             self.sync_to(self.written_seq)
 
     cdef object _retry_result(self, int64_t sid, uint64_t count, int64_t expected, uint64_t n,
-                              uint64_t n_first, const char *stream_of_first,
+                              uint64_t n_first,
                               const unsigned char *ids, const char **streams,
                               const uint32_t *slens):
         """Idempotent retries (KurrentDB's rule). When the append's first event would repeat
@@ -988,7 +977,7 @@ cdef class Log:
                     for i in range(n):
                         streams_p[i] = sp
                         slens_p[i] = slen
-                    res = self._retry_result(sid, count, expected, n, n, sp, ids, streams_p, slens_p)
+                    res = self._retry_result(sid, count, expected, n, n, ids, streams_p, slens_p)
                 finally:
                     free(streams_p)
                     free(slens_p)
@@ -1180,7 +1169,7 @@ cdef class Log:
                         for i in range(n):
                             streams_p[i] = col_ptr(&cols[0], i)
                             slens_p[i] = <uint32_t>col_len(&cols[0], i)
-                        res = self._retry_result(sid, count, code, n, n_first, NULL,
+                        res = self._retry_result(sid, count, code, n, n_first,
                                                  idp + 16 * id_offset, streams_p, slens_p)
                     finally:
                         free(streams_p)
