@@ -10,16 +10,6 @@ Example:
 
 from chronolog import errors
 from chronolog._core.events import AppendResult, NewEvent, RecordedEvent
-from chronolog.errors import (
-    ChronologError,
-    CorruptionError,
-    EventTooLargeError,
-    InvalidStreamNameError,
-    ReadOnlyError,
-    StoreClosedError,
-    StoreLockedError,
-    WrongExpectedVersionError,
-)
 from chronolog.domain import (
     Aggregate,
     AggregateNotFoundError,
@@ -37,42 +27,52 @@ from chronolog.domain import (
     command,
     event,
 )
+from chronolog.errors import (
+    ChronologError,
+    CorruptionError,
+    EventTooLargeError,
+    InvalidStreamNameError,
+    ReadOnlyError,
+    StoreClosedError,
+    StoreLockedError,
+    WrongExpectedVersionError,
+)
 from chronolog.store import ANY, NO_STREAM, STREAM_EXISTS, EventStore, StreamState, compact
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ANY",
-    "Aggregate",
-    "AggregateNotFoundError",
-    "Application",
-    "BulkSnapshot",
-    "CommandContext",
-    "CommandResult",
-    "DomainEvent",
-    "EventDefinitionError",
-    "Repository",
-    "SnapshotPolicy",
-    "UnknownEventTypeError",
-    "UpcastError",
-    "Upcasters",
-    "command",
-    "compact",
-    "event",
     "NO_STREAM",
     "STREAM_EXISTS",
+    "Aggregate",
+    "AggregateNotFoundError",
     "AppendResult",
+    "Application",
+    "BulkSnapshot",
     "ChronologError",
+    "CommandContext",
+    "CommandResult",
     "CorruptionError",
+    "DomainEvent",
+    "EventDefinitionError",
     "EventStore",
     "EventTooLargeError",
     "InvalidStreamNameError",
     "NewEvent",
     "ReadOnlyError",
     "RecordedEvent",
+    "Repository",
+    "SnapshotPolicy",
     "StoreClosedError",
     "StoreLockedError",
     "StreamState",
+    "UnknownEventTypeError",
+    "UpcastError",
+    "Upcasters",
     "WrongExpectedVersionError",
+    "command",
+    "compact",
     "errors",
+    "event",
 ]

@@ -22,9 +22,11 @@ from chronolog._core.fileio import FileIO
 from chronolog._core.log import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_SEGMENT_BYTES,
-    FORMAT_VERSION_NUMBER as FORMAT_VERSION,
     Log,
     expected_code,
+)
+from chronolog._core.log import (
+    FORMAT_VERSION_NUMBER as FORMAT_VERSION,
 )
 from chronolog.errors import (
     InvalidArgumentError,
@@ -35,7 +37,7 @@ from chronolog.errors import (
     StoreLockedError,
 )
 
-__all__ = ["EventStore", "StreamState", "ANY", "NO_STREAM", "STREAM_EXISTS", "compact"]
+__all__ = ["ANY", "NO_STREAM", "STREAM_EXISTS", "EventStore", "StreamState", "compact"]
 
 _READ_CHUNK = 4096
 
@@ -278,7 +280,7 @@ class EventStore:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    def __enter__(self) -> EventStore:
+    def __enter__(self) -> EventStore:  # noqa: PYI034 (Python 3.10 has no typing.Self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -294,7 +296,7 @@ class EventStore:
         while not self._stop.wait(period):
             try:
                 self._log.sync()
-            except Exception:  # the log is now failed-stop; appends report the cause
+            except OSError:  # the log is now failed-stop (StoreFailedError); appends report it
                 return
 
     def _reading(self) -> Log:
