@@ -6,3 +6,4 @@ from pathlib import Path
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # so `import _segments` works under every pytest import mode
     sys.path.insert(0, _HERE)
+

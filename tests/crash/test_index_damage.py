@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _scratch import ram_dir
 
 import chronolog as cl
 
@@ -25,15 +25,8 @@ HEADER_BYTES = 64
 @pytest.fixture
 def tmp_path(tmp_path: Path) -> Iterator[Path]:
     """Scratch space in RAM when /dev/shm is there (hundreds of copies of a small store)."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    d = Path(tempfile.mkdtemp(prefix="chronolog-idx-", dir=shm))
-    try:
+    with ram_dir(tmp_path, "chronolog-idx-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def build_store(store_dir: Path) -> None:

@@ -11,7 +11,6 @@ docs/reliability.md describes both.
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _scratch import ram_dir
 
 import chronolog as cl
 from chronolog._core.fileio import FileIO
@@ -32,15 +32,8 @@ ERRNOS = (errno.ENOSPC, errno.EIO)
 @pytest.fixture
 def tmp_path(tmp_path: Path) -> Iterator[Path]:
     """Scratch space in RAM when /dev/shm is there: hundreds of stores, fsync-mode each."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    d = Path(tempfile.mkdtemp(prefix="chronolog-ioerr-", dir=shm))
-    try:
+    with ram_dir(tmp_path, "chronolog-ioerr-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _script() -> list[tuple[str, list[str], list[bytes]]]:

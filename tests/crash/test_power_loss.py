@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import powerloss
 import pytest
+from _scratch import ram_dir
 
 import chronolog as cl
 from chronolog._core.fileio import FileIO
@@ -31,15 +30,8 @@ MAX_SEGMENT_BYTES = 16 * 1024  # small: the workload rolls segments (and crashes
 def tmp_path(tmp_path: Path) -> Iterator[Path]:
     """A scratch directory in RAM when /dev/shm is there (fsync is free on tmpfs, and the
     simulator, not the disk, decides what survives); else pytest's tmp_path."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    d = Path(tempfile.mkdtemp(prefix="chronolog-powerloss-", dir=shm))
-    try:
+    with ram_dir(tmp_path, "chronolog-powerloss-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @dataclass
