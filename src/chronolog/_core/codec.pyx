@@ -114,12 +114,13 @@ cdef class Dictionaries:
 
     Thread-safety: every method may be called from any thread (an internal lock)."""
 
-    def __init__(self, str path):
+    def __init__(self, str path, list listing=None):
+        """`listing`: the directory's names when the caller has just listed it."""
         self.path = path
         self._loaded = {}
         self._lock = threading.Lock()
         self.newest = 0
-        for name in os.listdir(path):
+        for name in (os.listdir(path) if listing is None else listing):
             m = _DICT_RE.match(name)
             if m and int(m.group(1)) > self.newest:
                 self.newest = int(m.group(1))

@@ -309,13 +309,14 @@ cdef class Log:
                 raise StoreNotFoundError(self.path)
             self._create_store(store_file)
         self.store_id = self._read_store_header(store_file)
-        self.dicts = Dictionaries(self.path)
+        listing = os.listdir(self.path)  # one listing: dictionaries and segments
+        self.dicts = Dictionaries(self.path, listing)
         if self.compressor is not None and self.dicts.newest:
             self.compressor.use_dictionary(self.dicts, self.dicts.newest)
         if not self.readonly:
             os.makedirs(os.path.join(self.path, "index"), mode=0o700, exist_ok=True)
         # Pass 2: the segments, by name; each header checked.
-        names = sorted(n for n in os.listdir(self.path) if _SEGMENT_RE.match(n))
+        names = sorted(n for n in listing if _SEGMENT_RE.match(n))
         for name in names:
             if not self._attach_segment(name, name == names[len(names) - 1]):
                 break
@@ -1883,18 +1884,24 @@ cdef class Log:
                 notes.append({"segment": seg.name, "offset": seg.end,
                               "reason": f"incomplete tail of {size - seg.end} bytes (an append in "
                                         "progress, or a torn tail the writer's next open cuts)"})
-        cdef uint64_t k, c
+        cdef uint64_t k, c, v
+        cdef const chl_stream *fs
+        cdef bint same
         if not problems:
             if position != self.written:
                 problems.append({"segment": None, "offset": None, "reason": f"log holds {position} events, the index {self.written}"})
             for k in range(fresh.t.n_streams):
-                s = fresh.t.streams[k]
-                sid = chl_streams_find(self.st, s.name, s.name_len)
-                c = s.base_count + s.delta_count
-                if sid < 0 or chl_streams_count(self.st, sid) != c or any(
-                        chl_streams_position(self.st, sid, v) != chl_streams_position(fresh.t, k, v) for v in range(c)):
+                fs = &fresh.t.streams[k]
+                sid = chl_streams_find(self.st, fs.name, fs.name_len)
+                c = fs.base_count + fs.delta_count
+                same = sid >= 0 and chl_streams_count(self.st, sid) == c
+                v = 0
+                while same and v < c:
+                    same = chl_streams_position(self.st, sid, v) == chl_streams_position(fresh.t, k, v)
+                    v += 1
+                if not same:
                     problems.append({"segment": None, "offset": None,
-                                     "reason": f"stream index disagrees for {bytes(s.name[:s.name_len])!r}"})
+                                     "reason": f"stream index disagrees for {bytes(fs.name[:fs.name_len])!r}"})
                     break
         return {"ok": not problems, "events": position, "frames": frames,
                 "segments": len(self.segments), "bytes": nbytes, "problems": problems,
