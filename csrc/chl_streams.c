@@ -29,11 +29,29 @@ static inline uint64_t chl_ld64(const unsigned char *p) { uint64_t v; memcpy(&v,
 static inline uint32_t chl_ld32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
 uint64_t chl_hash_bytes(const char *p, size_t n) {
-    /* FNV-1a with a final avalanche (murmur3 fmix64): names are short, this is enough.
+    /* Eight bytes at a time: each word is mixed in by one multiply and a shift (a chain of
+     * about 6 cycles per word, against 4 per byte for FNV-1a), the tail word overlaps the
+     * last full one, names under 8 bytes are assembled from 4/2/1-byte loads, and the
+     * murmur3 fmix64 finaliser avalanches the result.
      * Part of the streams.idx format (each directory record holds it): do not change it
      * without changing the file's magic. */
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) { h ^= (unsigned char)p[i]; h *= 1099511628211ull; }
+    const unsigned char *u = (const unsigned char *)p;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)n * 0xff51afd7ed558ccdull), w;
+    size_t i = 0;
+    if (n >= 8) {
+        for (; i + 8 <= n; i += 8) {
+            w = chl_ld64(u + i);
+            h = (h ^ w) * 0xbf58476d1ce4e5b9ull; h ^= h >> 31;
+        }
+        if (i < n) {
+            w = chl_ld64(u + n - 8);
+            h = (h ^ w) * 0x94d049bb133111ebull; h ^= h >> 29;
+        }
+    } else if (n) {
+        if (n >= 4) w = (uint64_t)chl_ld32(u) | ((uint64_t)chl_ld32(u + n - 4) << 32);
+        else w = (uint64_t)u[0] | ((uint64_t)u[n / 2] << 8) | ((uint64_t)u[n - 1] << 16);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull; h ^= h >> 31;
+    }
     h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ull; h ^= h >> 33;
     return h;
 }

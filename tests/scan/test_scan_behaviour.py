@@ -168,3 +168,15 @@ def test_polars_reads_a_scan_table(store: cl.EventStore, scan_table: Any) -> Non
     per_stream = df.group_by("stream").agg(pl.len().alias("n")).sort("stream")
     assert per_stream.to_dicts() == [{"stream": f"order-{k}", "n": 10} for k in range(3)]
     assert df.filter(pl.col("type") == "Paid")["position"].to_list() == list(range(0, 30, 3))
+
+
+def test_scan_tells_apart_types_that_differ_only_in_the_middle_or_in_length(
+        store: cl.EventStore, scan_table: Any) -> None:
+    # Same length, same first and last eight bytes; and short names that are prefixes of each
+    # other: the scan's type cache must compare whole names.
+    types = ["AAAAAAAAxxxxBBBBBBBB", "AAAAAAAAyyyyBBBBBBBB", "ab", "abc", "abcd", "abce",
+             "b", "AAAAAAAAxxxxBBBBBBBB"] * 3
+    store.append_batch(["s"] * len(types), types, [b"{}"] * len(types))
+    assert scan_table(store).column("type").to_pylist() == types
+    table = scan_table(store, types=["AAAAAAAAyyyyBBBBBBBB", "abc"])
+    assert table.column("type").to_pylist() == ["AAAAAAAAyyyyBBBBBBBB", "abc"] * 3

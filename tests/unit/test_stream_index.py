@@ -79,7 +79,7 @@ def test_the_checkpoint_holds_a_hash_table_of_twice_the_streams(
         closed_store: dict[str, Any]) -> None:
     raw = closed_store["raw"]
     lay = _layout(raw)
-    assert raw[:8] == b"CHLSIDX2"
+    assert raw[:8] == b"CHLSIDX3"
     assert lay["n"] == N_STREAMS and lay["slots"] == 4096
     slots = struct.unpack_from(f"<{lay['slots']}I", raw, HEADER)
     assert sorted(v for v in slots if v) == list(range(1, N_STREAMS + 1))
@@ -232,3 +232,33 @@ def test_a_rebuilt_stream_checkpoint_is_byte_identical_to_the_original(
     path.write_bytes(_damaged(closed_store["raw"], "directory-byte"))
     open_store().close()
     assert path.read_bytes() == closed_store["raw"]
+
+
+def test_a_checkpoint_of_the_previous_hash_format_is_rebuilt_not_trusted(
+        closed_store: dict[str, Any], open_store: Callable[..., cl.EventStore],
+        store_path: Path) -> None:
+    # CHLSIDX2 files placed their slots by FNV-1a: probed with today's hash they would miss.
+    path = store_path / "index" / "streams.idx"
+    old = bytearray(closed_store["raw"])
+    old[:8] = b"CHLSIDX2"
+    path.write_bytes(_reseal(old))
+    s = open_store()
+    assert _answers(s) == closed_store["answers"]
+    s.close()
+    assert path.read_bytes() == closed_store["raw"]
+
+
+def test_names_of_every_length_differing_in_one_byte_are_distinct_streams(
+        open_store: Callable[..., cl.EventStore]) -> None:
+    # Every length from 1 to 40 bytes (the hash reads 1-, 2-, 4- and 8-byte words and an
+    # overlapping last word), each name changed at each of its byte positions.
+    names = ["a" * n for n in range(1, 41)]
+    names += ["a" * i + "b" + "a" * (n - i - 1) for n in range(1, 41) for i in range(n)]
+    s = open_store()
+    s.append_batch(names, ["T"] * len(names), [name.encode() for name in names])
+    for reopened in (False, True):
+        if reopened:
+            s.close()
+            s = open_store()
+        assert len(s.streams()) == len(names)
+        assert all([e.data for e in s.read_stream(name)] == [name.encode()] for name in names)

@@ -17,7 +17,7 @@ index/positions.idx (checkpointed in place: entries first, then the header's cou
 index/streams.idx (rewritten whole: temporary file, fdatasync, rename). It is the hash index
 itself: a load maps it and checks it (CRCs, bounds), and lookups probe its slot table in
 place; nothing is hashed or inserted per stream (chl_streams.h):
-    0  b"CHLSIDX2"  8 B magic
+    0  b"CHLSIDX3"  8 B magic
     8  u32          format version
     12 u32          header bytes (64)
     16 16 B         store id
@@ -56,7 +56,7 @@ cdef enum:
     WRITE_CHUNK_BYTES = 4 << 20
 
 cdef uint64_t NOT_LOADED = 0xFFFFFFFFFFFFFFFF
-cdef bytes SIDX_MAGIC = b"CHLSIDX2"
+cdef bytes SIDX_MAGIC = b"CHLSIDX3"
 
 
 cdef bytes _header(bytes magic, bytes store_id, uint64_t a, uint64_t b, uint64_t c,

@@ -33,6 +33,21 @@ cdef extern from *:
     """
     void chl_prefetch(const void *p) noexcept nogil
 
+cdef extern from *:
+    """
+    /* A cheap key of a short name: for names of up to 16 bytes, (length, a, b) is the name
+     * itself (the words overlap), so comparing keys compares names. */
+    static inline void chl_name_key(const unsigned char *p, uint32_t n, uint64_t *a, uint64_t *b) {
+        uint32_t x, y;
+        if (n >= 8) { memcpy(a, p, 8); memcpy(b, p + n - 8, 8); return; }
+        *b = 0;
+        if (n >= 4) { memcpy(&x, p, 4); memcpy(&y, p + n - 4, 4); *a = x | ((uint64_t)y << 32); }
+        else if (n) *a = (uint64_t)p[0] | ((uint64_t)p[n / 2] << 8) | ((uint64_t)p[n - 1] << 16);
+        else *a = 0;
+    }
+    """
+    void chl_name_key(const unsigned char *p, uint32_t n, uint64_t *a, uint64_t *b) noexcept nogil
+
 cdef enum:
     PREFETCH_AHEAD = 8       # records: hides the miss on each record header in pass 2
     COL_POSITION = 1
@@ -126,6 +141,16 @@ def _allocate(uint64_t nbytes):
     return pa.allocate_buffer(nbytes if nbytes else 1)
 
 
+cdef enum:
+    TYPE_CACHE = 64          # direct-mapped cache of type name -> scan type id
+
+cdef struct TypeSlot:
+    uint64_t a
+    uint64_t b
+    uint32_t n
+    int32_t tid
+
+
 cdef struct SegRef:
     const unsigned char *map
     uint64_t end
@@ -180,7 +205,7 @@ cdef class Scanner:
     cdef size_t type_ok_cap
     cdef object type_dict
     cdef uint64_t type_dict_n
-    cdef int64_t last_tid
+    cdef TypeSlot tcache[TYPE_CACHE]
     cdef chl_streams *want_types
     cdef chl_streams *want_streams
     cdef bytes prefix
@@ -198,6 +223,9 @@ cdef class Scanner:
     cdef uint64_t problem_off
 
     def __cinit__(self):
+        cdef size_t c
+        for c in range(TYPE_CACHE):
+            self.tcache[c].tid = -1
         self.refs = NULL
         self.types = NULL
         self.type_ok = NULL
@@ -235,7 +263,6 @@ cdef class Scanner:
         self.types = chl_streams_new()
         if self.types == NULL:
             raise MemoryError()
-        self.last_tid = -1
         if types is not None:
             self.want_types = _name_table(types, "types", 255)
         if streams is not None:
@@ -377,10 +404,12 @@ cdef class Scanner:
 
     cdef int64_t _type_id(self, const unsigned char *etype, uint32_t tlen) noexcept nogil:
         """The scan's id of an event type (interned on first sight), or -1 out of memory."""
-        cdef const chl_streams *t = self.types
-        if self.last_tid >= 0 and t.streams[self.last_tid].name_len == tlen \
-                and memcmp(t.streams[self.last_tid].name, etype, tlen) == 0:
-            return self.last_tid
+        cdef uint64_t a, b
+        chl_name_key(etype, tlen, &a, &b)
+        cdef TypeSlot *e = &self.tcache[((a ^ b ^ tlen) * <uint64_t>0x9e3779b97f4a7c15) >> 58]
+        if e.tid >= 0 and e.n == tlen and e.a == a and e.b == b and (
+                tlen <= 16 or memcmp(self.types.streams[e.tid].name, etype, tlen) == 0):
+            return e.tid
         cdef uint64_t before = self.types.n_streams
         cdef int64_t tid = chl_streams_intern(self.types, <const char *>etype, tlen, 1)
         cdef void *grown
@@ -396,7 +425,10 @@ cdef class Scanner:
                 self.type_ok_cap = self.type_ok_cap * 2 + 16
             self.type_ok[tid] = self.want_types == NULL or \
                 chl_streams_find(self.want_types, <const char *>etype, tlen) >= 0
-        self.last_tid = tid
+        e.a = a
+        e.b = b
+        e.n = tlen
+        e.tid = <int32_t>tid
         return tid
 
     cdef int _select(self, size_t *n_out, uint64_t *sizes) noexcept nogil:
