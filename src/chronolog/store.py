@@ -558,13 +558,13 @@ class EventStore:
             [0, 1, 2]
         """
         log = self._reading()
-        lim = _non_negative(limit, "limit", default=(1 << 63))
+        lim = _non_negative(limit, "limit", default=_UNBOUNDED)
         if backwards:
-            hi = _non_negative(from_version, "from_version", default=(1 << 63) - 1) + 1
+            hi = _non_negative(from_version, "from_version", default=_UNBOUNDED - 1) + 1
             lo = _non_negative(to_version, "to_version", default=0)
         else:
             lo = _non_negative(from_version, "from_version", default=0)
-            hi = _non_negative(to_version, "to_version", default=(1 << 63) - 1) + 1
+            hi = _non_negative(to_version, "to_version", default=_UNBOUNDED - 1) + 1
         return list(log.read_stream(stream, lo, hi, backwards, lim))
 
     def read_all(self, from_position: int | None = None, *, backwards: bool = False,
@@ -583,7 +583,7 @@ class EventStore:
             [0, 1]
         """
         log = self._reading()
-        lim = _non_negative(limit, "limit", default=(1 << 63))
+        lim = _non_negative(limit, "limit", default=_UNBOUNDED)
         head = int(log.head)
         if backwards:
             start = min(_non_negative(from_position, "from_position", default=head - 1), head - 1)
@@ -730,6 +730,12 @@ def _int_option(value: object, name: str, lo: int, hi: int) -> None:
         raise InvalidArgumentError(f"{name} must be an int between {lo} and {hi}, got {value!r}")
 
 
+# "No bound" for versions, positions and limits: the largest int64, so that the core's
+# uint64_t arguments convert on CPython's fast path (2**63 does not fit a C long and would take
+# the slow, digit-by-digit conversion on every read).
+_UNBOUNDED = (1 << 63) - 1
+
+
 def _non_negative(value: int | None, name: str, *, default: int) -> int:
     if value is None:
         return default
@@ -737,7 +743,7 @@ def _non_negative(value: int | None, name: str, *, default: int) -> int:
         raise InvalidArgumentError(f"{name} must be an int >= 0 or None, got {value!r}")
     if value < 0:
         raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
-    return min(value, (1 << 63) - 1)
+    return min(value, _UNBOUNDED - 1)
 
 
 def compact(path: str | os.PathLike[str], *, compression: str | None = "zstd",

@@ -212,3 +212,26 @@ def test_unicode_stream_and_type_names_round_trip(store: cl.EventStore) -> None:
 def test_recorded_event_cannot_be_built_by_hand() -> None:
     with pytest.raises(TypeError):
         cl.RecordedEvent()
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_read_stream_of_a_long_stream_spread_over_many_frames_matches_read_all(
+        store: cl.EventStore, backwards: bool) -> None:
+    # 120 events of "long" each in its own frame among other streams, payloads from 0 bytes to
+    # several pages: every window of the read pipeline (which runs 20 events ahead) is used.
+    sizes = [0, 1, 63, 64, 65, 200, 4095, 4096, 9000]
+    for i in range(120):
+        store.append_batch(["long", f"other-{i}", "long" if i % 3 else f"x-{i}"], ["T", "U", "T"],
+                           [bytes([i]) * sizes[i % len(sizes)], b"o", b"%d" % i])
+    expected = [(e.position, e.version, e.data) for e in store.read_all() if e.stream == "long"]
+    assert len(expected) == 200
+    windows = [(0, 199, None), (0, 199, 7), (5, 150, None), (19, 41, 21), (199, 199, None),
+               (0, 0, None), (3, 199, 1)]
+    for lo, hi, limit in windows:
+        if backwards:
+            got = store.read_stream("long", hi, to_version=lo, backwards=True, limit=limit)
+            want = expected[lo:hi + 1][::-1][:limit]
+        else:
+            got = store.read_stream("long", lo, to_version=hi, limit=limit)
+            want = expected[lo:hi + 1][:limit]
+        assert [(e.position, e.version, e.data) for e in got] == want, (lo, hi, limit)

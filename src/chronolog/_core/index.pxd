@@ -49,6 +49,7 @@ cdef class PositionIndex:
     cdef uint64_t map_len
     cdef uint64_t count(self) noexcept
     cdef uint64_t get(self, uint64_t position) noexcept
+    cdef const uint64_t *slot(self, uint64_t position) noexcept
     cdef int push_n(self, uint64_t entry, uint64_t n) except -1
     cdef void clear(self) noexcept
     cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF

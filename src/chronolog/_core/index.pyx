@@ -166,6 +166,12 @@ cdef class PositionIndex:
             return self.base[position]
         return self.delta[position - self.base_count]
 
+    cdef const uint64_t *slot(self, uint64_t position) noexcept:
+        """Where get(position) reads (for a prefetch): position < count() is the caller's."""
+        if position < self.base_count:
+            return self.base + position
+        return self.delta + (position - self.base_count)
+
     cdef int push_n(self, uint64_t entry, uint64_t n) except -1:
         cdef uint64_t cap
         cdef uint64_t *d

@@ -6,6 +6,13 @@ from chronolog._core.record cimport RecordView
 from chronolog._core.events cimport RecordedEvent
 from chronolog._core.codec cimport Compressor, Decoder, Dictionaries
 
+cdef struct PipeSlot:
+    uint64_t p                      # the event's position
+    const unsigned char *h          # its frame header, offset table entry and record, or NULL
+    const unsigned char *t
+    const unsigned char *r
+    const unsigned char *end        # the end of the frame's segment
+
 cdef struct ColView:
     const int64_t *offsets
     const char *data
@@ -85,7 +92,8 @@ cdef class Log:
     cdef str _type_str(self, const unsigned char *p, uint32_t n)
     cdef RecordedEvent _event(self, RecordView *rv, str stream)
     cdef void _release(self) noexcept
-    cdef void _prefetch_run(self, int64_t sid, uint64_t v, int64_t step, uint64_t k) noexcept
+    cdef void _pipe_stage(self, int64_t sid, uint64_t v, int64_t step, uint64_t i, int stage,
+                          PipeSlot *ring) noexcept
     cdef object _append_views(self, ColView *cols, const unsigned char *idp, const unsigned char *idvalid, int64_t id_offset, Py_ssize_t n, bint all_ids, dict expected_versions, int64_t timestamp)
     cdef int64_t _visible_count(self, int64_t sid) except -1
     cdef list _streams(self, str prefix)

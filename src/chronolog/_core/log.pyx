@@ -34,7 +34,7 @@ from chronolog._core.segment cimport (
     Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK, FRAME_SHORT)
 from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams, chl_stream
 from chronolog._core.index cimport chl_streams_find, chl_streams_intern, chl_streams_push
-from chronolog._core.index cimport chl_streams_count, chl_streams_position
+from chronolog._core.index cimport chl_streams_count, chl_streams_position, chl_streams_at
 from chronolog._core.segment import segment_name, encode_segment_header, decode_segment_header
 from chronolog._core import index as _index
 
@@ -51,7 +51,10 @@ cdef enum:
     DURABILITY_FSYNC = 1
     DURABILITY_INTERVAL = 2
     NOGIL_BATCH = 2048   # encode batches at least this long with the GIL released
-    PREFETCH_RUN = 16    # read_stream prefetches this many events ahead, in stages
+    PIPE_STAGES = 5      # read_stream's prefetch pipeline (_collect_stream): its stages,
+    PIPE_STEP = 4        # the events between two stages,
+    PIPE_DEPTH = 20      # how far ahead the first stage runs (PIPE_STEP * PIPE_STAGES),
+    PIPE_RING = 32       # and its ring of per-event slots (a power of two > PIPE_DEPTH)
 
 _SEGMENT_RE = re.compile(r"^(\d{20})\.seg$")
 _DURABILITY = {"os": DURABILITY_OS, "fsync": DURABILITY_FSYNC, "interval": DURABILITY_INTERVAL}
@@ -1479,78 +1482,106 @@ cdef class Log:
     cdef int _collect_stream(self, str stream, bytes s, int64_t sid, uint64_t lo, uint64_t hi,
                              uint64_t v, int64_t step, uint64_t limit, FrameInfo *fi,
                              RecordView *rv, Decoder dec, list out) except -1:
-        cdef uint64_t p, taken = 0, want
-        cdef bint backwards = step < 0
-        while taken < limit:
-            if taken % PREFETCH_RUN == 0:
-                want = limit - taken
-                want = min(want, PREFETCH_RUN, (v - lo + 1) if backwards else (hi - v))
-                self._prefetch_run(sid, v, step, want)
-            p = chl_streams_position(self.st, sid, v)
+        # A stream's events lie in different frames: reading one waits on about five cache
+        # misses in a row (position index entry, frame header, offset table entry, record
+        # header, the rest of the record). A software pipeline hides them: stage k of event
+        # j + PIPE_DEPTH - PIPE_STEP * k runs while event j is read, and loads what the stage before
+        # prefetched PIPE_STEP events earlier (_pipe_stage); the read itself finds the whole
+        # record cached PIPE_STEP events after the last stage.
+        cdef uint64_t n = (v - lo + 1) if step < 0 else (hi - v)
+        cdef uint64_t j, p, vj
+        cdef int64_t k
+        cdef PipeSlot ring[PIPE_RING]
+        if n > limit:
+            n = limit
+        for j in range(n + PIPE_DEPTH):
+            # Stage k works on event j - PIPE_STEP * k; the last ones first (they load what
+            # earlier iterations prefetched); event j - PIPE_DEPTH is read below.
+            for k in range(PIPE_STAGES - 1, -1, -1):
+                if j >= PIPE_STEP * <uint64_t>k and j - PIPE_STEP * <uint64_t>k < n:
+                    self._pipe_stage(sid, v, step, j - PIPE_STEP * <uint64_t>k, <int>k, ring)
+            if j < PIPE_DEPTH:
+                continue
+            vj = v + step * <int64_t>(j - PIPE_DEPTH)
+            p = chl_streams_position(self.st, sid, vj)
             if p >= self.written:
                 raise CorruptionError(self.path, None, f"stream index points past the log at "
-                                      f"{stream!r} version {v}")
+                                      f"{stream!r} version {vj}")
             self._view(p, fi, rv, True, dec)
-            if rv.version != v or rv.slen != len(s) or memcmp(rv.stream, PyBytes_AS_STRING(s), rv.slen) != 0:
+            if rv.version != vj or rv.slen != len(s) or memcmp(rv.stream, PyBytes_AS_STRING(s), rv.slen) != 0:
                 raise CorruptionError(self.path, None, f"stream index disagrees with the log at "
-                                      f"{stream!r} version {v}")
+                                      f"{stream!r} version {vj}")
             out.append(self._event(rv, stream))
-            taken += 1
-            if (backwards and v == lo) or (not backwards and v + 1 >= hi):
-                break
-            v += step
         return 0
 
-    cdef void _prefetch_run(self, int64_t sid, uint64_t v, int64_t step, uint64_t k) noexcept:
-        """A stream's events lie in different frames: reading them one by one waits on about
-        four cache misses each (position index entry, frame header, offset table, record).
-        Issue those loads for the next k events stage by stage, each stage's misses in
-        parallel, so the reads that follow find them cached. Only a hint: any doubt about an
-        address (bounds) skips it; nothing read here is trusted."""
-        cdef uint64_t e[PREFETCH_RUN]
-        cdef const unsigned char *h[PREFETCH_RUN]
-        cdef const unsigned char *t[PREFETCH_RUN]
-        cdef uint64_t i, p, ordinal, off, first, count, raw, nseg = len(self.segments)
+    cdef void _pipe_stage(self, int64_t sid, uint64_t v, int64_t step, uint64_t i, int stage,
+                          PipeSlot *ring) noexcept:
+        """Stage `stage` (0..PIPE_STAGES-1) of the read of the i-th event from version v: load
+        what the previous stage prefetched, prefetch what the next one loads. Only a hint:
+        any doubt about an address (bounds) ends the event's pipeline; nothing read here is
+        trusted (_view checks everything again)."""
+        cdef PipeSlot *q = &ring[i % PIPE_RING]
+        cdef uint64_t p, e, ordinal, off, first, count, raw, nrec, x
         cdef Segment seg
-        if k > PREFETCH_RUN:
-            k = PREFETCH_RUN
-        # Stage 1: the position index entries.
-        for i in range(k):
+        cdef chl_stream *cs
+        if stage == 0:    # the stream's position of the event; its position index entry
+            q.h = q.t = q.r = NULL
             p = chl_streams_position(self.st, sid, v + step * <int64_t>i)
-            e[i] = self.pidx.get(p) if p < self.written else 0xFFFFFFFFFFFFFFFF
-        # Stage 2: the frame headers.
-        for i in range(k):
-            h[i] = NULL
-            ordinal = e[i] >> 32
-            off = e[i] & 0xFFFFFFFF
-            if ordinal < nseg:
+            q.p = p
+            if p < self.written:
+                __builtin_prefetch(self.pidx.slot(p))
+            # ... and the stream's positions a cache line ahead (a wrapped version misses both)
+            cs = chl_streams_at(self.st, sid)
+            x = v + step * <int64_t>(i + 8)
+            if x < cs.base_count:
+                __builtin_prefetch(cs.base + x)
+            elif x - cs.base_count < cs.delta_count:
+                __builtin_prefetch(cs.delta + (x - cs.base_count))
+        elif stage == 1:  # the entry; the frame header
+            if q.p >= self.written:
+                return
+            e = self.pidx.get(q.p)
+            ordinal = e >> 32
+            off = e & 0xFFFFFFFF
+            if ordinal < <uint64_t>len(self.segments):
                 seg = <Segment>self.segments[ordinal]
                 if seg.map != NULL and off + FRAME_OVERHEAD_BYTES <= seg.end and seg.end <= seg.map_len:
-                    h[i] = seg.map + off
-                    __builtin_prefetch(h[i])
-                    __builtin_prefetch(h[i] + 32)
-        # Stage 3: the offset table entries (codec 0 frames).
-        for i in range(k):
-            t[i] = NULL
-            if h[i] == NULL or ld16(h[i] + 28) != CODEC_NONE:
-                continue
-            first = ld64(h[i] + 16)
-            count = ld32(h[i] + 24)
-            raw = ld32(h[i] + 32)
-            p = chl_streams_position(self.st, sid, v + step * <int64_t>i)
-            seg = <Segment>self.segments[e[i] >> 32]
-            if count and p >= first and p - first < count and 4 * count <= raw \
-                    and (e[i] & 0xFFFFFFFF) + FRAME_OVERHEAD_BYTES + raw <= seg.end:
-                t[i] = h[i] + FRAME_HEADER_BYTES + raw - 4 * count + 4 * (p - first)
-                __builtin_prefetch(t[i])
-        # Stage 4: the records.
-        for i in range(k):
-            if t[i] != NULL:
-                raw = ld32(h[i] + 32)
-                off = ld32(t[i])
-                if off + RECORD_HEADER_BYTES <= raw:
-                    __builtin_prefetch(h[i] + FRAME_HEADER_BYTES + off)
-                    __builtin_prefetch(h[i] + FRAME_HEADER_BYTES + off + 64)
+                    q.h = seg.map + off
+                    q.end = seg.map + seg.end
+                    __builtin_prefetch(q.h)
+                    __builtin_prefetch(q.h + FRAME_HEADER_BYTES - 1)
+        elif stage == 2:  # the header; the offset table entry (codec 0 frames)
+            if q.h == NULL or ld16(q.h + 28) != CODEC_NONE:
+                return
+            first = ld64(q.h + 16)
+            count = ld32(q.h + 24)
+            raw = ld32(q.h + 32)
+            if count and q.p >= first and q.p - first < count and 4 * count <= raw \
+                    and <uint64_t>(q.end - q.h) >= FRAME_OVERHEAD_BYTES + raw:
+                q.t = q.h + FRAME_HEADER_BYTES + raw - 4 * count + 4 * (q.p - first)
+                __builtin_prefetch(q.t)
+        elif stage == 3:  # the table entry; the record's header
+            if q.t == NULL:
+                return
+            raw = ld32(q.h + 32)
+            off = ld32(q.t)
+            if off + RECORD_HEADER_BYTES <= raw:
+                q.r = q.h + FRAME_HEADER_BYTES + off
+                __builtin_prefetch(q.r)
+                __builtin_prefetch(q.r + RECORD_HEADER_BYTES - 1)
+        else:             # the record's length; the rest of the record (its CRC reads it all)
+            if q.r == NULL:
+                return
+            raw = ld32(q.h + 32)
+            off = <uint64_t>(q.r - q.h) - FRAME_HEADER_BYTES
+            nrec = ld32(q.r)
+            if nrec <= raw - off:
+                x = 64
+                while x < nrec:
+                    __builtin_prefetch(q.r + x)
+                    x += 64
+                if nrec > 64:
+                    __builtin_prefetch(q.r + nrec - 1)
 
     cdef bint _rebuild_indexes(self) except -1:
         """A read found the indexes disagreeing with the segments (a damaged or stale index
