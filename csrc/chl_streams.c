@@ -19,6 +19,8 @@
  * read by the CRC is still in cache when the records are copied. */
 #define CHL_ATTACH_CHUNK 1024
 
+static int chl_chunk_check(chl_streams *t, uint64_t c);
+
 struct chl_arena_chunk {
     chl_arena_chunk *next;
     size_t used, cap;
@@ -146,6 +148,25 @@ chl_streams *chl_streams_new(void) {
     return t;
 }
 
+/* Free every stream's delta, without touching the entries a lazy attach never filled (they
+ * have none: reading them would fault in pages of zeros, O(streams) for nothing). */
+static void chl_free_deltas(chl_streams *t) {
+    uint64_t i = 0;
+    if (t->filled) {
+        uint64_t lim = t->base_n < t->n_streams ? t->base_n : t->n_streams;
+        for (uint64_t w = 0; w * 64 < lim; w++) {
+            uint64_t bits = t->filled[w];
+            while (bits) {
+                uint64_t id = w * 64 + (uint64_t)__builtin_ctzll(bits);
+                bits &= bits - 1;
+                if (id < lim) free(t->streams[id].delta);
+            }
+        }
+        i = lim;
+    }
+    for (; i < t->n_streams; i++) free(t->streams[i].delta);
+}
+
 static void chl_detach_base(chl_streams *t) {
     t->base_slots = NULL;
     t->base_n_slots = 0;
@@ -155,11 +176,20 @@ static void chl_detach_base(chl_streams *t) {
     t->base_n = 0;
     free(t->base_ids);
     t->base_ids = NULL;
+    free(t->filled);
+    t->filled = NULL;
+    free(t->chunk_ok);
+    t->chunk_ok = NULL;
+    t->base_chunks = NULL;
+    t->base_through = t->base_names_bytes = 0;
+    t->unsound = 0;
 }
 
 void chl_streams_free(chl_streams *t) {
     if (!t) return;
-    for (uint64_t i = 0; i < t->n_streams; i++) free(t->streams[i].delta);
+    chl_free_deltas(t);
+    free(t->filled);
+    free(t->chunk_ok);
     chl_entries_free(t->streams, t->cap_streams);
     free(t->slots);
     free(t->base_ids);
@@ -176,6 +206,8 @@ static int64_t chl_base_find(const chl_streams *t, const char *name, uint32_t le
     for (;;) {
         uint32_t v = slots[i];
         if (v == 0) return -1;
+        /* Only a checked record is compared: a damaged one must not hide its stream. */
+        if (!chl_chunk_check((chl_streams *)t, (uint64_t)(v - 1) / CHL_DIR_CHUNK)) return -1;
         const unsigned char *d = t->base_dir + (uint64_t)(v - 1) * CHL_DIR_RECORD_BYTES;
         if (chl_ld64(d) == h && chl_ld32(d + 28) == len
                 && memcmp(t->base_names + chl_ld32(d + 24), name, len) == 0)
@@ -215,8 +247,15 @@ void chl_streams_fill(chl_streams *t, uint64_t id) {
     /* Only the entries of an attached base are ever unfilled, and only until the table's
      * first rebase: their ids are their directory indexes (checked by attach). */
     if (id >= t->base_n || t->base_ids) return;
-    const unsigned char *d = t->base_dir + id * CHL_DIR_RECORD_BYTES;
+    if (t->filled) t->filled[id >> 6] |= (uint64_t)1 << (id & 63);
     chl_stream *s = &t->streams[id];
+    if (!chl_chunk_check(t, id / CHL_DIR_CHUNK)) {
+        /* An unsound chunk: an empty stream (the owner sees `unsound` and rebuilds). */
+        memset(s, 0, sizeof(*s));
+        s->name = "";
+        return;
+    }
+    const unsigned char *d = t->base_dir + id * CHL_DIR_RECORD_BYTES;
     s->name = t->base_names + chl_ld32(d + 24);
     s->hash = chl_ld64(d);
     s->base = t->base_positions + chl_ld64(d + 16);
@@ -230,6 +269,11 @@ void chl_streams_fill(chl_streams *t, uint64_t id) {
 
 void chl_streams_materialize(chl_streams *t) {
     for (uint64_t id = 0; id < t->base_n && id < t->n_streams; id++) chl_streams_at(t, id);
+    if (t->unsound) return;  /* keep the bitmaps: the owner rebuilds */
+    free(t->filled);
+    t->filled = NULL;
+    free(t->chunk_ok);
+    t->chunk_ok = NULL;
 }
 
 /* A memory table of n slots (a power of two) holding the streams of t's table `old`. */
@@ -299,7 +343,7 @@ int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position) {
 }
 
 void chl_streams_clear(chl_streams *t) {
-    for (uint64_t i = 0; i < t->n_streams; i++) free(t->streams[i].delta);
+    chl_free_deltas(t);
     t->n_streams = 0;
     t->delta_events = 0;
     memset(t->slots, 0, t->n_slots * sizeof(uint32_t));
@@ -318,7 +362,7 @@ uint64_t chl_streams_file_slots(uint64_t n) {
 
 /* Offsets inside a checkpoint body of n streams; 0 when the sizes do not add up to len. */
 typedef struct {
-    uint64_t n_slots, dir, names, positions;
+    uint64_t n_slots, chunks, n_chunks, dir, names, positions;
 } chl_layout;
 
 static int chl_layout_of(uint64_t len, uint64_t n, uint64_t names_bytes, uint64_t through,
@@ -329,7 +373,9 @@ static int chl_layout_of(uint64_t len, uint64_t n, uint64_t names_bytes, uint64_
         return 0;
     l->n_slots = chl_streams_file_slots(n);
     if (l->n_slots > len / 4) return 0;
-    l->dir = l->n_slots * 4;
+    l->n_chunks = (n + CHL_DIR_CHUNK - 1) / CHL_DIR_CHUNK;
+    l->chunks = l->n_slots * 4;
+    l->dir = l->chunks + l->n_chunks * CHL_CHUNK_RECORD_BYTES;
     l->names = l->dir + n * CHL_DIR_RECORD_BYTES;
     l->positions = (l->names + names_bytes + 7) & ~(uint64_t)7;
     return l->positions <= len && (len - l->positions) / 8 == through
@@ -348,62 +394,95 @@ static int chl_slots_sound(const uint32_t *slots, uint64_t n_slots, uint64_t n) 
     return used == n && max <= n;
 }
 
+/* Directory chunk c of the attached base: checked (its CRC, its records back to back from
+ * its chunk table entry to the next one's, each within the file), or `unsound` set. */
+static int chl_chunk_check(chl_streams *t, uint64_t c) {
+    if (!t->chunk_ok || (t->chunk_ok[c >> 6] >> (c & 63) & 1)) return 1;
+    if (t->unsound) return 0;
+    uint64_t n = t->base_n, n_chunks = (n + CHL_DIR_CHUNK - 1) / CHL_DIR_CHUNK;
+    uint64_t i0 = c * CHL_DIR_CHUNK, i1 = n - i0 < CHL_DIR_CHUNK ? n : i0 + CHL_DIR_CHUNK;
+    const unsigned char *ce = t->base_chunks + c * CHL_CHUNK_RECORD_BYTES;
+    uint64_t total = chl_ld64(ce), name_total = chl_ld32(ce + 8), name0 = name_total;
+    uint64_t end_total = t->base_through, end_names = t->base_names_bytes;
+    if (c + 1 < n_chunks) {
+        end_total = chl_ld64(ce + CHL_CHUNK_RECORD_BYTES);
+        end_names = chl_ld32(ce + CHL_CHUNK_RECORD_BYTES + 8);
+    }
+    for (uint64_t i = i0; i < i1; i++) {
+        const unsigned char *d = t->base_dir + i * CHL_DIR_RECORD_BYTES;
+        uint64_t count = chl_ld64(d + 8), first = chl_ld64(d + 16);
+        uint32_t name_off = chl_ld32(d + 24), name_len = chl_ld32(d + 28);
+        /* Back to back in directory order: each record's offsets are the running sums. */
+        if (first != total || name_off != name_total || count == 0
+                || count > end_total - total || name_len == 0
+                || name_len > CHL_MAX_NAME_BYTES || name_len > end_names - name_total)
+            goto bad;
+        total += count;
+        name_total += name_len;
+    }
+    if (total != end_total || name_total != end_names) goto bad;
+    uint32_t crc = chl_crc32c_extend(0, t->base_dir + i0 * CHL_DIR_RECORD_BYTES,
+                                     (i1 - i0) * CHL_DIR_RECORD_BYTES);
+    crc = chl_crc32c_extend(crc, t->base_names + name0, name_total - name0);
+    if (crc != chl_ld32(ce + 12)) goto bad;
+    t->chunk_ok[c >> 6] |= (uint64_t)1 << (c & 63);
+    return 1;
+bad:
+    t->unsound = 1;
+    return 0;
+}
+
 int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, uint64_t n,
                        uint64_t names_bytes, uint64_t through, uint32_t crc, int lazy) {
     chl_layout l;
     if (t->n_streams || t->base_slots || !chl_layout_of(len, n, names_bytes, through, &l))
         return CHL_EBADFILE;
     const uint32_t *slots = (const uint32_t *)body;
-    uint32_t c = chl_crc32c_extend(0, body, l.dir);
-    if (!chl_slots_sound(slots, l.n_slots, n)) return CHL_EBADFILE;
+    const unsigned char *chunks = body + l.chunks;
+    if (chl_crc32c_extend(0, body, l.dir) != crc || !chl_slots_sound(slots, l.n_slots, n))
+        return CHL_EBADFILE;
+    /* The chunk table: from (0, 0), non-decreasing, within the positions and the names (so
+     * each chunk's checks are bounded by its neighbours). */
+    uint64_t prev_first = 0, prev_names = 0;
+    for (uint64_t c = 0; c < l.n_chunks; c++) {
+        uint64_t first = chl_ld64(chunks + c * CHL_CHUNK_RECORD_BYTES);
+        uint64_t name_off = chl_ld32(chunks + c * CHL_CHUNK_RECORD_BYTES + 8);
+        if ((c == 0 && (first || name_off)) || first < prev_first || first > through
+                || name_off < prev_names || name_off > names_bytes)
+            return CHL_EBADFILE;
+        prev_first = first;
+        prev_names = name_off;
+    }
     /* A fresh zeroed array (lazy: entries are filled on first access), sized with room to
      * grow: untouched pages of a mapping cost nothing. */
     chl_entries_free(t->streams, t->cap_streams);
     t->streams = NULL;
     t->cap_streams = 0;
     if (chl_entries_resize(t, n + n / 2 + 256, !lazy) != CHL_OK) return CHL_ENOMEM;
-    const unsigned char *dir = body + l.dir;
-    const char *names = (const char *)body + l.names;
-    const uint64_t *positions = (const uint64_t *)(body + l.positions);
-    uint64_t total = 0, name_total = 0;
-    for (uint64_t i0 = 0; i0 < n; i0 += CHL_ATTACH_CHUNK) {
-        uint64_t i1 = n - i0 < CHL_ATTACH_CHUNK ? n : i0 + CHL_ATTACH_CHUNK;
-        c = chl_crc32c_extend(c, dir + i0 * CHL_DIR_RECORD_BYTES,
-                              (i1 - i0) * CHL_DIR_RECORD_BYTES);
-        for (uint64_t i = i0; i < i1; i++) {
-            const unsigned char *d = dir + i * CHL_DIR_RECORD_BYTES;
-            uint64_t count = chl_ld64(d + 8), first = chl_ld64(d + 16);
-            uint32_t name_off = chl_ld32(d + 24), name_len = chl_ld32(d + 28);
-            /* Back to back in directory order: each record's offsets are the running sums. */
-            if (first != total || name_off != name_total || count == 0
-                    || count > through - total || name_len == 0
-                    || name_len > CHL_MAX_NAME_BYTES || name_len > names_bytes - name_total)
-                return CHL_EBADFILE;
-            total += count;
-            name_total += name_len;
-            if (lazy) continue;
-            chl_stream *s = &t->streams[i];
-            s->name = names + name_off;
-            s->hash = chl_ld64(d);
-            s->base = positions + first;
-            s->delta = NULL;
-            s->base_count = count;
-            s->delta_count = 0;
-            s->pending = 0;
-            s->name_len = name_len;
-            s->reserved = 0;
-        }
-    }
-    c = chl_crc32c_extend(c, names, names_bytes);
-    if (total != through || name_total != names_bytes || c != crc) return CHL_EBADFILE;
+    uint64_t *filled = calloc((n + 63) / 64 + 1, sizeof(uint64_t));
+    uint64_t *chunk_ok = calloc((l.n_chunks + 63) / 64 + 1, sizeof(uint64_t));
+    if (!filled || !chunk_ok) { free(filled); free(chunk_ok); return CHL_ENOMEM; }
     t->n_streams = n;
     t->base_slots = slots;
     t->base_n_slots = l.n_slots;
-    t->base_dir = dir;
-    t->base_names = names;
-    t->base_positions = positions;
+    t->base_chunks = chunks;
+    t->base_dir = body + l.dir;
+    t->base_names = (const char *)body + l.names;
+    t->base_positions = (const uint64_t *)(body + l.positions);
     t->base_n = n;
     t->base_ids = NULL;
+    t->base_through = through;
+    t->base_names_bytes = names_bytes;
+    t->filled = filled;
+    t->chunk_ok = chunk_ok;
+    t->unsound = 0;
+    if (!lazy) {
+        chl_streams_materialize(t);
+        if (t->unsound) {
+            chl_streams_clear(t);
+            return CHL_EBADFILE;
+        }
+    }
     return CHL_OK;
 }
 
@@ -434,12 +513,13 @@ int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
     chl_layout l;
     uint64_t live_names;
     chl_streams_materialize(t);
-    if (!chl_layout_of(len, n, names_bytes, through, &l)
+    if (t->unsound || !chl_layout_of(len, n, names_bytes, through, &l)
             || chl_streams_live(t, &live_names) != n || live_names != names_bytes
-            || chl_crc32c(body, l.names + names_bytes) != crc
+            || chl_crc32c(body, l.dir) != crc
             || !chl_slots_sound((const uint32_t *)body, l.n_slots, n))
         return CHL_EBADFILE;
     const unsigned char *dir = body + l.dir;
+    const unsigned char *chunks = body + l.chunks;
     uint64_t f = 0, total = 0, name_total = 0, dead = 0;
     int identity = 1;
     for (uint64_t id = 0; id < t->n_streams; id++) {
@@ -447,8 +527,10 @@ int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
         uint64_t count = s->base_count + s->delta_count;
         if (!count) { dead++; continue; }
         const unsigned char *d = dir + f * CHL_DIR_RECORD_BYTES;
+        const unsigned char *ce = chunks + (f / CHL_DIR_CHUNK) * CHL_CHUNK_RECORD_BYTES;
         if (chl_ld64(d) != s->hash || chl_ld64(d + 8) != count || chl_ld64(d + 16) != total
-                || chl_ld32(d + 24) != name_total || chl_ld32(d + 28) != s->name_len)
+                || chl_ld32(d + 24) != name_total || chl_ld32(d + 28) != s->name_len
+                || (f % CHL_DIR_CHUNK == 0 && (chl_ld64(ce) != total || chl_ld32(ce + 8) != name_total)))
             return CHL_EBADFILE;
         identity &= f == id;
         total += count;
@@ -456,6 +538,18 @@ int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
         f++;
     }
     if (total != through) return CHL_EBADFILE;
+    /* Each chunk's CRC, over the file's own bytes (what a later attach will check). */
+    for (uint64_t c = 0; c < l.n_chunks; c++) {
+        const unsigned char *ce = chunks + c * CHL_CHUNK_RECORD_BYTES;
+        uint64_t i0 = c * CHL_DIR_CHUNK, i1 = n - i0 < CHL_DIR_CHUNK ? n : i0 + CHL_DIR_CHUNK;
+        uint64_t name0 = chl_ld32(ce + 8);
+        uint64_t name1 = c + 1 < l.n_chunks ? chl_ld32(ce + CHL_CHUNK_RECORD_BYTES + 8) : names_bytes;
+        if (name1 < name0 || name1 > names_bytes) return CHL_EBADFILE;
+        uint32_t cc = chl_crc32c_extend(0, dir + i0 * CHL_DIR_RECORD_BYTES,
+                                        (i1 - i0) * CHL_DIR_RECORD_BYTES);
+        cc = chl_crc32c_extend(cc, (const char *)body + l.names + name0, name1 - name0);
+        if (cc != chl_ld32(ce + 12)) return CHL_EBADFILE;
+    }
     /* Everything that can fail first: the id map and the memory table of the streams with
      * no events (they stay in memory, with their ids). */
     uint32_t *ids = NULL;
@@ -498,9 +592,12 @@ int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
     t->base_ids = ids;
     t->base_slots = (const uint32_t *)body;
     t->base_n_slots = l.n_slots;
+    t->base_chunks = chunks;
     t->base_dir = dir;
     t->base_names = names;
     t->base_positions = positions;
     t->base_n = n;
+    t->base_through = through;
+    t->base_names_bytes = names_bytes;
     return CHL_OK;
 }

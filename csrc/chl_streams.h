@@ -35,6 +35,11 @@
  * u32 name offset (from the start of the names), u32 name bytes. */
 #define CHL_DIR_RECORD_BYTES 32
 #define CHL_MAX_NAME_BYTES 1024
+/* The directory is checked in chunks of this many records, each with its own CRC32C in the
+ * chunk table (16 bytes per chunk: u64 first, u32 name offset of its first record, u32 CRC of
+ * its records then its names), so that a lazy attach checks only the chunks it reads. */
+#define CHL_DIR_CHUNK 1024
+#define CHL_CHUNK_RECORD_BYTES 16
 
 typedef struct {
     const char *name;
@@ -67,6 +72,14 @@ typedef struct {
     const uint64_t *base_positions;
     uint64_t base_n;
     uint32_t *base_ids;   /* directory index -> stream id; NULL when they are equal */
+    uint64_t *filled;     /* lazy attach: bit i set once base entry i is filled; NULL when
+                           * every entry is (only filled entries can hold a delta) */
+    const unsigned char *base_chunks; /* the checkpoint's chunk table */
+    uint64_t *chunk_ok;   /* lazy attach: bit c set once directory chunk c checked; NULL when
+                           * every chunk is */
+    uint64_t base_through, base_names_bytes;
+    int unsound;          /* a lazily checked chunk failed: every answer since may be wrong
+                           * (a stream found in it reads as empty); the owner must rebuild */
 } chl_streams;
 
 uint64_t chl_hash_bytes(const char *p, size_t n);
@@ -90,7 +103,7 @@ static inline chl_stream *chl_streams_at(chl_streams *t, uint64_t id) {
     if (!s->name) chl_streams_fill(t, id);
     return s;
 }
-/* Fill every entry (O(streams)). */
+/* Fill every entry (O(streams)); checks every chunk of a lazy attach (see `unsound`). */
 void chl_streams_materialize(chl_streams *t);
 static inline uint64_t chl_streams_count(const chl_streams *t, uint64_t id) {
     const chl_stream *s = chl_streams_at((chl_streams *)t, id);
@@ -113,14 +126,18 @@ void chl_streams_clear(chl_streams *t);
 uint64_t chl_streams_file_slots(uint64_t n);
 /* Attach the body of a checkpoint (the bytes after its 64-byte header, `len` of them, which
  * must stay mapped until chl_streams_clear or the next chl_streams_rebase) to an empty table:
- * its streams become ids 0..n-1 in directory order. `lazy` = 0 fills every entry now; 1
- * leaves them to be filled on first access (nothing per stream is written: open touches no
- * per-stream memory but the file's), which is only correct for callers that never read
- * `streams[id]` of an id they did not get from find/intern without chl_streams_at. Checks every bound: the exact file size,
- * the CRC32C `crc` of slots + directory + names, slot values (at most n, exactly n used),
- * every record (name 1..CHL_MAX_NAME_BYTES bytes, names and positions back to back in
- * directory order, count >= 1, counts summing to `through`). Hashes are not recomputed (the
- * CRC covers them). Returns CHL_OK, CHL_EBADFILE (the table is left empty) or CHL_ENOMEM. */
+ * its streams become ids 0..n-1 in directory order. Checks now: the exact file size, the
+ * CRC32C `crc` of slots + chunk table, slot values (at most n, exactly n used), the chunk
+ * table (starting at 0, non-decreasing, within `through` and the names). Checks per
+ * directory chunk (its CRC; every record: name 1..CHL_MAX_NAME_BYTES bytes, names and
+ * positions back to back from the chunk's start to the next one's, count >= 1): all now when
+ * `lazy` = 0, which also fills every entry; with `lazy` = 1, open costs O(slots) only: a
+ * chunk is checked when a lookup first reads one of its records, an entry filled on first
+ * access; a chunk that fails sets `unsound` (its streams read as empty). Lazy is only
+ * correct for callers that never read `streams[id]` of an id they did not get from
+ * find/intern without chl_streams_at, and that check `unsound` before trusting an answer.
+ * Hashes are not recomputed (the CRCs cover them). Returns CHL_OK, CHL_EBADFILE (the table is
+ * left empty) or CHL_ENOMEM. */
 int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, uint64_t n,
                        uint64_t names_bytes, uint64_t through, uint32_t crc, int lazy);
 /* Streams with events (count >= 1), and the bytes of their names: what a checkpoint holds. */

@@ -19,6 +19,8 @@ from chronolog._core.crc import crc32c
 N_STREAMS = 1500  # base table of 4096 slots, memory table grown past its first 1024
 HEADER = 64
 RECORD = 32
+CHUNK = 1024          # directory records per chunk
+CHUNK_RECORD = 16     # bytes per chunk table entry
 
 
 def _names(prefix: str, n: int) -> list[str]:
@@ -51,16 +53,29 @@ def _layout(raw: bytes) -> dict[str, int]:
     slots = 8
     while slots < 2 * n:
         slots *= 2
-    directory = HEADER + 4 * slots
+    chunks = HEADER + 4 * slots
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    directory = chunks + CHUNK_RECORD * n_chunks
     names = directory + RECORD * n
-    return {"n": n, "slots": slots, "directory": directory, "names": names,
-            "names_end": names + names_bytes}
+    return {"n": n, "slots": slots, "chunks": chunks, "n_chunks": n_chunks,
+            "directory": directory, "names": names, "names_end": names + names_bytes}
 
 
 def _reseal(raw: bytearray) -> bytes:
-    """Recompute both CRCs (body, then header) so that only the checks of content remain."""
+    """Recompute every CRC (each chunk's, the slots and chunk table's, the header's) so that
+    only the checks of content remain."""
     lay = _layout(bytes(raw))
-    struct.pack_into("<I", raw, 52, crc32c(bytes(raw[HEADER:lay["names_end"]])))
+    names_bytes = lay["names_end"] - lay["names"]
+    for c in range(lay["n_chunks"]):
+        entry = lay["chunks"] + CHUNK_RECORD * c
+        name0 = struct.unpack_from("<I", raw, entry + 8)[0]
+        name1 = (struct.unpack_from("<I", raw, entry + CHUNK_RECORD + 8)[0]
+                 if c + 1 < lay["n_chunks"] else names_bytes)
+        i0, i1 = c * CHUNK, min(lay["n"], (c + 1) * CHUNK)
+        covered = bytes(raw[lay["directory"] + RECORD * i0:lay["directory"] + RECORD * i1]) \
+            + bytes(raw[lay["names"] + name0:lay["names"] + name1])
+        struct.pack_into("<I", raw, entry + 12, crc32c(covered))
+    struct.pack_into("<I", raw, 52, crc32c(bytes(raw[HEADER:lay["directory"]])))
     struct.pack_into("<I", raw, 60, crc32c(bytes(raw[:60])))
     return bytes(raw)
 
@@ -79,7 +94,7 @@ def test_the_checkpoint_holds_a_hash_table_of_twice_the_streams(
         closed_store: dict[str, Any]) -> None:
     raw = closed_store["raw"]
     lay = _layout(raw)
-    assert raw[:8] == b"CHLSIDX3"
+    assert raw[:8] == b"CHLSIDX4"
     assert lay["n"] == N_STREAMS and lay["slots"] == 4096
     slots = struct.unpack_from(f"<{lay['slots']}I", raw, HEADER)
     assert sorted(v for v in slots if v) == list(range(1, N_STREAMS + 1))
@@ -228,9 +243,13 @@ def test_a_damaged_stream_checkpoint_is_rebuilt_with_identical_answers(
 def test_a_rebuilt_stream_checkpoint_is_byte_identical_to_the_original(
         closed_store: dict[str, Any], open_store: Callable[..., cl.EventStore],
         store_path: Path) -> None:
+    # Chunks are checked when first read: a writer that reads the damaged one rebuilds the
+    # indexes and writes a sound checkpoint at close.
     path = store_path / "index" / "streams.idx"
     path.write_bytes(_damaged(closed_store["raw"], "directory-byte"))
-    open_store().close()
+    s = open_store()
+    assert _answers(s) == closed_store["answers"]
+    s.close()
     assert path.read_bytes() == closed_store["raw"]
 
 
@@ -262,3 +281,55 @@ def test_names_of_every_length_differing_in_one_byte_are_distinct_streams(
             s = open_store()
         assert len(s.streams()) == len(names)
         assert all([e.data for e in s.read_stream(name)] == [name.encode()] for name in names)
+
+
+CONTENT_DAMAGE = ["directory-byte", "name-byte", "empty-name", "count-too-big", "count-zero",
+                  "first-past-the-positions", "name-past-the-names"]
+
+
+@pytest.mark.parametrize("how", CONTENT_DAMAGE)
+def test_a_readonly_handle_answers_right_over_a_damaged_directory_chunk(
+        closed_store: dict[str, Any], open_store: Callable[..., cl.EventStore],
+        store_path: Path, how: str) -> None:
+    # Open checks the slots and the chunk table only; the damaged chunk is found when a
+    # lookup first reads it, and the answer comes from a rebuild, never from the damage.
+    path = store_path / "index" / "streams.idx"
+    path.write_bytes(_damaged(closed_store["raw"], how))
+    s = open_store(readonly=True)
+    middle = _names("s", N_STREAMS)[N_STREAMS // 2]
+    assert [e.version for e in s.read_stream(middle)] == [0, 1]
+    assert s.stream_version(middle) == 1
+    assert _answers(s) == closed_store["answers"]
+    assert path.read_bytes() == _damaged(closed_store["raw"], how)  # a reader writes nothing
+
+
+@pytest.mark.parametrize("how", CONTENT_DAMAGE)
+def test_the_first_append_over_a_damaged_directory_chunk_continues_the_stream(
+        closed_store: dict[str, Any], open_store: Callable[..., cl.EventStore],
+        store_path: Path, how: str) -> None:
+    # Nothing read first: the append must not take a stream the damage hides for a new one.
+    (store_path / "index" / "streams.idx").write_bytes(_damaged(closed_store["raw"], how))
+    s = open_store()
+    for name in _names("s", N_STREAMS)[N_STREAMS // 2 - 2:N_STREAMS // 2 + 3]:
+        assert s.append(name, [cl.NewEvent("T", b"late")]).next_version == 3
+    assert s.verify()["ok"] is True
+
+
+def test_lookups_in_one_chunk_leave_the_other_chunks_unchecked_and_still_right(
+        open_store: Callable[..., cl.EventStore], store_path: Path) -> None:
+    # 3,000 streams = three directory chunks; damage in the last one is only met (and
+    # repaired by a rebuild) when a lookup reaches it.
+    s = open_store()
+    names = _names("s", 3000)
+    _fill(s, names, rounds=1)
+    s.close()
+    path = store_path / "index" / "streams.idx"
+    raw = bytearray(path.read_bytes())
+    lay = _layout(bytes(raw))
+    assert lay["n_chunks"] == 3
+    raw[lay["directory"] + RECORD * 2500 + 8] ^= 0x01  # a count in chunk 2
+    path.write_bytes(bytes(raw))
+    r = open_store(readonly=True)
+    assert [r.stream_version(n) for n in names[:10]] == [0] * 10
+    assert r.stream_version(names[2500]) == 0 and r.stream_version("nope") is None
+    assert len(r.streams()) == 3000

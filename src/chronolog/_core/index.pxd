@@ -6,6 +6,8 @@ cdef extern from "chl_streams.h":
         CHL_OK
         CHL_ENOMEM
         CHL_EBADFILE
+        CHL_DIR_CHUNK
+        CHL_CHUNK_RECORD_BYTES
     ctypedef struct chl_stream:
         const char *name
         uint64_t hash
@@ -19,6 +21,7 @@ cdef extern from "chl_streams.h":
         chl_stream *streams
         uint64_t n_streams
         uint64_t delta_events
+        int unsound
     chl_streams *chl_streams_new() nogil
     void chl_streams_free(chl_streams *t) nogil
     int64_t chl_streams_find(const chl_streams *t, const char *name, uint32_t len) nogil

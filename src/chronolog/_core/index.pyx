@@ -17,19 +17,22 @@ index/positions.idx (checkpointed in place: entries first, then the header's cou
 index/streams.idx (rewritten whole: temporary file, fdatasync, rename). It is the hash index
 itself: a load maps it and checks it (CRCs, bounds), and lookups probe its slot table in
 place; nothing is hashed or inserted per stream (chl_streams.h):
-    0  b"CHLSIDX3"  8 B magic
+    0  b"CHLSIDX4"  8 B magic
     8  u32          format version
     12 u32          header bytes (64)
     16 16 B         store id
     32 u64          through: the number of positions covered (every position of [0, through))
     40 u64          streams (n)
     48 u32          names bytes
-    52 u32          CRC32C of the slots, the directory and the names (checked on load)
+    52 u32          CRC32C of the slots and the chunk table (checked on load)
     56 u32          anchor: low 32 bits of the salt of the segment holding position through-1
     60 u32          CRC32C of bytes 0..60
     64 u32[S]       slots: S = the smallest power of two >= 2n, at least 8; each 0 (empty) or
                     1 + the directory index of a stream; the stream of name x is found by
                     linear probing from slot chl_hash_bytes(x) & (S - 1)
+    ...             chunk table, 16 B per chunk of 1024 directory records (the last may be
+                    shorter): u64 first and u32 name offset of its first record, u32 CRC32C of
+                    its records then its names (checked when a lookup first reads the chunk)
     ...             directory, 32 B per stream: u64 hash (chl_hash_bytes of the name),
                     u64 count (>= 1), u64 first (index in the positions of its version 0),
                     u32 name offset (from the start of the names), u32 name bytes (1..1024);
@@ -56,7 +59,7 @@ cdef enum:
     WRITE_CHUNK_BYTES = 4 << 20
 
 cdef uint64_t NOT_LOADED = 0xFFFFFFFFFFFFFFFF
-cdef bytes SIDX_MAGIC = b"CHLSIDX3"
+cdef bytes SIDX_MAGIC = b"CHLSIDX4"
 
 
 cdef bytes _header(bytes magic, bytes store_id, uint64_t a, uint64_t b, uint64_t c,
@@ -266,9 +269,11 @@ cdef class StreamIndex:
         - a stream with no committed events (count 0) does not exist for any reader;
         - for every stream, positions by version are strictly increasing.
 
-    `lazy` (default False) attaches a checkpoint without filling the stream entries (open
-    then writes nothing per stream); only for a caller that reads entries of ids it did not
-    get from find/intern through chl_streams_at (chl_streams.h).
+    `lazy` (default False) attaches a checkpoint checking only its slots and chunk table:
+    directory chunks are checked, and stream entries filled, on first access (open then
+    touches nothing per stream). Only for a caller that reads entries of ids it did not get
+    from find/intern through chl_streams_at, and that checks `t.unsound` before trusting an
+    answer (chl_streams.h; the Log does both).
 
     Thread-safety: not thread-safe; the Log calls it with the GIL held.
     """
@@ -331,31 +336,54 @@ cdef class StreamIndex:
         cdef chl_stream *s
         if names_bytes >= 0xFFFFFFFF:
             return 0  # too many names for this checkpoint format: open rebuilds instead
+        if t.unsound:
+            return 0  # a damaged chunk of the old checkpoint: never written out (the Log rebuilds)
         cdef uint64_t n_slots = chl_streams_file_slots(n_live)
         cdef uint32_t *slots = <uint32_t *>calloc(n_slots, 4)
         if slots == NULL:
             raise MemoryError()
         cdef unsigned char ent[32]
         cdef uint64_t zero = 0
-        cdef uint32_t crc
+        cdef uint32_t crc, ccrc
         cdef int fd
         cdef _ChunkWriter w
+        cdef uint64_t n_chunks = (n_live + CHL_DIR_CHUNK - 1) // CHL_DIR_CHUNK, c, j, k0, k1
+        cdef uint64_t *live = <uint64_t *>malloc((n_live if n_live else 1) * 8)
+        cdef unsigned char *chunks = <unsigned char *>calloc(n_chunks if n_chunks else 1,
+                                                             CHL_CHUNK_RECORD_BYTES)
+        if live == NULL or chunks == NULL:
+            free(slots)
+            free(live)
+            free(chunks)
+            raise MemoryError()
         tmp = path + ".tmp"
         try:
             chl_streams_fill_file_slots(t, slots, n_slots)
-            # The header (first in the file) holds the CRC of what follows: a first pass.
-            crc = chl_crc32c_extend(0, slots, n_slots * 4)
+            j = 0
             for i in range(t.n_streams):
-                s = &t.streams[i]
-                if s.base_count + s.delta_count:
+                if t.streams[i].base_count + t.streams[i].delta_count:
+                    live[j] = i
+                    j += 1
+            # The chunk table: each chunk's start and the CRC of its records, then its names
+            # (the header's CRC covers the slots and this table: a first pass).
+            for c in range(n_chunks):
+                k0 = c * CHL_DIR_CHUNK
+                k1 = min(n_live, k0 + CHL_DIR_CHUNK)
+                st64(chunks + c * CHL_CHUNK_RECORD_BYTES, first)
+                st32(chunks + c * CHL_CHUNK_RECORD_BYTES + 8, <uint32_t>name_off)
+                ccrc = 0
+                for j in range(k0, k1):
+                    s = &t.streams[live[j]]
                     _dir_record(ent, s, first, name_off)
-                    crc = chl_crc32c_extend(crc, ent, 32)
+                    ccrc = chl_crc32c_extend(ccrc, ent, 32)
                     first += s.base_count + s.delta_count
                     name_off += s.name_len
-            for i in range(t.n_streams):
-                s = &t.streams[i]
-                if s.base_count + s.delta_count:
-                    crc = chl_crc32c_extend(crc, s.name, s.name_len)
+                for j in range(k0, k1):
+                    s = &t.streams[live[j]]
+                    ccrc = chl_crc32c_extend(ccrc, s.name, s.name_len)
+                st32(chunks + c * CHL_CHUNK_RECORD_BYTES + 12, ccrc)
+            crc = chl_crc32c_extend(0, slots, n_slots * 4)
+            crc = chl_crc32c_extend(crc, chunks, n_chunks * CHL_CHUNK_RECORD_BYTES)
             fd = io.create_new(tmp)
             try:
                 w = _ChunkWriter(io, fd, 0)
@@ -363,6 +391,7 @@ cdef class StreamIndex:
                               names_bytes | (<uint64_t>crc << 32), anchor)
                 w.put(<const char *>hdr, INDEX_HEADER_BYTES)
                 w.put(slots, n_slots * 4)
+                w.put(chunks, n_chunks * CHL_CHUNK_RECORD_BYTES)
                 first = 0
                 name_off = 0
                 for i in range(t.n_streams):
@@ -376,7 +405,8 @@ cdef class StreamIndex:
                     s = &t.streams[i]
                     if s.base_count + s.delta_count:
                         w.put(s.name, s.name_len)
-                pos_off = INDEX_HEADER_BYTES + n_slots * 4 + n_live * 32 + names_bytes
+                pos_off = INDEX_HEADER_BYTES + n_slots * 4 + n_chunks * CHL_CHUNK_RECORD_BYTES \
+                    + n_live * 32 + names_bytes
                 if pos_off & 7:
                     w.put(&zero, 8 - (pos_off & 7))
                 for i in range(t.n_streams):
@@ -391,6 +421,8 @@ cdef class StreamIndex:
                 io.close(fd)
         finally:
             free(slots)
+            free(live)
+            free(chunks)
         io.rename(tmp, path)
         # Map it again and re-point every live stream at it; ids stay as they are in memory.
         cdef void *m = NULL

@@ -33,6 +33,7 @@ cdef class Log:
     cdef readonly uint64_t head
     cdef readonly uint64_t written
     cdef bint catching_up
+    cdef bint sidx_checked
     cdef uint64_t durable_ordinal
     cdef uint64_t durable_offset
     cdef object _lock
@@ -100,4 +101,6 @@ cdef class Log:
     cdef list _read_positions(self, uint64_t start, uint64_t stop, bint backwards)
     cdef list _read_stream(self, str stream, bytes s, uint64_t lo, uint64_t hi, bint backwards, uint64_t limit)
     cdef bint _rebuild_indexes(self) except -1
+    cdef int _make_sound(self) except -1
+    cdef int _unsound(self) except -1
     cdef int _rebuild_unlocked(self) except -1

@@ -35,6 +35,7 @@ from chronolog._core.segment cimport (
 from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams, chl_stream
 from chronolog._core.index cimport chl_streams_find, chl_streams_intern, chl_streams_push
 from chronolog._core.index cimport chl_streams_count, chl_streams_position, chl_streams_at
+from chronolog._core.index cimport chl_streams_materialize
 from chronolog._core.segment import segment_name, encode_segment_header, decode_segment_header
 from chronolog._core import index as _index
 
@@ -282,6 +283,7 @@ cdef class Log:
         self.segments = []
         self.pidx = PositionIndex()
         self.sidx = StreamIndex()
+        self.sidx.lazy = True  # every entry is read through chl_streams_at or find/intern
         self.st = self.sidx.t
         self.written = 0
         self.head = 0
@@ -337,6 +339,10 @@ cdef class Log:
         cdef uint64_t through = self._load_checkpoints()
         # Pass 4: index the tail past the checkpoint (cutting a torn tail when writing).
         self._catch_up(not self.readonly)
+        if self.st.unsound:
+            # A stream of the tail was looked up in a damaged chunk of the checkpoint.
+            self._rebuild_unlocked()
+            through = 0
         if not self.readonly:
             seg = self.segments[len(self.segments) - 1]
             seg.open_for_write()
@@ -716,6 +722,7 @@ cdef class Log:
         # it would name events the segments no longer hold. Sync them first.
         if self.written_seq > self.synced_seq:
             self.sync_to(self.written_seq)
+        self._make_sound()
         idx = os.path.join(self.path, "index")
         self.pidx.save(self.io, os.path.join(idx, "positions.idx"), self.store_id)
         self.sidx.save(self.io, os.path.join(idx, "streams.idx"), self.store_id, self.written,
@@ -732,6 +739,29 @@ cdef class Log:
             raise ReadOnlyError(self.path)
         if self.failed is not None:
             raise StoreFailedError(self.path, self.failed)
+        if not self.sidx_checked:
+            self._make_sound()
+        return 0
+
+    cdef int _make_sound(self) except -1:
+        """Check every chunk of a lazily attached stream checkpoint now (O(streams), once), and
+        rebuild the indexes from the segments when one fails: a write must never trust a
+        stream lookup that a damaged chunk could have answered (a stream it hid would be
+        created again at version 0). The writer calls it before its first append and before
+        writing a checkpoint (with the lock held)."""
+        chl_streams_materialize(self.st)
+        if self.st.unsound:
+            self._rebuild_unlocked()
+        self.sidx_checked = True
+        return 0
+
+    cdef int _unsound(self) except -1:
+        """Readers: a lookup met a damaged chunk of the stream checkpoint, so the answer may be
+        wrong: raise CorruptionError, which the reading method answers by rebuilding the
+        indexes and reading again."""
+        if self.st.unsound:
+            raise CorruptionError(self.path, None, "a chunk of the stream index checkpoint fails "
+                                  "its check")
         return 0
 
     cdef unsigned char *_frame_buffer(self, size_t n) except NULL:
@@ -1437,8 +1467,11 @@ cdef class Log:
         """The number of visible events in `stream` (0 when it does not exist)."""
         self._check_open()
         cdef bytes s = _stream_utf8(stream)
+        cdef int64_t c
         try:
-            return self._visible_count(chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s)))
+            c = self._visible_count(chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s)))
+            self._unsound()
+            return c
         except CorruptionError:
             if not self._rebuild_indexes():
                 raise
@@ -1461,6 +1494,7 @@ cdef class Log:
         cdef int64_t sid = chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s))
         cdef list out = []
         cdef uint64_t count = <uint64_t>self._visible_count(sid)
+        self._unsound()
         if hi > count:
             hi = count
         if lo >= hi or limit == 0:
@@ -1602,6 +1636,7 @@ cdef class Log:
         cdef uint64_t old_written = self.written, old_head = self.head
         self.pidx = PositionIndex()
         self.sidx = StreamIndex()
+        self.sidx.lazy = True  # every entry is read through chl_streams_at or find/intern
         self.st = self.sidx.t
         self.written = 0
         self.head = 0
@@ -1644,7 +1679,7 @@ cdef class Log:
         cdef uint64_t first
         cdef list out = []
         for i in range(self.st.n_streams):
-            s = &self.st.streams[i]
+            s = chl_streams_at(self.st, i)
             if s.base_count + s.delta_count and s.name_len >= plen \
                     and memcmp(s.name, PyBytes_AS_STRING(pre), plen) == 0:
                 first = chl_streams_position(self.st, i, 0)
@@ -1652,6 +1687,7 @@ cdef class Log:
                     raise CorruptionError(self.path, None, "stream index points past the log")
                 if first < self.head:
                     out.append((first, PyUnicode_DecodeUTF8(s.name, s.name_len, "strict")))
+        self._unsound()
         # Order of first appearance in the log (not of stream ids, which a refused batch
         # may have handed out): the same after any rebuild.
         out.sort()
@@ -1660,8 +1696,12 @@ cdef class Log:
     def stream_total(self):
         """How many streams hold events."""
         cdef uint64_t i, n = 0
+        self._check_open()
+        chl_streams_materialize(self.st)
+        if self.st.unsound:
+            self._rebuild_indexes()
         for i in range(self.st.n_streams):
-            if self.st.streams[i].base_count + self.st.streams[i].delta_count:
+            if chl_streams_count(self.st, i):
                 n += 1
         return n
 
@@ -1670,6 +1710,8 @@ cdef class Log:
         self._check_open()
         if self.readonly:
             self._catch_up(False)
+            if self.st.unsound:
+                self._rebuild_unlocked()
         return self.head
 
     def segment_info(self):
@@ -1831,6 +1873,9 @@ cdef class Log:
         versions) and the indexes against them. Returns a dict report; never raises for
         damage, which it reports with the first problem's segment and offset."""
         self._check_open()
+        chl_streams_materialize(self.st)
+        if self.st.unsound:
+            self._rebuild_indexes()
         from chronolog._core.index import StreamIndex as _SI
         cdef StreamIndex fresh = _SI()
         cdef Segment seg
@@ -1965,6 +2010,6 @@ cdef class Log:
         assert self.written == self.pidx.count(), (self.written, self.pidx.count())
         for i in range(self.st.n_streams):
             total += chl_streams_count(self.st, i)
-            assert self.st.streams[i].pending == 0
+            assert chl_streams_at(self.st, i).pending == 0
         assert total == self.written, (total, self.written)
         return True
