@@ -393,23 +393,28 @@ cdef class Log:
         """Open and check one segment; False when it is the newest and its header is torn
         (a segment being created: the writer removes it, a reader waits for it)."""
         path = os.path.join(self.path, name)
-        with open(path, "rb") as f:
-            h = f.read(SEGMENT_HEADER_BYTES)
+        cdef int fd = self.io.open(path, O_RDONLY | O_CLOEXEC, 0)
         try:
+            h = os.pread(fd, SEGMENT_HEADER_BYTES, 0)
             first, salt = decode_segment_header(h, path, self.store_id)
-        except CorruptionError:
+        except BaseException as exc:
+            self.io.close(fd)
+            if not isinstance(exc, CorruptionError):
+                raise
             if is_newest and len(h) <= SEGMENT_HEADER_BYTES and os.path.getsize(path) <= SEGMENT_HEADER_BYTES:
                 if not self.readonly:
                     self.io.unlink(path)
                     self.io.fsync_dir(self.path)
                 return False
             raise
-        if segment_name(first) != name:
-            raise CorruptionError(path, 24, f"segment header says first position {first}, "
-                                  f"its name says {int(name[:20])}")
-        if self.segments and first < (<Segment>self.segments[len(self.segments) - 1]).first_position:
+        if segment_name(first) != name or (self.segments and first < (
+                <Segment>self.segments[len(self.segments) - 1]).first_position):
+            self.io.close(fd)
+            if segment_name(first) != name:
+                raise CorruptionError(path, 24, f"segment header says first position {first}, "
+                                      f"its name says {int(name[:20])}")
             raise CorruptionError(path, 24, "segment positions are not increasing")
-        self.segments.append(Segment(self.io, path, first, salt, len(self.segments)))
+        self.segments.append(Segment(self.io, path, first, salt, len(self.segments), fd))
         return True
 
     cdef uint64_t _load_checkpoints(self) except? 0xFFFFFFFFFFFFFFFF:

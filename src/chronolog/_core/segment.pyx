@@ -144,7 +144,7 @@ cdef class Segment:
         self._old_maps = []
 
     def __init__(self, FileIO io, str path, uint64_t first_position, uint64_t salt,
-                 uint32_t ordinal):
+                 uint32_t ordinal, int fd=-1):
         self.io = io
         self.path = path
         self.name = os.path.basename(path)
@@ -152,7 +152,8 @@ cdef class Segment:
         self.salt = salt
         self.ordinal = ordinal
         self.end = SEGMENT_HEADER_BYTES
-        self.fd = io.open(path, O_RDONLY | O_CLOEXEC, 0)
+        # `fd`: a read-only descriptor of `path` the caller already opened (it is owned here).
+        self.fd = fd if fd >= 0 else io.open(path, O_RDONLY | O_CLOEXEC, 0)
 
     cdef uint64_t file_size(self) except? 0xFFFFFFFFFFFFFFFF:
         cdef struct_stat st
