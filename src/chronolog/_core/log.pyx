@@ -1588,7 +1588,7 @@ cdef class Log:
                     q.h = seg.map + off
                     q.end = seg.map + seg.end
                     __builtin_prefetch(q.h)
-                    __builtin_prefetch(q.h + FRAME_HEADER_BYTES - 1)
+                    __builtin_prefetch(q.h + 39)  # the last field _view reads (dict id)
         elif stage == 2:  # the header; the offset table entry (codec 0 frames)
             if q.h == NULL or ld16(q.h + 28) != CODEC_NONE:
                 return
