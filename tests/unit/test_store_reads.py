@@ -3,13 +3,15 @@ limit) and the fields of RecordedEvent."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+from typing import Any
 
 import pytest
 
 import chronolog as cl
-from chronolog.errors import InvalidArgumentError, InvalidStreamNameError
+from chronolog.errors import CorruptionError, InvalidArgumentError, InvalidStreamNameError
 
 
 @pytest.fixture
@@ -235,3 +237,41 @@ def test_read_stream_of_a_long_stream_spread_over_many_frames_matches_read_all(
             got = store.read_stream("long", lo, to_version=hi, limit=limit)
             want = expected[lo:hi + 1][:limit]
         assert [(e.position, e.version, e.data) for e in got] == want, (lo, hi, limit)
+
+
+def _long_stream(store: cl.EventStore) -> list[tuple[int, int, bytes]]:
+    for i in range(60):
+        store.append_batch(["long", f"o-{i}"], ["T", "U"], [b"long-%d" % i * (i % 7 + 1), b"o"])
+    return [(e.position, e.version, e.data) for e in store.read_stream("long")]
+
+
+def test_a_reopened_store_reads_a_stream_the_same_the_first_time_and_after(
+        open_store: Any) -> None:
+    # The handle that wrote the events knows each record's offset; a reopened one finds
+    # them through the frames on first read (and remembers them): same answers every time.
+    s = open_store()
+    written = _long_stream(s)
+    s.close()
+    r = open_store(readonly=True)
+    for _ in range(3):
+        assert [(e.position, e.version, e.data) for e in r.read_stream("long")] == written
+        assert [e.data for e in r.read_stream("long", backwards=True, limit=5)] == \
+            [d for _, _, d in written[::-1][:5]]
+
+
+def test_a_record_damaged_under_a_live_writer_is_reported_never_returned(
+        open_store: Any, store_path: Any) -> None:
+    s = open_store()
+    written = _long_stream(s)
+    seg = sorted(store_path.glob("*.seg"))[0]
+    raw = seg.read_bytes()
+    at = raw.index(b"long-30long-30")  # inside the data of version 30
+    fd = os.open(seg, os.O_WRONLY)
+    try:
+        os.pwrite(fd, b"X", at + 3)
+    finally:
+        os.close(fd)
+    with pytest.raises(CorruptionError):
+        s.read_stream("long")
+    assert [(e.position, e.version, e.data) for e in s.read_stream("long", to_version=29)] == \
+        written[:30]

@@ -50,8 +50,15 @@ cdef class PositionIndex:
     cdef uint64_t delta_cap
     cdef void *map
     cdef uint64_t map_len
+    cdef uint32_t *roff
+    cdef uint64_t roff_cap
     cdef uint64_t count(self) noexcept
     cdef uint64_t get(self, uint64_t position) noexcept
+    cdef uint32_t roff_at(self, uint64_t position) noexcept
+    cdef int _grow_roff(self, uint64_t need) except -1
+    cdef int set_roff(self, uint64_t first, const unsigned char *table, uint64_t n,
+                      uint64_t body_at) except -1
+    cdef void set_one_roff(self, uint64_t position, uint32_t value) noexcept
     cdef const uint64_t *slot(self, uint64_t position) noexcept
     cdef int push_n(self, uint64_t entry, uint64_t n) except -1
     cdef void clear(self) noexcept

@@ -169,6 +169,55 @@ cdef class PositionIndex:
             return self.base[position]
         return self.delta[position - self.base_count]
 
+    cdef uint32_t roff_at(self, uint64_t position) noexcept:
+        """1 + the offset of the position's record in its segment (an uncompressed frame), or
+        0 when not known here (a compressed frame, or an entry from the checkpoint not read
+        yet). In memory only: what the writer encoded or a read found, so that random reads
+        skip the position entry, the frame header and the offset table. (Segments are below
+        4 GiB: a frame body is at most CHL_MAX_BODY_BYTES.)"""
+        return self.roff[position] if position < self.roff_cap else 0
+
+    cdef int _grow_roff(self, uint64_t need) except -1:
+        """Room for `need` record offsets, the new ones unknown (0). The first allocation is
+        calloc'd: for a large checkpoint its zero pages cost nothing until a read fills one."""
+        cdef uint64_t cap = self.roff_cap * 2 if self.roff_cap else 65536
+        cdef uint32_t *r
+        while cap < need:
+            cap *= 2
+        if self.roff == NULL:
+            r = <uint32_t *>calloc(cap, 4)
+        else:
+            r = <uint32_t *>realloc(self.roff, cap * 4)
+            if r != NULL:
+                memset(r + self.roff_cap, 0, (cap - self.roff_cap) * 4)
+        if r == NULL:
+            raise MemoryError()
+        self.roff = r
+        self.roff_cap = cap
+        return 0
+
+    cdef int set_roff(self, uint64_t first, const unsigned char *table, uint64_t n,
+                      uint64_t body_at) except -1:
+        """Record offsets of positions [first, first + n) from the offset table of a frame
+        whose body starts `body_at` bytes into its segment."""
+        cdef uint64_t i
+        if first + n > self.roff_cap:
+            self._grow_roff(first + n)
+        for i in range(n):
+            self.roff[first + i] = <uint32_t>(body_at + ld32(table + 4 * i) + 1)
+        return 0
+
+    cdef void set_one_roff(self, uint64_t position, uint32_t value) noexcept:
+        """Remember one record offset a read found (a hint: out of memory, it is skipped)."""
+        if position >= self.roff_cap:
+            if position >= self.count():
+                return
+            try:
+                self._grow_roff(self.count())
+            except MemoryError:
+                return
+        self.roff[position] = value
+
     cdef const uint64_t *slot(self, uint64_t position) noexcept:
         """Where get(position) reads (for a prefetch): position < count() is the caller's."""
         if position < self.base_count:
@@ -204,6 +253,9 @@ cdef class PositionIndex:
         self.delta = NULL
         self.delta_count = 0
         self.delta_cap = 0
+        free(self.roff)
+        self.roff = NULL
+        self.roff_cap = 0
 
     cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF:
         """Map a checkpoint; return how many entries it holds (0 when absent or unsound)."""

@@ -12,6 +12,7 @@ cdef struct PipeSlot:
     const unsigned char *t
     const unsigned char *r
     const unsigned char *end        # the end of the frame's segment
+    uint64_t rlim                   # bytes from r that the record may span
 
 cdef struct ColView:
     const int64_t *offsets
@@ -69,7 +70,8 @@ cdef class Log:
     cdef int _index_frame(self, Segment seg, FrameInfo *fi) except -1
     cdef int _reserve_scratch(self, size_t n) except -1
     cdef void _reset_pending(self, size_t n) noexcept
-    cdef int _commit(self, uint64_t n, uint64_t entry) except -1
+    cdef int _commit(self, uint64_t n, uint64_t entry, const unsigned char *table) except -1
+    cdef const unsigned char *_written_table(self, uint64_t n) noexcept
     cdef Segment _new_segment(self, uint64_t first_position)
     cdef Segment _roll(self)
     cdef int _checkpoint(self) except -1
@@ -77,6 +79,7 @@ cdef class Log:
     cdef int _check_writable(self) except -1
     cdef unsigned char *_frame_buffer(self, size_t n) except NULL
     cdef Segment _segment_for(self, size_t frame_bytes)
+    cdef Segment _segment_of(self, uint64_t position)
     cdef uint32_t _synced_mark(self, Segment seg) noexcept
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0
     cdef int sync_to(self, uint64_t seq) except -1

@@ -621,7 +621,9 @@ cdef class Log:
                 raise CorruptionError(seg.path, fi.offset, f"record {i} of stream "
                                       f"{bytes(rv.stream[:rv.slen])!r} has version {rv.version}, "
                                       f"expected {expect_version}")
-        self._commit(fi.count, (<uint64_t>seg.ordinal << 32) | fi.offset)
+        self._commit(fi.count, (<uint64_t>seg.ordinal << 32) | fi.offset,
+                     fi.body + fi.raw_bytes - 4 * <uint64_t>fi.count
+                     if fi.codec == CODEC_NONE and fi.body != NULL else NULL)
         return 0
 
     cdef int _reserve_scratch(self, size_t n) except -1:
@@ -645,8 +647,10 @@ cdef class Log:
         for i in range(n):
             self.st.streams[self.sids[i]].pending = 0
 
-    cdef int _commit(self, uint64_t n, uint64_t entry) except -1:
-        """Make n events, whose stream ids are in sids[0:n], visible at head."""
+    cdef int _commit(self, uint64_t n, uint64_t entry, const unsigned char *table) except -1:
+        """Make n events, whose stream ids are in sids[0:n], visible at head. `table`: the
+        frame's offset table when it is uncompressed (record offsets for random reads), or
+        NULL."""
         cdef uint64_t i
         for i in range(n):
             self.st.streams[self.sids[i]].pending = 0
@@ -654,6 +658,8 @@ cdef class Log:
             if chl_streams_push(self.st, self.sids[i], self.written + i) != 0:
                 raise MemoryError()
         self.pidx.push_n(entry, n)
+        if table != NULL:
+            self.pidx.set_roff(self.written, table, n, (entry & 0xFFFFFFFF) + FRAME_HEADER_BYTES)
         self.written += n
         if self.dmode != DURABILITY_FSYNC or self.catching_up:
             self.head = self.written  # in fsync mode, sync_to makes appends visible
@@ -778,6 +784,18 @@ cdef class Log:
             self.buf_cap = n
         return self.buf
 
+    cdef Segment _segment_of(self, uint64_t position):
+        """The segment holding `position` (< written): the last whose first position is at
+        most it (binary search; segments are in position order)."""
+        cdef Py_ssize_t lo = 0, hi = len(self.segments) - 1, mid
+        while lo < hi:
+            mid = (lo + hi + 1) >> 1
+            if (<Segment>self.segments[mid]).first_position <= position:
+                lo = mid
+            else:
+                hi = mid - 1
+        return <Segment>self.segments[lo]
+
     cdef Segment _segment_for(self, size_t frame_bytes):
         cdef Segment seg = self.segments[len(self.segments) - 1]
         if seg.end > SEGMENT_HEADER_BYTES and seg.end + frame_bytes > self.max_segment_bytes:
@@ -813,6 +831,12 @@ cdef class Log:
         seal_frame(self.buf, body, body, CODEC_NONE, 0, seg.salt, first, n, mark)
         self.out = self.buf
         return body + FRAME_OVERHEAD_BYTES
+
+    cdef const unsigned char *_written_table(self, uint64_t n) noexcept:
+        """The offset table of the frame just written, when it went out uncompressed."""
+        if self.out != self.buf:
+            return NULL
+        return self.buf + FRAME_HEADER_BYTES + ld32(self.buf + 32) - 4 * n
 
     cdef uint32_t _synced_mark(self, Segment seg) noexcept:
         """What the next frame of `seg` may claim as already on stable storage."""
@@ -1051,7 +1075,7 @@ cdef class Log:
             self._reserve_scratch(n)
             for i in range(n):
                 self.sids[i] = sid
-            self._commit(n, (<uint64_t>seg.ordinal << 32) | off)
+            self._commit(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
             seq = self.written_seq
         if self.dmode == DURABILITY_FSYNC:
             self.sync_to(seq)
@@ -1246,7 +1270,7 @@ cdef class Log:
                 self._reset_pending(n)
                 raise
             # Pass 6: commit to the indexes.
-            self._commit(n, (<uint64_t>seg.ordinal << 32) | off)
+            self._commit(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
             seq = self.written_seq
             single = True
             for i in range(1, n):
@@ -1273,13 +1297,24 @@ cdef class Log:
         trailer are checked by sequential reads (_view_seq), scans and verify(). A compressed
         frame decodes only the block holding the record (with `dec`).
         A problem raises CorruptionError when strict, else returns False."""
+        cdef uint32_t ro = self.pidx.roff_at(position)
+        cdef Segment seg
+        if ro != 0:
+            # The record's offset is known: read it without the position entry, the frame
+            # header and the offset table. Its bounds (the segment's end), CRC and position
+            # make it exactly what was written; anything else takes the checked path below.
+            seg = self._segment_of(position)
+            if seg.map_len < seg.end:
+                seg.ensure_mapped(seg.end, 0)
+            if view_record_at(seg.map, ro - 1, seg.end, True, rv) == 0 and rv.position == position:
+                return True
         cdef uint64_t e = self.pidx.get(position)
         cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
         if ordinal >= <uint64_t>len(self.segments):
             if strict:
                 raise CorruptionError(self.path, None, f"position index names a missing segment for position {position}")
             return False
-        cdef Segment seg = self.segments[ordinal]
+        seg = self.segments[ordinal]
         cdef const unsigned char *h
         cdef const unsigned char *block
         cdef uint64_t in_block = 0, limit = 0
@@ -1328,6 +1363,8 @@ cdef class Log:
             if rc:
                 reason = f"record of position {position}: " + _RECORD_PROBLEMS.get(rc, "record holds another position")
         if reason is None:
+            if fi.codec == CODEC_NONE:
+                self.pidx.set_one_roff(position, <uint32_t>(rv.rec - seg.map) + 1)
             return True
         fi.stored = NULL
         fi.body = NULL
@@ -1563,12 +1600,16 @@ cdef class Log:
         cdef uint64_t p, e, ordinal, off, first, count, raw, nrec, x
         cdef Segment seg
         cdef chl_stream *cs
+        cdef uint32_t ro
         if stage == 0:    # the stream's position of the event; its position index entry
             q.h = q.t = q.r = NULL
             p = chl_streams_position(self.st, sid, v + step * <int64_t>i)
             q.p = p
             if p < self.written:
-                __builtin_prefetch(self.pidx.slot(p))
+                if p < self.pidx.roff_cap:
+                    __builtin_prefetch(self.pidx.roff + p)
+                if p < self.pidx.base_count:  # from the checkpoint: its record offset may be unknown
+                    __builtin_prefetch(self.pidx.slot(p))
             # ... and the stream's positions a cache line ahead (a wrapped version misses both)
             cs = chl_streams_at(self.st, sid)
             x = v + step * <int64_t>(i + 8)
@@ -1578,6 +1619,17 @@ cdef class Log:
                 __builtin_prefetch(cs.delta + (x - cs.base_count))
         elif stage == 1:  # the entry; the frame header
             if q.p >= self.written:
+                return
+            ro = self.pidx.roff_at(q.p)
+            if ro != 0:
+                # Record offset known: straight to the record (stages 2 and 3 idle).
+                seg = self._segment_of(q.p)
+                if seg.map != NULL and <uint64_t>ro - 1 + RECORD_HEADER_BYTES <= seg.end \
+                        and seg.end <= seg.map_len:
+                    q.r = seg.map + ro - 1
+                    q.rlim = seg.end - (ro - 1)
+                    __builtin_prefetch(q.r)
+                    __builtin_prefetch(q.r + RECORD_HEADER_BYTES - 1)
                 return
             e = self.pidx.get(q.p)
             ordinal = e >> 32
@@ -1606,15 +1658,14 @@ cdef class Log:
             off = ld32(q.t)
             if off + RECORD_HEADER_BYTES <= raw:
                 q.r = q.h + FRAME_HEADER_BYTES + off
+                q.rlim = raw - off
                 __builtin_prefetch(q.r)
                 __builtin_prefetch(q.r + RECORD_HEADER_BYTES - 1)
         else:             # the record's length; the rest of the record (its CRC reads it all)
             if q.r == NULL:
                 return
-            raw = ld32(q.h + 32)
-            off = <uint64_t>(q.r - q.h) - FRAME_HEADER_BYTES
             nrec = ld32(q.r)
-            if nrec <= raw - off:
+            if nrec <= q.rlim:
                 x = 64
                 while x < nrec:
                     __builtin_prefetch(q.r + x)
