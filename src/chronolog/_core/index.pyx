@@ -178,20 +178,20 @@ cdef class PositionIndex:
         return self.roff[position] if position < self.roff_cap else 0
 
     cdef int _grow_roff(self, uint64_t need) except -1:
-        """Room for `need` record offsets, the new ones unknown (0). The first allocation is
-        calloc'd: for a large checkpoint its zero pages cost nothing until a read fills one."""
+        """Room for `need` record offsets, the new ones unknown (0). For a large checkpoint the
+        zero pages cost nothing until a read fills one."""
         cdef uint64_t cap = self.roff_cap * 2 if self.roff_cap else 65536
         cdef uint32_t *r
         while cap < need:
             cap *= 2
-        if self.roff == NULL:
-            r = <uint32_t *>calloc(cap, 4)
-        else:
-            r = <uint32_t *>realloc(self.roff, cap * 4)
-            if r != NULL:
-                memset(r + self.roff_cap, 0, (cap - self.roff_cap) * 4)
+        # calloc, then copy: the unknown tail stays untouched zero pages (realloc and memset
+        # would make every slot of the doubled capacity resident).
+        r = <uint32_t *>calloc(cap, 4)
         if r == NULL:
             raise MemoryError()
+        if self.roff != NULL:
+            memcpy(r, self.roff, self.roff_cap * 4)
+            free(self.roff)
         self.roff = r
         self.roff_cap = cap
         return 0
