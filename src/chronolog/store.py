@@ -429,7 +429,7 @@ class EventStore:
         _int_option(dict_bytes, "dict_bytes", 1024, 1 << 24)
         samples = log.sample_records(sample_events)
         data = train(samples, dict_bytes)
-        dict_id = int(log.dicts.add(data))
+        dict_id = int(log.dicts.add(data, log.io))
         log.use_dictionary(dict_id)
         return dict_id
 

@@ -259,3 +259,23 @@ def test_opening_for_writes_with_a_damaged_newest_dictionary_is_refused(two_dict
     _flip_a_dictionary_byte(path, 2)
     with pytest.raises(cl.CorruptionError):
         cl.EventStore.open(path, durability="os", compression="zstd")
+
+
+@pytest.mark.parametrize("op", ["write", "fsync", "rename", "fsync_dir"])
+def test_a_failed_dictionary_write_raises_and_leaves_no_dictionary_in_use(tmp_path, op):
+    # The dictionary file is written through the store's FileIO: a fault at any step raises,
+    # and the store keeps compressing with what it had (nothing half-written is used).
+    from chronolog._core.fileio import FileIO
+    io = FileIO()
+    store = cl.EventStore.open(tmp_path / "s", durability="os", compression="zstd", io=io)
+    _append_one_by_one(store, _rows(random.Random(5), 400))
+    io.inject(op)
+    with pytest.raises(OSError):
+        store.train_dictionary()
+    if op != "fsync_dir":  # renamed before the directory sync failed: the file is whole
+        assert not list((tmp_path / "s").glob("zstd-*.dict"))
+    store.append("s", [cl.NewEvent("T", b'{"after": true}')])
+    assert store.read_stream("s")[-1].data == b'{"after": true}'
+    store.close()
+    with cl.EventStore.open(tmp_path / "s") as again:
+        assert again.verify()["ok"] is True

@@ -26,6 +26,7 @@ import re
 import threading
 
 from libc.stdint cimport uint32_t, uint64_t
+from chronolog._core.fileio cimport FileIO
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
@@ -152,9 +153,13 @@ cdef class Dictionaries:
         cdef _Dict d = self.get(dict_id)
         return d.ddict
 
-    def add(self, bytes data, io=None):
+    def add(self, bytes data, FileIO io=None):
         """Store a new dictionary durably (temporary file, fsync, rename, directory fsync);
-        return its id."""
+        return its id. Every step goes through `io` (the store's FileIO, so that tests can
+        inject faults; a fresh one when None)."""
+        if io is None:
+            io = FileIO()
+        cdef int fd
         with self._lock:
             dict_id = self.newest + 1
             header = bytearray(DICT_HEADER_BYTES)
@@ -166,22 +171,15 @@ cdef class Dictionaries:
             header[28:32] = chl_crc32c(<const char *>header, 28).to_bytes(4, "little")
             final = os.path.join(self.path, dictionary_name(dict_id))
             tmp = final + ".tmp"
+            blob = bytes(header) + data
+            fd = io.create_new(tmp)
             try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, bytes(header) + data)
-                os.fsync(fd)
+                io.pwrite_all(fd, <const char *>blob, len(blob), 0)
+                io.fsync(fd)
             finally:
-                os.close(fd)
-            os.rename(tmp, final)
-            dfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+                io.close(fd)
+            io.rename(tmp, final)
+            io.fsync_dir(self.path)
             self.newest = dict_id
             return dict_id
 
