@@ -565,7 +565,7 @@ class EventStore:
         else:
             lo = _non_negative(from_version, "from_version", default=0)
             hi = _non_negative(to_version, "to_version", default=_UNBOUNDED - 1) + 1
-        return list(log.read_stream(stream, lo, hi, backwards, lim))
+        return log.read_stream(stream, lo, hi, backwards, lim)  # a new list each call
 
     def read_all(self, from_position: int | None = None, *, backwards: bool = False,
                  limit: int | None = None) -> Iterator[RecordedEvent]:
