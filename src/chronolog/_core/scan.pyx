@@ -49,7 +49,7 @@ cdef extern from *:
     void chl_name_key(const unsigned char *p, uint32_t n, uint64_t *a, uint64_t *b) noexcept nogil
 
 cdef enum:
-    PREFETCH_AHEAD = 8       # records: hides the miss on each record header in pass 2
+    PREFETCH_AHEAD = 32       # records: hides the miss on each record header in pass 2
     COL_POSITION = 1
     COL_STREAM = 2
     COL_VERSION = 4
@@ -597,6 +597,7 @@ cdef class Scanner:
                 r = self.sel[j]
                 if j + PREFETCH_AHEAD < n:
                     chl_prefetch(self.sel[j + PREFETCH_AHEAD])
+                    chl_prefetch(self.sel[j + PREFETCH_AHEAD] + 64)  # the stream name's line
                 if p_pos != NULL: p_pos[j] = ld64(r + 16)
                 if p_ver != NULL: p_ver[j] = ld64(r + 24)
                 if p_ts != NULL: p_ts[j] = <int64_t>ld64(r + 32)
