@@ -20,6 +20,8 @@
 #define CHL_ATTACH_CHUNK 1024
 
 static int chl_chunk_check(chl_streams *t, uint64_t c);
+static int chl_block_check(chl_streams *t, uint64_t b);
+static int chl_slots_sound(const uint32_t *slots, uint64_t n_slots, uint64_t n);
 
 struct chl_arena_chunk {
     chl_arena_chunk *next;
@@ -180,6 +182,9 @@ static void chl_detach_base(chl_streams *t) {
     t->filled = NULL;
     free(t->chunk_ok);
     t->chunk_ok = NULL;
+    free(t->block_ok);
+    t->block_ok = NULL;
+    t->base_slot_crcs = NULL;
     t->base_chunks = NULL;
     t->base_through = t->base_names_bytes = 0;
     t->unsound = 0;
@@ -190,6 +195,7 @@ void chl_streams_free(chl_streams *t) {
     chl_free_deltas(t);
     free(t->filled);
     free(t->chunk_ok);
+    free(t->block_ok);
     chl_entries_free(t->streams, t->cap_streams);
     free(t->slots);
     free(t->base_ids);
@@ -203,7 +209,13 @@ static int64_t chl_base_find(const chl_streams *t, const char *name, uint32_t le
     const uint32_t *slots = t->base_slots;
     if (!slots) return -1;
     uint64_t mask = t->base_n_slots - 1, i = h & mask;
-    for (;;) {
+    for (uint64_t probes = 0;; probes++) {
+        /* A block is checked (CRC, values at most n) before its slots are read; a probe
+         * longer than the table means a table with no empty slot: unsound. */
+        if (probes > mask || !chl_block_check((chl_streams *)t, i / CHL_SLOT_BLOCK)) {
+            ((chl_streams *)t)->unsound = 1;
+            return -1;
+        }
         uint32_t v = slots[i];
         if (v == 0) return -1;
         /* Only a checked record is compared: a damaged one must not hide its stream. */
@@ -269,7 +281,16 @@ void chl_streams_fill(chl_streams *t, uint64_t id) {
 
 void chl_streams_materialize(chl_streams *t) {
     for (uint64_t id = 0; id < t->base_n && id < t->n_streams; id++) chl_streams_at(t, id);
+    if (t->block_ok && !t->unsound) {
+        /* Every slot block, and the whole table's count (exactly n used). */
+        uint64_t n_blocks = (t->base_n_slots + CHL_SLOT_BLOCK - 1) / CHL_SLOT_BLOCK;
+        for (uint64_t b = 0; b < n_blocks; b++) chl_block_check(t, b);
+        if (!t->unsound && !chl_slots_sound(t->base_slots, t->base_n_slots, t->base_n))
+            t->unsound = 1;
+    }
     if (t->unsound) return;  /* keep the bitmaps: the owner rebuilds */
+    free(t->block_ok);
+    t->block_ok = NULL;
     free(t->filled);
     t->filled = NULL;
     free(t->chunk_ok);
@@ -362,7 +383,7 @@ uint64_t chl_streams_file_slots(uint64_t n) {
 
 /* Offsets inside a checkpoint body of n streams; 0 when the sizes do not add up to len. */
 typedef struct {
-    uint64_t n_slots, chunks, n_chunks, dir, names, positions;
+    uint64_t n_slots, slot_crcs, n_blocks, chunks, n_chunks, dir, names, positions;
 } chl_layout;
 
 static int chl_layout_of(uint64_t len, uint64_t n, uint64_t names_bytes, uint64_t through,
@@ -374,7 +395,9 @@ static int chl_layout_of(uint64_t len, uint64_t n, uint64_t names_bytes, uint64_
     l->n_slots = chl_streams_file_slots(n);
     if (l->n_slots > len / 4) return 0;
     l->n_chunks = (n + CHL_DIR_CHUNK - 1) / CHL_DIR_CHUNK;
-    l->chunks = l->n_slots * 4;
+    l->n_blocks = (l->n_slots + CHL_SLOT_BLOCK - 1) / CHL_SLOT_BLOCK;
+    l->slot_crcs = l->n_slots * 4;
+    l->chunks = l->slot_crcs + ((l->n_blocks * 4 + 7) & ~(uint64_t)7);
     l->dir = l->chunks + l->n_chunks * CHL_CHUNK_RECORD_BYTES;
     l->names = l->dir + n * CHL_DIR_RECORD_BYTES;
     l->positions = (l->names + names_bytes + 7) & ~(uint64_t)7;
@@ -382,16 +405,44 @@ static int chl_layout_of(uint64_t len, uint64_t n, uint64_t names_bytes, uint64_
            && (len - l->positions) % 8 == 0;
 }
 
+/* Count the used slots of a block and raise *max to its largest value (32-bit counters: the
+ * compiler vectorises the loop). */
+static void chl_slots_tally(const uint32_t *slots, uint64_t k, uint64_t *used, uint32_t *max) {
+    uint32_t u = 0, m = 0;
+    for (uint64_t j = 0; j < k; j++) {
+        uint32_t v = slots[j];
+        u += v != 0;
+        m = v > m ? v : m;
+    }
+    *used += u;
+    *max = m > *max ? m : *max;
+}
+
 /* The slot values: all at most n, exactly n of them used. */
 static int chl_slots_sound(const uint32_t *slots, uint64_t n_slots, uint64_t n) {
     uint64_t used = 0;
     uint32_t max = 0;
-    for (uint64_t i = 0; i < n_slots; i++) {
-        uint32_t v = slots[i];
-        used += v != 0;
-        max = v > max ? v : max;
-    }
+    chl_slots_tally(slots, n_slots, &used, &max);
     return used == n && max <= n;
+}
+
+/* Slot block b of the attached base: checked (its CRC, every value at most n), or `unsound`
+ * set. */
+static int chl_block_check(chl_streams *t, uint64_t b) {
+    if (!t->block_ok || (t->block_ok[b >> 6] >> (b & 63) & 1)) return 1;
+    if (t->unsound) return 0;
+    uint64_t i0 = b * CHL_SLOT_BLOCK;
+    uint64_t k = t->base_n_slots - i0 < CHL_SLOT_BLOCK ? t->base_n_slots - i0 : CHL_SLOT_BLOCK;
+    uint64_t used = 0;
+    uint32_t max = 0;
+    chl_slots_tally(t->base_slots + i0, k, &used, &max);
+    if (max > t->base_n
+            || chl_crc32c_extend(0, t->base_slots + i0, k * 4) != chl_ld32(t->base_slot_crcs + b * 4)) {
+        t->unsound = 1;
+        return 0;
+    }
+    t->block_ok[b >> 6] |= (uint64_t)1 << (b & 63);
+    return 1;
 }
 
 /* Directory chunk c of the attached base: checked (its CRC, its records back to back from
@@ -439,7 +490,9 @@ int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, 
         return CHL_EBADFILE;
     const uint32_t *slots = (const uint32_t *)body;
     const unsigned char *chunks = body + l.chunks;
-    if (chl_crc32c_extend(0, body, l.dir) != crc || !chl_slots_sound(slots, l.n_slots, n))
+    /* Checked now: the slot CRC table and the chunk table (a few bytes per thousand streams);
+     * the slots and the directory per block and chunk, on first use (or all now unless lazy). */
+    if (chl_crc32c_extend(0, body + l.slot_crcs, l.dir - l.slot_crcs) != crc)
         return CHL_EBADFILE;
     /* The chunk table: from (0, 0), non-decreasing, within the positions and the names (so
      * each chunk's checks are bounded by its neighbours). */
@@ -461,7 +514,11 @@ int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, 
     if (chl_entries_resize(t, n + n / 2 + 256, !lazy) != CHL_OK) return CHL_ENOMEM;
     uint64_t *filled = calloc((n + 63) / 64 + 1, sizeof(uint64_t));
     uint64_t *chunk_ok = calloc((l.n_chunks + 63) / 64 + 1, sizeof(uint64_t));
-    if (!filled || !chunk_ok) { free(filled); free(chunk_ok); return CHL_ENOMEM; }
+    uint64_t *block_ok = calloc((l.n_blocks + 63) / 64 + 1, sizeof(uint64_t));
+    if (!filled || !chunk_ok || !block_ok) {
+        free(filled); free(chunk_ok); free(block_ok);
+        return CHL_ENOMEM;
+    }
     t->n_streams = n;
     t->base_slots = slots;
     t->base_n_slots = l.n_slots;
@@ -475,6 +532,8 @@ int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, 
     t->base_names_bytes = names_bytes;
     t->filled = filled;
     t->chunk_ok = chunk_ok;
+    t->base_slot_crcs = body + l.slot_crcs;
+    t->block_ok = block_ok;
     t->unsound = 0;
     if (!lazy) {
         chl_streams_materialize(t);
@@ -515,9 +574,15 @@ int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
     chl_streams_materialize(t);
     if (t->unsound || !chl_layout_of(len, n, names_bytes, through, &l)
             || chl_streams_live(t, &live_names) != n || live_names != names_bytes
-            || chl_crc32c(body, l.dir) != crc
+            || chl_crc32c(body + l.slot_crcs, l.dir - l.slot_crcs) != crc
             || !chl_slots_sound((const uint32_t *)body, l.n_slots, n))
         return CHL_EBADFILE;
+    for (uint64_t b = 0; b < l.n_blocks; b++) {
+        uint64_t i0 = b * CHL_SLOT_BLOCK;
+        uint64_t k = l.n_slots - i0 < CHL_SLOT_BLOCK ? l.n_slots - i0 : CHL_SLOT_BLOCK;
+        if (chl_crc32c_extend(0, body + i0 * 4, k * 4) != chl_ld32(body + l.slot_crcs + b * 4))
+            return CHL_EBADFILE;
+    }
     const unsigned char *dir = body + l.dir;
     const unsigned char *chunks = body + l.chunks;
     uint64_t f = 0, total = 0, name_total = 0, dead = 0;
@@ -592,6 +657,7 @@ int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
     t->base_ids = ids;
     t->base_slots = (const uint32_t *)body;
     t->base_n_slots = l.n_slots;
+    t->base_slot_crcs = body + l.slot_crcs;
     t->base_chunks = chunks;
     t->base_dir = dir;
     t->base_names = names;

@@ -40,6 +40,9 @@
  * its records then its names), so that a lazy attach checks only the chunks it reads. */
 #define CHL_DIR_CHUNK 1024
 #define CHL_CHUNK_RECORD_BYTES 16
+/* The slot array is checked in blocks of this many slots, each with its own CRC32C in the
+ * slot CRC table (u32 per block), when a probe first reads the block. */
+#define CHL_SLOT_BLOCK 16384
 
 typedef struct {
     const char *name;
@@ -77,6 +80,8 @@ typedef struct {
     const unsigned char *base_chunks; /* the checkpoint's chunk table */
     uint64_t *chunk_ok;   /* lazy attach: bit c set once directory chunk c checked; NULL when
                            * every chunk is */
+    const unsigned char *base_slot_crcs; /* the checkpoint's slot CRC table */
+    uint64_t *block_ok;   /* lazy attach: bit b set once slot block b checked; NULL when all are */
     uint64_t base_through, base_names_bytes;
     int unsound;          /* a lazily checked chunk failed: every answer since may be wrong
                            * (a stream found in it reads as empty); the owner must rebuild */

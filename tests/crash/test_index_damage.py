@@ -126,8 +126,9 @@ def test_a_stream_index_body_with_any_byte_changed_answers_as_before(
 
 def test_a_stream_index_directory_and_names_with_any_byte_changed_answer_as_before(
         template: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
-    # The layout of index.pyx: slots (a power of two >= 2n, at least 8, u32 each), the chunk
-    # table (16 B per 1024 streams), the directory (32 B per stream), then the names.
+    # The layout of index.pyx: slots (a power of two >= 2n, at least 8, u32 each), the slot
+    # CRC table (u32 per 16384 slots, padded to 8 B), the chunk table (16 B per 1024
+    # streams), the directory (32 B per stream), then the names.
     raw = (template[0] / "index" / "streams.idx").read_bytes()
     n_streams = int.from_bytes(raw[40:48], "little")
     names_bytes = int.from_bytes(raw[48:52], "little")
@@ -135,7 +136,8 @@ def test_a_stream_index_directory_and_names_with_any_byte_changed_answer_as_befo
     while slots < 2 * n_streams:
         slots *= 2
     chunks = (n_streams + 1023) // 1024
-    end = HEADER_BYTES + 4 * slots + 16 * chunks + 32 * n_streams + names_bytes
+    crc_table = (4 * ((slots + 16383) // 16384) + 7) // 8 * 8
+    end = HEADER_BYTES + 4 * slots + crc_table + 16 * chunks + 32 * n_streams + names_bytes
     assert end < len(raw)  # positions follow
     _check(template, tmp_path, "streams.idx", "flip", list(range(HEADER_BYTES, end)))
 

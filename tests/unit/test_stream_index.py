@@ -21,6 +21,7 @@ HEADER = 64
 RECORD = 32
 CHUNK = 1024          # directory records per chunk
 CHUNK_RECORD = 16     # bytes per chunk table entry
+SLOT_BLOCK = 16384    # slots per slot CRC
 
 
 def _names(prefix: str, n: int) -> list[str]:
@@ -53,18 +54,25 @@ def _layout(raw: bytes) -> dict[str, int]:
     slots = 8
     while slots < 2 * n:
         slots *= 2
-    chunks = HEADER + 4 * slots
+    blocks = (slots + SLOT_BLOCK - 1) // SLOT_BLOCK
+    slot_crcs = HEADER + 4 * slots
+    chunks = slot_crcs + (4 * blocks + 7) // 8 * 8
     n_chunks = (n + CHUNK - 1) // CHUNK
     directory = chunks + CHUNK_RECORD * n_chunks
     names = directory + RECORD * n
-    return {"n": n, "slots": slots, "chunks": chunks, "n_chunks": n_chunks,
+    return {"n": n, "slots": slots, "blocks": blocks, "slot_crcs": slot_crcs,
+            "chunks": chunks, "n_chunks": n_chunks,
             "directory": directory, "names": names, "names_end": names + names_bytes}
 
 
 def _reseal(raw: bytearray) -> bytes:
-    """Recompute every CRC (each chunk's, the slots and chunk table's, the header's) so that
+    """Recompute every CRC (each slot block's, each chunk's, the tables', the header's) so that
     only the checks of content remain."""
     lay = _layout(bytes(raw))
+    for b in range(lay["blocks"]):
+        i0, i1 = b * SLOT_BLOCK, min(lay["slots"], (b + 1) * SLOT_BLOCK)
+        struct.pack_into("<I", raw, lay["slot_crcs"] + 4 * b,
+                         crc32c(bytes(raw[HEADER + 4 * i0:HEADER + 4 * i1])))
     names_bytes = lay["names_end"] - lay["names"]
     for c in range(lay["n_chunks"]):
         entry = lay["chunks"] + CHUNK_RECORD * c
@@ -75,7 +83,7 @@ def _reseal(raw: bytearray) -> bytes:
         covered = bytes(raw[lay["directory"] + RECORD * i0:lay["directory"] + RECORD * i1]) \
             + bytes(raw[lay["names"] + name0:lay["names"] + name1])
         struct.pack_into("<I", raw, entry + 12, crc32c(covered))
-    struct.pack_into("<I", raw, 52, crc32c(bytes(raw[HEADER:lay["directory"]])))
+    struct.pack_into("<I", raw, 52, crc32c(bytes(raw[lay["slot_crcs"]:lay["directory"]])))
     struct.pack_into("<I", raw, 60, crc32c(bytes(raw[:60])))
     return bytes(raw)
 
@@ -94,7 +102,7 @@ def test_the_checkpoint_holds_a_hash_table_of_twice_the_streams(
         closed_store: dict[str, Any]) -> None:
     raw = closed_store["raw"]
     lay = _layout(raw)
-    assert raw[:8] == b"CHLSIDX4"
+    assert raw[:8] == b"CHLSIDX5"
     assert lay["n"] == N_STREAMS and lay["slots"] == 4096
     slots = struct.unpack_from(f"<{lay['slots']}I", raw, HEADER)
     assert sorted(v for v in slots if v) == list(range(1, N_STREAMS + 1))
@@ -284,7 +292,8 @@ def test_names_of_every_length_differing_in_one_byte_are_distinct_streams(
 
 
 CONTENT_DAMAGE = ["directory-byte", "name-byte", "empty-name", "count-too-big", "count-zero",
-                  "first-past-the-positions", "name-past-the-names"]
+                  "first-past-the-positions", "name-past-the-names", "slot-byte",
+                  "slot-past-the-streams", "slot-table-full", "slot-duplicated"]
 
 
 @pytest.mark.parametrize("how", CONTENT_DAMAGE)
@@ -333,3 +342,24 @@ def test_lookups_in_one_chunk_leave_the_other_chunks_unchecked_and_still_right(
     assert [r.stream_version(n) for n in names[:10]] == [0] * 10
     assert r.stream_version(names[2500]) == 0 and r.stream_version("nope") is None
     assert len(r.streams()) == 3000
+
+
+def test_a_damaged_slot_block_is_found_by_the_probe_that_reads_it(
+        open_store: Callable[..., cl.EventStore], store_path: Path) -> None:
+    # 9,000 streams: 32,768 slots in two CRC blocks. A slot of the second block pointing past
+    # the streams (its block CRC resealed) is refused when a probe first reads that block.
+    s = open_store()
+    names = _names("s", 9000)
+    _fill(s, names, rounds=1)
+    s.close()
+    path = store_path / "index" / "streams.idx"
+    raw = bytearray(path.read_bytes())
+    lay = _layout(bytes(raw))
+    assert lay["blocks"] == 2
+    slots = struct.unpack_from(f"<{lay['slots']}I", raw, HEADER)
+    used = [i for i in range(SLOT_BLOCK, lay["slots"]) if slots[i]]
+    struct.pack_into("<I", raw, HEADER + 4 * used[0], 9000 + 5)
+    path.write_bytes(_reseal(raw))
+    r = open_store(readonly=True)
+    assert [r.stream_version(n) for n in names] == [0] * 9000
+    assert r.stream_version("nope") is None

@@ -8,6 +8,7 @@ cdef extern from "chl_streams.h":
         CHL_EBADFILE
         CHL_DIR_CHUNK
         CHL_CHUNK_RECORD_BYTES
+        CHL_SLOT_BLOCK
     ctypedef struct chl_stream:
         const char *name
         uint64_t hash

@@ -17,19 +17,22 @@ index/positions.idx (checkpointed in place: entries first, then the header's cou
 index/streams.idx (rewritten whole: temporary file, fdatasync, rename). It is the hash index
 itself: a load maps it and checks it (CRCs, bounds), and lookups probe its slot table in
 place; nothing is hashed or inserted per stream (chl_streams.h):
-    0  b"CHLSIDX4"  8 B magic
+    0  b"CHLSIDX5"  8 B magic
     8  u32          format version
     12 u32          header bytes (64)
     16 16 B         store id
     32 u64          through: the number of positions covered (every position of [0, through))
     40 u64          streams (n)
     48 u32          names bytes
-    52 u32          CRC32C of the slots and the chunk table (checked on load)
+    52 u32          CRC32C of the slot CRC table and the chunk table (checked on load)
     56 u32          anchor: low 32 bits of the salt of the segment holding position through-1
     60 u32          CRC32C of bytes 0..60
     64 u32[S]       slots: S = the smallest power of two >= 2n, at least 8; each 0 (empty) or
                     1 + the directory index of a stream; the stream of name x is found by
                     linear probing from slot chl_hash_bytes(x) & (S - 1)
+    ...             slot CRC table: u32 CRC32C of each block of 16384 slots (the last may be
+                    shorter), zero-padded to a multiple of 8 bytes (a block is checked when a
+                    probe first reads it)
     ...             chunk table, 16 B per chunk of 1024 directory records (the last may be
                     shorter): u64 first and u32 name offset of its first record, u32 CRC32C of
                     its records then its names (checked when a lookup first reads the chunk)
@@ -59,7 +62,7 @@ cdef enum:
     WRITE_CHUNK_BYTES = 4 << 20
 
 cdef uint64_t NOT_LOADED = 0xFFFFFFFFFFFFFFFF
-cdef bytes SIDX_MAGIC = b"CHLSIDX4"
+cdef bytes SIDX_MAGIC = b"CHLSIDX5"
 
 
 cdef bytes _header(bytes magic, bytes store_id, uint64_t a, uint64_t b, uint64_t c,
@@ -400,13 +403,17 @@ cdef class StreamIndex:
         cdef int fd
         cdef _ChunkWriter w
         cdef uint64_t n_chunks = (n_live + CHL_DIR_CHUNK - 1) // CHL_DIR_CHUNK, c, j, k0, k1
+        cdef uint64_t n_blocks = (n_slots + CHL_SLOT_BLOCK - 1) // CHL_SLOT_BLOCK
+        cdef uint64_t crc_table_bytes = (n_blocks * 4 + 7) // 8 * 8
+        cdef unsigned char *slot_crcs = <unsigned char *>calloc(crc_table_bytes, 1)
         cdef uint64_t *live = <uint64_t *>malloc((n_live if n_live else 1) * 8)
         cdef unsigned char *chunks = <unsigned char *>calloc(n_chunks if n_chunks else 1,
                                                              CHL_CHUNK_RECORD_BYTES)
-        if live == NULL or chunks == NULL:
+        if live == NULL or chunks == NULL or slot_crcs == NULL:
             free(slots)
             free(live)
             free(chunks)
+            free(slot_crcs)
             raise MemoryError()
         tmp = path + ".tmp"
         try:
@@ -434,7 +441,13 @@ cdef class StreamIndex:
                     s = &t.streams[live[j]]
                     ccrc = chl_crc32c_extend(ccrc, s.name, s.name_len)
                 st32(chunks + c * CHL_CHUNK_RECORD_BYTES + 12, ccrc)
-            crc = chl_crc32c_extend(0, slots, n_slots * 4)
+            # Each block of slots has its CRC in the slot CRC table; the header's CRC covers
+            # that table (zero-padded to 8 bytes) and the chunk table.
+            for c in range(n_blocks):
+                k0 = c * CHL_SLOT_BLOCK
+                k1 = min(n_slots, k0 + CHL_SLOT_BLOCK)
+                st32(slot_crcs + 4 * c, chl_crc32c_extend(0, slots + k0, (k1 - k0) * 4))
+            crc = chl_crc32c_extend(0, slot_crcs, crc_table_bytes)
             crc = chl_crc32c_extend(crc, chunks, n_chunks * CHL_CHUNK_RECORD_BYTES)
             fd = io.create_new(tmp)
             try:
@@ -443,6 +456,7 @@ cdef class StreamIndex:
                               names_bytes | (<uint64_t>crc << 32), anchor)
                 w.put(<const char *>hdr, INDEX_HEADER_BYTES)
                 w.put(slots, n_slots * 4)
+                w.put(slot_crcs, crc_table_bytes)
                 w.put(chunks, n_chunks * CHL_CHUNK_RECORD_BYTES)
                 first = 0
                 name_off = 0
@@ -457,8 +471,8 @@ cdef class StreamIndex:
                     s = &t.streams[i]
                     if s.base_count + s.delta_count:
                         w.put(s.name, s.name_len)
-                pos_off = INDEX_HEADER_BYTES + n_slots * 4 + n_chunks * CHL_CHUNK_RECORD_BYTES \
-                    + n_live * 32 + names_bytes
+                pos_off = INDEX_HEADER_BYTES + n_slots * 4 + crc_table_bytes \
+                    + n_chunks * CHL_CHUNK_RECORD_BYTES + n_live * 32 + names_bytes
                 if pos_off & 7:
                     w.put(&zero, 8 - (pos_off & 7))
                 for i in range(t.n_streams):
@@ -475,6 +489,7 @@ cdef class StreamIndex:
             free(slots)
             free(live)
             free(chunks)
+            free(slot_crcs)
         io.rename(tmp, path)
         # Map it again and re-point every live stream at it; ids stay as they are in memory.
         cdef void *m = NULL
