@@ -169,6 +169,17 @@ static void chl_free_deltas(chl_streams *t) {
     for (; i < t->n_streams; i++) free(t->streams[i].delta);
 }
 
+/* Forget which entries, chunks and slot blocks a lazy attach has filled and checked: every
+ * one of them is (materialized), or the base is gone. */
+static void chl_drop_lazy(chl_streams *t) {
+    free(t->filled);
+    t->filled = NULL;
+    free(t->chunk_ok);
+    t->chunk_ok = NULL;
+    free(t->block_ok);
+    t->block_ok = NULL;
+}
+
 static void chl_detach_base(chl_streams *t) {
     t->base_slots = NULL;
     t->base_n_slots = 0;
@@ -178,12 +189,7 @@ static void chl_detach_base(chl_streams *t) {
     t->base_n = 0;
     free(t->base_ids);
     t->base_ids = NULL;
-    free(t->filled);
-    t->filled = NULL;
-    free(t->chunk_ok);
-    t->chunk_ok = NULL;
-    free(t->block_ok);
-    t->block_ok = NULL;
+    chl_drop_lazy(t);
     t->base_slot_crcs = NULL;
     t->base_chunks = NULL;
     t->base_through = t->base_names_bytes = 0;
@@ -289,12 +295,7 @@ void chl_streams_materialize(chl_streams *t) {
             t->unsound = 1;
     }
     if (t->unsound) return;  /* keep the bitmaps: the owner rebuilds */
-    free(t->block_ok);
-    t->block_ok = NULL;
-    free(t->filled);
-    t->filled = NULL;
-    free(t->chunk_ok);
-    t->chunk_ok = NULL;
+    chl_drop_lazy(t);
 }
 
 /* A memory table of n slots (a power of two) holding the streams of t's table `old`. */

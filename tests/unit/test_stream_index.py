@@ -324,17 +324,23 @@ def test_the_first_append_over_a_damaged_directory_chunk_continues_the_stream(
     assert s.verify()["ok"] is True
 
 
-def test_lookups_in_one_chunk_leave_the_other_chunks_unchecked_and_still_right(
-        open_store: Callable[..., cl.EventStore], store_path: Path) -> None:
-    # 3,000 streams = three directory chunks; damage in the last one is only met (and
-    # repaired by a rebuild) when a lookup reaches it.
+def _one_round_checkpoint(open_store: Callable[..., cl.EventStore], store_path: Path,
+                          n: int) -> tuple[list[str], Path, bytearray, dict[str, int]]:
+    """n streams of one event each, closed: (names, checkpoint path, its bytes, its layout)."""
     s = open_store()
-    names = _names("s", 3000)
+    names = _names("s", n)
     _fill(s, names, rounds=1)
     s.close()
     path = store_path / "index" / "streams.idx"
     raw = bytearray(path.read_bytes())
-    lay = _layout(bytes(raw))
+    return names, path, raw, _layout(bytes(raw))
+
+
+def test_lookups_in_one_chunk_leave_the_other_chunks_unchecked_and_still_right(
+        open_store: Callable[..., cl.EventStore], store_path: Path) -> None:
+    # 3,000 streams = three directory chunks; damage in the last one is only met (and
+    # repaired by a rebuild) when a lookup reaches it.
+    names, path, raw, lay = _one_round_checkpoint(open_store, store_path, 3000)
     assert lay["n_chunks"] == 3
     raw[lay["directory"] + RECORD * 2500 + 8] ^= 0x01  # a count in chunk 2
     path.write_bytes(bytes(raw))
@@ -348,13 +354,7 @@ def test_a_damaged_slot_block_is_found_by_the_probe_that_reads_it(
         open_store: Callable[..., cl.EventStore], store_path: Path) -> None:
     # 9,000 streams: 32,768 slots in two CRC blocks. A slot of the second block pointing past
     # the streams (its block CRC resealed) is refused when a probe first reads that block.
-    s = open_store()
-    names = _names("s", 9000)
-    _fill(s, names, rounds=1)
-    s.close()
-    path = store_path / "index" / "streams.idx"
-    raw = bytearray(path.read_bytes())
-    lay = _layout(bytes(raw))
+    names, path, raw, lay = _one_round_checkpoint(open_store, store_path, 9000)
     assert lay["blocks"] == 2
     slots = struct.unpack_from(f"<{lay['slots']}I", raw, HEADER)
     used = [i for i in range(SLOT_BLOCK, lay["slots"]) if slots[i]]
