@@ -263,7 +263,7 @@ def test_a_record_damaged_under_a_live_writer_is_reported_never_returned(
         open_store: Any, store_path: Any) -> None:
     s = open_store()
     written = _long_stream(s)
-    seg = sorted(store_path.glob("*.seg"))[0]
+    seg = min(store_path.glob("*.seg"))
     raw = seg.read_bytes()
     at = raw.index(b"long-30long-30")  # inside the data of version 30
     fd = os.open(seg, os.O_WRONLY)
