@@ -427,6 +427,21 @@ static int chl_slots_sound(const uint32_t *slots, uint64_t n_slots, uint64_t n) 
     return used == n && max <= n;
 }
 
+/* Point the table's base at the parts of a checkpoint body of layout `l` (attach, rebase). */
+static void chl_set_base(chl_streams *t, const unsigned char *body, const chl_layout *l,
+                         uint64_t n, uint64_t through, uint64_t names_bytes) {
+    t->base_slots = (const uint32_t *)body;
+    t->base_n_slots = l->n_slots;
+    t->base_slot_crcs = body + l->slot_crcs;
+    t->base_chunks = body + l->chunks;
+    t->base_dir = body + l->dir;
+    t->base_names = (const char *)body + l->names;
+    t->base_positions = (const uint64_t *)(body + l->positions);
+    t->base_n = n;
+    t->base_through = through;
+    t->base_names_bytes = names_bytes;
+}
+
 /* Slot block b of the attached base: checked (its CRC, every value at most n), or `unsound`
  * set. */
 static int chl_block_check(chl_streams *t, uint64_t b) {
@@ -489,7 +504,6 @@ int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, 
     chl_layout l;
     if (t->n_streams || t->base_slots || !chl_layout_of(len, n, names_bytes, through, &l))
         return CHL_EBADFILE;
-    const uint32_t *slots = (const uint32_t *)body;
     const unsigned char *chunks = body + l.chunks;
     /* Checked now: the slot CRC table and the chunk table (a few bytes per thousand streams);
      * the slots and the directory per block and chunk, on first use (or all now unless lazy). */
@@ -521,19 +535,10 @@ int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, 
         return CHL_ENOMEM;
     }
     t->n_streams = n;
-    t->base_slots = slots;
-    t->base_n_slots = l.n_slots;
-    t->base_chunks = chunks;
-    t->base_dir = body + l.dir;
-    t->base_names = (const char *)body + l.names;
-    t->base_positions = (const uint64_t *)(body + l.positions);
-    t->base_n = n;
+    chl_set_base(t, body, &l, n, through, names_bytes);
     t->base_ids = NULL;
-    t->base_through = through;
-    t->base_names_bytes = names_bytes;
     t->filled = filled;
     t->chunk_ok = chunk_ok;
-    t->base_slot_crcs = body + l.slot_crcs;
     t->block_ok = block_ok;
     t->unsound = 0;
     if (!lazy) {
@@ -656,15 +661,6 @@ int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
     t->n_in_slots = dead;
     free(t->base_ids);
     t->base_ids = ids;
-    t->base_slots = (const uint32_t *)body;
-    t->base_n_slots = l.n_slots;
-    t->base_slot_crcs = body + l.slot_crcs;
-    t->base_chunks = chunks;
-    t->base_dir = dir;
-    t->base_names = names;
-    t->base_positions = positions;
-    t->base_n = n;
-    t->base_through = through;
-    t->base_names_bytes = names_bytes;
+    chl_set_base(t, body, &l, n, through, names_bytes);
     return CHL_OK;
 }
