@@ -401,7 +401,11 @@ cdef class Log:
             self.io.close(fd)
             if not isinstance(exc, CorruptionError):
                 raise
-            if is_newest and len(h) <= SEGMENT_HEADER_BYTES and os.path.getsize(path) <= SEGMENT_HEADER_BYTES:
+            # The newest segment with a torn header is one being created. A reader that read
+            # it short waits (the writer may have written it since: its size proves nothing);
+            # the writer (alone: the lock) removes what a crash during creation left.
+            if is_newest and ((self.readonly and len(h) < SEGMENT_HEADER_BYTES) or (
+                    len(h) <= SEGMENT_HEADER_BYTES and os.path.getsize(path) <= SEGMENT_HEADER_BYTES)):
                 if not self.readonly:
                     self.io.unlink(path)
                     self.io.fsync_dir(self.path)
