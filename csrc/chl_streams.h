@@ -25,6 +25,7 @@
 #define CHL_STREAMS_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define CHL_OK 0
 #define CHL_ENOMEM -1
@@ -103,6 +104,17 @@ void chl_streams_fill(chl_streams *t, uint64_t id);
  * count/position, is filled; one read straight from `streams[id]` may not be, after a lazy
  * attach (its name is NULL then): iterate with chl_streams_at, or call
  * chl_streams_materialize first. */
+/* A cheap key of a short name: for names of up to 16 bytes, (length, a, b) is the name
+ * itself (the words overlap), so comparing keys compares names. */
+static inline void chl_name_key(const unsigned char *p, uint32_t n, uint64_t *a, uint64_t *b) {
+    uint32_t x, y;
+    if (n >= 8) { memcpy(a, p, 8); memcpy(b, p + n - 8, 8); return; }
+    *b = 0;
+    if (n >= 4) { memcpy(&x, p, 4); memcpy(&y, p + n - 4, 4); *a = x | ((uint64_t)y << 32); }
+    else if (n) *a = (uint64_t)p[0] | ((uint64_t)p[n / 2] << 8) | ((uint64_t)p[n - 1] << 16);
+    else *a = 0;
+}
+
 static inline chl_stream *chl_streams_at(chl_streams *t, uint64_t id) {
     chl_stream *s = &t->streams[id];
     if (!s->name) chl_streams_fill(t, id);

@@ -141,15 +141,21 @@ def _read_everything(d: Path, *, scan_spec: bytes | None) -> None:
 def _scan(cl_scan: object, store: object, spec: bytes, events: list[object]) -> None:
     cols = ["position", "stream", "version", "type", "timestamp", "data", "metadata", "id"]
     rng = random.Random(spec)
-    picked = [c for c in cols if rng.random() < 0.6] or None
+    if rng.random() < 0.3:  # only columns a frame's narrow region serves
+        picked = [c for c in ("position", "stream", "type") if rng.random() < 0.6] or ["stream"]
+    else:
+        picked = [c for c in cols if rng.random() < 0.6] or None
     types = None
     if events and rng.random() < 0.4:
         types = [events[rng.randrange(len(events))].type]  # type: ignore[attr-defined]
+    prefix = None
+    if events and rng.random() < 0.3:
+        prefix = events[rng.randrange(len(events))].stream[:2]  # type: ignore[attr-defined]
     batch = rng.choice((1, 3, 64, 65536))
     start = rng.randrange(len(events) + 2)
     table = cl_scan.scan_table(store._log, start, types=types,  # type: ignore[attr-defined]
-                               batch_size=batch, columns=picked)
-    if types is None:
+                               stream_prefix=prefix, batch_size=batch, columns=picked)
+    if types is None and prefix is None:
         assert table.num_rows == max(0, len(events) - start), "scan row count"
 
 
@@ -201,14 +207,19 @@ def build_corpus() -> None:
 
     # Real segment bodies, re-stamped with the template's salt by re-creating them in a store
     # that shares the template's store header: write the header first, then append.
-    for k, (n_appends, big) in enumerate(((1, False), (4, False), (12, True), (3, True))):
+    # The last case appends batches of NARROW_MIN_EVENTS and more: frames with a narrow region.
+    for k, (n_appends, big) in enumerate(((1, False), (4, False), (12, True), (3, True), (2, None))):
         d = _scratch() / f"seed-{k}"
         d.mkdir(parents=True)
         (d / STORE_FILE).write_bytes(t[STORE_FILE])
         (d / "00000000000000000000.seg").write_bytes(t["segment_header"])
         with cl.EventStore.open(d, durability="os", max_segment_bytes=4096 if big else 1 << 20) as s:
             for i in range(n_appends):
-                if i % 3 == 2:
+                if big is None:
+                    n = 64 + 16 * i
+                    s.append_batch([f"s-{j % 9}" for j in range(n)], [f"T{j % 3}" for j in range(n)],
+                                   [rng.randbytes(rng.randint(0, 12)) for _ in range(n)])
+                elif i % 3 == 2:
                     s.append_batch([f"s-{i}", "s-0"], ["B", "B2"], [b"x" * i, b"{}"],
                                    metadatas=[b"m", b""], ids=[uuid.UUID(int=i + 1), None])
                 else:

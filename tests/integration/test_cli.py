@@ -66,7 +66,7 @@ def test_info_json_reports_events_streams_and_segment_bytes(tmp_path, capsys):
     assert code == 0
     assert (info["events"], info["streams"], info["segments"]) == (5, 2, 1)
     assert info["bytes"] == os.path.getsize(tmp_path / "s" / "00000000000000000000.seg")
-    assert info["format_version"] == 2
+    assert info["format_version"] == 3
 
 
 def test_info_table_shows_the_event_count(tmp_path, capsys):

@@ -170,7 +170,7 @@ def test_stats_reports_events_streams_segments_and_settings(open_store, ev) -> N
     assert st["streams"] == 2
     assert st["segments"] == 1
     assert st["bytes"] > 64
-    assert st["format_version"] == 2
+    assert st["format_version"] == 3
     assert st["durability"] == "os"
     assert st["readonly"] is False
     assert st["max_segment_bytes"] == 4096

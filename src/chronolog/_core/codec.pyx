@@ -32,7 +32,7 @@ from libc.string cimport memcpy, memmove
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from chronolog._core.format cimport (
-    FORMAT_VERSION, FRAME_HEADER_BYTES, ld32, ld64, st32, st64, chl_crc32c)
+    FORMAT_VERSION, OLDEST_FORMAT_VERSION, FRAME_HEADER_BYTES, ld32, ld64, st32, st64, chl_crc32c)
 from chronolog._core.segment cimport FrameInfo
 from chronolog.errors import CorruptionError, InvalidArgumentError
 
@@ -190,7 +190,7 @@ cdef bytes _check_dictionary(bytes raw, uint32_t dict_id, str path):
         raise CorruptionError(path, 0, "not a Chronolog zstd dictionary file")
     if chl_crc32c(p, 28) != ld32(p + 28):
         raise CorruptionError(path, 28, "dictionary header CRC32C mismatch")
-    if ld32(p + 12) != dict_id or ld32(p + 8) != FORMAT_VERSION:
+    if ld32(p + 12) != dict_id or ld32(p + 8) < OLDEST_FORMAT_VERSION or ld32(p + 8) > FORMAT_VERSION:
         raise CorruptionError(path, 8, "dictionary id or format version does not match its name")
     if ld64(p + 16) != <uint64_t>(len(raw) - DICT_HEADER_BYTES):
         raise CorruptionError(path, 16, "dictionary length does not match the file")

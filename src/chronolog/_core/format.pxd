@@ -1,5 +1,8 @@
-# The on-disk format of a Chronolog store, format version 2 (1 had a 48-byte frame header). Specified here, once, next to its
+# The on-disk format of a Chronolog store, format version 3. Specified here, once, next to its
 # constants; mirrored in docs/format.md. Change all of them (and FORMAT_VERSION) in one commit.
+# Version 3 added the narrow region of a frame (flags bit 0); version 2 files are read as they
+# are (no version-2 frame has it) and new segments are written as version 3. Version 1 (a
+# 48-byte frame header) is refused.
 #
 # Every integer is little-endian. CRC32C is the Castagnoli CRC (csrc/chl_crc32c.c).
 #
@@ -36,17 +39,31 @@
 #     16 u64    position of the first event
 #     24 u32    event count (>= 1)
 #     28 u16    codec: 0 = none, 1 = zstd (docs/compression.md)
-#     30 u16    flags, zero
+#     30 u16    flags: bit 0 = the body starts with a narrow region (codec 0 only); others 0
 #     32 u32    body bytes once decoded (== stored bytes for codec 0)
 #     36 u32    dictionary id, 0 = none
 #     40 u32    synced mark: every byte of this segment below this offset was on stable
 #               storage when this frame was written (recovery tells damage from a torn,
 #               never-synced tail with it: see log.pyx, _scan_tail)
-#     44 u32    reserved, zero
+#     44 u32    narrow region bytes (a multiple of 8, >= 16) when flags bit 0, else zero
 #     48 u32    CRC32C of the stored body
 #     52 u32    CRC32C of header bytes 0..52
-#   Body (decoded): event count records back to back, then u32 record offsets[event count]
-#     (offset of each record from the start of the body), so any record is found in O(1).
+#   Body (decoded): [narrow region,] event count records back to back, then u32 record
+#     offsets[event count] (offset of each record from the start of the body), so any record
+#     is found in O(1). The body CRC covers the narrow region too.
+#   Narrow region (NARROW_HEADER_BYTES = 16, then the variable part; S streams, T types):
+#     0  u32    S: distinct streams of the frame (>= 1), in order of first appearance
+#     4  u16    T: distinct event types (1..255), in order of first appearance
+#     6  u8     stream index width W: 2 or 4 bytes
+#     7  u8     zero
+#     8  u32    names bytes (the S stream names, then the T type names)
+#     12 u32    CRC32C of region bytes 16..region bytes (a narrow scan checks this, not the body)
+#     16        stream index[event count] (W bytes each, < S), type index[event count] (u8, < T),
+#               u16 stream name bytes[S] (1..1024), u8 type name bytes[T] (>= 1), the names,
+#               zero padding to the region's length (< 8 bytes)
+#     It repeats each record's stream and type so that a scan of position, stream and type
+#     reads a few bytes per event instead of every record. Written by append_batch for
+#     batches of >= NARROW_MIN_EVENTS events when compression is off (docs/scan.md "Narrow scans").
 #   Trailer (FRAME_TRAILER_BYTES = 8):
 #     0  u32    body bytes as stored (again: lets a reader check the frame's extent)
 #     4  u32    magic 0x46484C43 (b"CLHF")
@@ -71,7 +88,8 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 cdef enum:
-    FORMAT_VERSION = 2
+    FORMAT_VERSION = 3
+    OLDEST_FORMAT_VERSION = 2   # the oldest version this Chronolog reads
     STORE_HEADER_BYTES = 64
     SEGMENT_HEADER_BYTES = 64
     FRAME_HEADER_BYTES = 56
@@ -84,6 +102,10 @@ cdef enum:
     CODEC_NONE = 0
     CODEC_ZSTD = 1
     RECORD_HAS_ID = 1
+    FRAME_HAS_NARROW = 1
+    NARROW_HEADER_BYTES = 16
+    NARROW_MIN_EVENTS = 64
+    NARROW_MAX_TYPES = 255
     MAX_STREAM_NAME_BYTES = 1024
     MAX_TYPE_NAME_BYTES = 255
 

@@ -28,6 +28,7 @@ cdef extern from "chl_streams.h":
     int64_t chl_streams_find(const chl_streams *t, const char *name, uint32_t len) nogil
     int64_t chl_streams_intern(chl_streams *t, const char *name, uint32_t len, int copy) nogil
     uint64_t chl_streams_count(const chl_streams *t, uint64_t id) nogil
+    void chl_name_key(const unsigned char *p, uint32_t n, uint64_t *a, uint64_t *b) nogil
     uint64_t chl_streams_position(const chl_streams *t, uint64_t id, uint64_t v) nogil
     int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position) nogil
     void chl_streams_clear(chl_streams *t) nogil

@@ -3,6 +3,7 @@ from chronolog._core.fileio cimport FileIO
 from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams
 from chronolog._core.segment cimport Segment, FrameInfo
 from chronolog._core.record cimport RecordView
+from chronolog._core.narrow cimport NarrowPlan
 from chronolog._core.events cimport RecordedEvent
 from chronolog._core.codec cimport Compressor, Decoder, Dictionaries
 
@@ -49,6 +50,7 @@ cdef class Log:
     cdef int64_t *sids
     cdef uint64_t *vers
     cdef size_t scratch_cap
+    cdef NarrowPlan nplan
     cdef readonly uint64_t checkpoint_through
     cdef list _types
     cdef list _decoders
@@ -90,7 +92,8 @@ cdef class Log:
     cdef bint _view_seq(self, uint64_t position, FrameInfo *fi, RecordView *rv, Decoder dec) except -1
     cdef Decoder _decoder(self)
     cdef void _give_back(self, Decoder dec) noexcept
-    cdef size_t _seal(self, Segment seg, size_t body, uint32_t n, uint64_t first) except 0
+    cdef size_t _plan_narrow(self, ColView *cols, Py_ssize_t n, size_t body) except? 0
+    cdef size_t _seal(self, Segment seg, size_t body, uint32_t n, uint64_t first, uint32_t narrow) except 0
     cdef int _index_records(self, Segment seg, FrameInfo *fi) except -1
     cdef int _collect_stream(self, str stream, bytes s, int64_t sid, uint64_t lo, uint64_t hi, uint64_t v, int64_t step, uint64_t limit, FrameInfo *fi, RecordView *rv, Decoder dec, list out) except -1
     cdef str _type_str(self, const unsigned char *p, uint32_t n)

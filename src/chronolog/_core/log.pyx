@@ -13,21 +13,24 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memcmp, memset, memchr
+from libc.string cimport memcpy, memcmp, memmove, memset, memchr
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_CLOEXEC
 cdef extern from "<fcntl.h>":
     enum: O_NOFOLLOW
 
 from chronolog._core.format cimport (
-    FORMAT_VERSION, STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES, FRAME_HEADER_BYTES,
+    FORMAT_VERSION, OLDEST_FORMAT_VERSION, STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES, FRAME_HEADER_BYTES,
     FRAME_TRAILER_BYTES, FRAME_OVERHEAD_BYTES, RECORD_HEADER_BYTES, EVENT_ID_BYTES, FRAME_MAGIC,
-    TRAILER_MAGIC, CODEC_NONE, CODEC_ZSTD, RECORD_HAS_ID, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES,
+    TRAILER_MAGIC, CODEC_NONE, CODEC_ZSTD, RECORD_HAS_ID, NARROW_MIN_EVENTS, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES,
     CHL_STORE_MAGIC, CHL_MAX_BODY_BYTES, ld16, ld32, ld64, st16, st32, st64, chl_crc32c,
     chl_crc32c_extend)
 from chronolog._core.fileio cimport FileIO
 from chronolog._core.events cimport NewEvent, RecordedEvent, AppendResult
 from chronolog._core.record cimport (
     RecordView, record_bytes, put_record, seal_frame, view_record, view_record_at)
+from chronolog._core.narrow cimport (
+    NarrowPlan, NarrowView, narrow_free, narrow_reserve, narrow_plan, narrow_encode, view_narrow,
+    narrow_disagrees)
 from chronolog._core.codec cimport Compressor, Decoder, Dictionaries
 from chronolog._core.codec import DEFAULT_BLOCK_BYTES, train as _train_dictionary
 from chronolog._core.segment cimport (
@@ -217,9 +220,9 @@ cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigne
 cdef void encode_batch(unsigned char *bp, size_t body, const ColView *cols,
                        const unsigned char *idp, const unsigned char *idvalid, int64_t id_offset,
                        Py_ssize_t n, uint64_t first, const uint64_t *vers,
-                       int64_t timestamp) noexcept nogil:
-    """Pass 5 of append_columns: every record, and the offset table, into the raw body."""
-    cdef size_t at = 0
+                       int64_t timestamp, size_t at) noexcept nogil:
+    """Pass 5 of append_columns: every record from body offset `at` (after the narrow region,
+    if any), and the offset table, into the raw body."""
     cdef Py_ssize_t i
     for i in range(n):
         st32(bp + FRAME_HEADER_BYTES + body - 4 * (n - i), <uint32_t>at)
@@ -252,12 +255,14 @@ cdef class Log:
         self.zbuf = NULL
         self.sids = NULL
         self.vers = NULL
+        memset(&self.nplan, 0, sizeof(NarrowPlan))
 
     def __dealloc__(self):
         free(self.buf)
         free(self.zbuf)
         free(self.sids)
         free(self.vers)
+        narrow_free(&self.nplan)
 
     def __init__(self, str path, *, bint readonly=False, str durability="fsync",
                  uint64_t max_segment_bytes=DEFAULT_MAX_SEGMENT_BYTES,
@@ -384,9 +389,10 @@ cdef class Log:
             raise CorruptionError(store_file, 0, "not a Chronolog store header")
         if chl_crc32c(p, 60) != ld32(p + 60):
             raise CorruptionError(store_file, 60, "store header CRC32C mismatch")
-        if ld32(p + 8) != FORMAT_VERSION:
+        if ld32(p + 8) < OLDEST_FORMAT_VERSION or ld32(p + 8) > FORMAT_VERSION:
             raise CorruptionError(store_file, 8, f"store format version {ld32(p + 8)} is not "
-                                  f"supported (this Chronolog reads version {FORMAT_VERSION})")
+                                  f"supported (this Chronolog reads versions "
+                                  f"{OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})")
         return h[16:32]
 
     cdef bint _attach_segment(self, str name, bint is_newest) except -1:
@@ -396,7 +402,7 @@ cdef class Log:
         cdef int fd = self.io.open(path, O_RDONLY | O_CLOEXEC, 0)
         try:
             h = os.pread(fd, SEGMENT_HEADER_BYTES, 0)
-            first, salt = decode_segment_header(h, path, self.store_id)
+            first, salt, version = decode_segment_header(h, path, self.store_id)
         except BaseException as exc:
             self.io.close(fd)
             if not isinstance(exc, CorruptionError):
@@ -418,7 +424,7 @@ cdef class Log:
                 raise CorruptionError(path, 24, f"segment header says first position {first}, "
                                       f"its name says {int(name[:20])}")
             raise CorruptionError(path, 24, "segment positions are not increasing")
-        self.segments.append(Segment(self.io, path, first, salt, len(self.segments), fd))
+        self.segments.append(Segment(self.io, path, first, salt, len(self.segments), fd, version))
         return True
 
     cdef uint64_t _load_checkpoints(self) except? 0xFFFFFFFFFFFFFFFF:
@@ -684,8 +690,8 @@ cdef class Log:
         finally:
             self.io.close(fd)
         self.io.fsync_dir(self.path)
-        first, salt = decode_segment_header(h, path, self.store_id)
-        seg = Segment(self.io, path, first, salt, len(self.segments))
+        first, salt, version = decode_segment_header(h, path, self.store_id)
+        seg = Segment(self.io, path, first, salt, len(self.segments), -1, version)
         if not self.readonly:
             # Ready for writing before anyone (a group-commit leader) can see it.
             seg.open_for_write()
@@ -809,9 +815,36 @@ cdef class Log:
                 self._fail(exc, None, 0)
         return seg
 
-    cdef size_t _seal(self, Segment seg, size_t body, uint32_t n, uint64_t first) except 0:
-        """Seal the frame whose raw body is in buf: compressed into zbuf when compression is on
-        and pays, else as it is. Sets `out` to the frame to write; returns its length."""
+    cdef size_t _plan_narrow(self, ColView *cols, Py_ssize_t n, size_t body) except? 0:
+        """The bytes of the narrow region the next frame's body (`body` bytes without it) starts
+        with (0: none): for batches of at least NARROW_MIN_EVENTS events, uncompressed, into a
+        segment of format version 3 or later, of at most NARROW_MAX_TYPES types. Needs
+        sids[0:n]."""
+        cdef size_t r = 0
+        cdef Segment seg = self.segments[len(self.segments) - 1]
+        if n < NARROW_MIN_EVENTS or self.compressor is not None:
+            return 0
+        if seg.version < 3 and not (seg.end > SEGMENT_HEADER_BYTES and seg.end + body
+                                    + FRAME_OVERHEAD_BYTES > self.max_segment_bytes):
+            return 0  # the frame goes into a version-2 segment (a new one would be version 3)
+        if narrow_reserve(&self.nplan, <size_t>n, <size_t>self.st.n_streams) < 0:
+            raise MemoryError()
+        if n >= NOGIL_BATCH:
+            with nogil:
+                r = narrow_plan(&self.nplan, cols[0].offsets, cols[0].data, cols[1].offsets,
+                                cols[1].data, self.sids, <size_t>n)
+        else:
+            r = narrow_plan(&self.nplan, cols[0].offsets, cols[0].data, cols[1].offsets,
+                            cols[1].data, self.sids, <size_t>n)
+        if body + r > CHL_MAX_BODY_BYTES:
+            return 0
+        return r
+
+    cdef size_t _seal(self, Segment seg, size_t body, uint32_t n, uint64_t first,
+                      uint32_t narrow) except 0:
+        """Seal the frame whose raw body is in buf (starting with a narrow region of `narrow`
+        bytes when not 0; never with compression on): compressed into zbuf when compression is
+        on and pays, else as it is. Sets `out` to the frame to write; returns its length."""
         cdef uint32_t mark = self._synced_mark(seg)
         cdef size_t stored = 0, cap
         cdef unsigned char *z
@@ -828,11 +861,12 @@ cdef class Log:
                 stored = c.compress_body(self.buf + FRAME_HEADER_BYTES, body, n,
                                          self.zbuf + FRAME_HEADER_BYTES, cap)
                 if stored:
-                    seal_frame(self.zbuf, stored, body, CODEC_ZSTD, c.dict_id, seg.salt, first, n, mark)
+                    seal_frame(self.zbuf, stored, body, CODEC_ZSTD, c.dict_id, seg.salt, first, n,
+                               mark, 0)
             if stored:
                 self.out = self.zbuf
                 return stored + FRAME_OVERHEAD_BYTES
-        seal_frame(self.buf, body, body, CODEC_NONE, 0, seg.salt, first, n, mark)
+        seal_frame(self.buf, body, body, CODEC_NONE, 0, seg.salt, first, n, mark, narrow)
         self.out = self.buf
         return body + FRAME_OVERHEAD_BYTES
 
@@ -1070,7 +1104,7 @@ cdef class Log:
                                  PyBytes_AS_STRING(ev.metadata), PyBytes_GET_SIZE(ev.metadata),
                                  PyBytes_AS_STRING(ev.data), PyBytes_GET_SIZE(ev.data),
                                  first + i, count + i, timestamp)
-            off = self._write_frame(seg, self._seal(seg, body, <uint32_t>n, first))
+            off = self._write_frame(seg, self._seal(seg, body, <uint32_t>n, first, 0))
             # Pass 4: commit to the indexes (the stream is created here, never on a refusal).
             if sid < 0:
                 sid = chl_streams_intern(self.st, sp, slen, 1)
@@ -1205,6 +1239,7 @@ cdef class Log:
         cdef uint64_t salt
         cdef uint32_t mark
         cdef size_t n_first = 0
+        cdef size_t narrow = 0
         cdef const char **streams_p
         cdef uint32_t *slens_p
         with self._lock:
@@ -1256,7 +1291,11 @@ cdef class Log:
                         count = chl_streams_count(self.st, sid) if sid >= 0 else 0
                         if not expectation_holds(code, count):
                             raise WrongExpectedVersionError(name, code, count - 1 if count else None)
-                # Pass 5: encode (without the GIL for long batches) and write.
+                # Pass 5: the narrow region (docs/scan.md "Narrow scans"), then encode
+                # (without the GIL for long batches) and write.
+                narrow = self._plan_narrow(cols, n, body)
+                body += narrow
+                frame_bytes += narrow
                 seg = self._segment_for(frame_bytes)
                 bp = self._frame_buffer(frame_bytes)
                 first = self.written
@@ -1264,12 +1303,20 @@ cdef class Log:
                 mark = self._synced_mark(seg)
                 if n >= NOGIL_BATCH:
                     with nogil:
+                        if narrow:
+                            narrow_encode(&self.nplan, bp + FRAME_HEADER_BYTES, narrow,
+                                          cols[0].offsets, cols[0].data, cols[1].offsets,
+                                          cols[1].data, self.sids, n)
                         encode_batch(bp, body, cols, idp, idvalid, id_offset, n, first, self.vers,
-                                     timestamp)
+                                     timestamp, narrow)
                 else:
+                    if narrow:
+                        narrow_encode(&self.nplan, bp + FRAME_HEADER_BYTES, narrow,
+                                      cols[0].offsets, cols[0].data, cols[1].offsets,
+                                      cols[1].data, self.sids, n)
                     encode_batch(bp, body, cols, idp, idvalid, id_offset, n, first, self.vers,
-                                 timestamp)
-                off = self._write_frame(seg, self._seal(seg, body, <uint32_t>n, first))
+                                 timestamp, narrow)
+                off = self._write_frame(seg, self._seal(seg, body, <uint32_t>n, first, narrow))
             except BaseException:
                 self._reset_pending(n)
                 raise
@@ -1849,6 +1896,7 @@ cdef class Log:
         cdef FrameStatus status
         cdef uint64_t off, before = 0, after = 0, salt, woff
         cdef size_t stored, cap, body
+        cdef uint32_t k
         cdef int fd
         cdef unsigned char *fb
         cdef unsigned char *z
@@ -1893,6 +1941,15 @@ cdef class Log:
                         fb = self._frame_buffer(body + FRAME_OVERHEAD_BYTES)
                         memcpy(fb + FRAME_HEADER_BYTES, fi.body, body)
                         stored = 0
+                        if target is not None and fi.narrow:
+                            # Compressed frames carry no narrow region: drop it (records and
+                            # offsets move down by its size); kept if compressing does not pay.
+                            body -= fi.narrow
+                            memmove(fb + FRAME_HEADER_BYTES, fi.body + fi.narrow, body)
+                            for k in range(fi.count):
+                                st32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k),
+                                     ld32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k))
+                                     - fi.narrow)
                         if target is not None:
                             cap = target.bound(body, fi.count)
                             if cap + FRAME_OVERHEAD_BYTES > self.zbuf_cap:
@@ -1906,12 +1963,15 @@ cdef class Log:
                                                               self.zbuf + FRAME_HEADER_BYTES, cap)
                         if stored:
                             seal_frame(self.zbuf, stored, body, CODEC_ZSTD, target.dict_id, salt,
-                                       fi.first_position, fi.count, SEGMENT_HEADER_BYTES)
+                                       fi.first_position, fi.count, SEGMENT_HEADER_BYTES, 0)
                             self.io.pwrite_all(fd, self.zbuf, stored + FRAME_OVERHEAD_BYTES, woff)
                             woff += stored + FRAME_OVERHEAD_BYTES
                         else:
+                            if body != fi.raw_bytes:  # the narrow region was dropped: restore
+                                body = fi.raw_bytes
+                                memcpy(fb + FRAME_HEADER_BYTES, fi.body, body)
                             seal_frame(fb, body, body, CODEC_NONE, 0, salt, fi.first_position,
-                                       fi.count, SEGMENT_HEADER_BYTES)
+                                       fi.count, SEGMENT_HEADER_BYTES, fi.narrow)
                             self.io.pwrite_all(fd, fb, body + FRAME_OVERHEAD_BYTES, woff)
                             woff += body + FRAME_OVERHEAD_BYTES
                         off = fi.end
@@ -1941,6 +2001,8 @@ cdef class Log:
         cdef Segment seg
         cdef FrameInfo fi
         cdef RecordView rv
+        cdef NarrowView nv
+        cdef int64_t bad_rec
         cdef FrameStatus status
         cdef uint64_t position = 0, off, size, frames = 0, nbytes = 0, entry
         cdef uint32_t i
@@ -1994,6 +2056,19 @@ cdef class Log:
                     position += 1
                 if problems:
                     break
+                if fi.narrow:
+                    rc = view_narrow(&fi, True, &nv)
+                    if rc:
+                        problem(seg.path, off, "narrow region: " + ("CRC32C mismatch" if rc == 2
+                                                                    else "layout out of bounds"))
+                        break
+                    bad_rec = narrow_disagrees(&fi, &nv)
+                    if bad_rec == -2:
+                        raise MemoryError()
+                    if bad_rec >= 0:
+                        problem(seg.path, off, f"record {bad_rec}: the narrow region names another "
+                                "stream or type")
+                        break
                 frames += 1
                 off = fi.end
             if problems:

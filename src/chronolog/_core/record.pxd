@@ -4,7 +4,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from chronolog._core.format cimport (
     FRAME_HEADER_BYTES, RECORD_HEADER_BYTES, EVENT_ID_BYTES, FRAME_MAGIC, TRAILER_MAGIC,
-    CODEC_NONE, RECORD_HAS_ID, ld16, ld32, ld64, st16, st32, st64, chl_crc32c)
+    CODEC_NONE, RECORD_HAS_ID, FRAME_HAS_NARROW, ld16, ld32, ld64, st16, st32, st64, chl_crc32c)
 from chronolog._core.segment cimport FrameInfo
 
 
@@ -47,19 +47,20 @@ cdef inline size_t put_record(unsigned char *dst, const char *stream, size_t sle
 cdef inline void seal_frame(unsigned char *frame, size_t stored_bytes, size_t raw_bytes,
                             uint16_t codec, uint32_t dict_id, uint64_t salt,
                             uint64_t first_position, uint32_t count,
-                            uint32_t synced_mark) noexcept nogil:
-    # Fill the header and trailer around a body already written at frame + 56.
+                            uint32_t synced_mark, uint32_t narrow) noexcept nogil:
+    # Fill the header and trailer around a body already written at frame + 56; `narrow`: the
+    # bytes of the narrow region the body starts with (0: none).
     st32(frame, FRAME_MAGIC)
     st32(frame + 4, <uint32_t>stored_bytes)
     st64(frame + 8, salt)
     st64(frame + 16, first_position)
     st32(frame + 24, count)
     st16(frame + 28, codec)
-    st16(frame + 30, 0)
+    st16(frame + 30, FRAME_HAS_NARROW if narrow else 0)
     st32(frame + 32, <uint32_t>raw_bytes)
     st32(frame + 36, dict_id)
     st32(frame + 40, synced_mark)
-    st32(frame + 44, 0)
+    st32(frame + 44, narrow)
     st32(frame + 48, chl_crc32c(frame + FRAME_HEADER_BYTES, stored_bytes))
     st32(frame + 52, chl_crc32c(frame, 52))
     cdef unsigned char *t = frame + FRAME_HEADER_BYTES + stored_bytes
@@ -127,3 +128,4 @@ cdef inline int view_record_at(const unsigned char *base, uint64_t off, uint64_t
     rv.meta = p; p += rv.mlen
     rv.data = p
     return 0
+

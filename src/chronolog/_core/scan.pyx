@@ -12,12 +12,15 @@ from libc.string cimport memcpy, memcmp, memset
 
 from chronolog._core.format cimport (
     SEGMENT_HEADER_BYTES, RECORD_HEADER_BYTES, EVENT_ID_BYTES, RECORD_HAS_ID, CODEC_NONE,
-    ld16, ld32, ld64)
+    ld16, ld32, ld64, chl_crc32c)
 from chronolog._core.segment cimport (
-    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK)
+    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK,
+    FRAME_BAD_BODY_CRC)
 from chronolog._core.record cimport RecordView, view_record
+from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_offsets, narrow_stream_ix
 from chronolog._core.index cimport (
-    chl_streams, chl_streams_new, chl_streams_free, chl_streams_find, chl_streams_intern)
+    chl_streams, chl_streams_new, chl_streams_free, chl_streams_find, chl_streams_intern,
+    chl_name_key)
 from chronolog._core.log cimport Log
 from chronolog._core.codec cimport Decoder
 
@@ -33,21 +36,6 @@ cdef extern from *:
     """
     void chl_prefetch(const void *p) noexcept nogil
 
-cdef extern from *:
-    """
-    /* A cheap key of a short name: for names of up to 16 bytes, (length, a, b) is the name
-     * itself (the words overlap), so comparing keys compares names. */
-    static inline void chl_name_key(const unsigned char *p, uint32_t n, uint64_t *a, uint64_t *b) {
-        uint32_t x, y;
-        if (n >= 8) { memcpy(a, p, 8); memcpy(b, p + n - 8, 8); return; }
-        *b = 0;
-        if (n >= 4) { memcpy(&x, p, 4); memcpy(&y, p + n - 4, 4); *a = x | ((uint64_t)y << 32); }
-        else if (n) *a = (uint64_t)p[0] | ((uint64_t)p[n / 2] << 8) | ((uint64_t)p[n - 1] << 16);
-        else *a = 0;
-    }
-    """
-    void chl_name_key(const unsigned char *p, uint32_t n, uint64_t *a, uint64_t *b) noexcept nogil
-
 cdef enum:
     PREFETCH_AHEAD = 32       # records: hides the miss on each record header in pass 2
     COL_POSITION = 1
@@ -59,6 +47,7 @@ cdef enum:
     COL_METADATA = 64
     COL_ID = 128
     COL_ALL = 255
+    COL_NARROW = COL_POSITION | COL_STREAM | COL_TYPE   # what a frame's narrow region serves
     # Problems of pass 1, turned into CorruptionError by _raise_problem (with the GIL).
     PROBLEM_NONE = 0
     PROBLEM_FRAME = 1        # check_frame failed: detail holds the FrameStatus
@@ -67,6 +56,7 @@ cdef enum:
     PROBLEM_MISSING = 4      # the segments end before the snapshot's stop position
     PROBLEM_NOMEM = 5
     PROBLEM_DECODE = 6       # not a problem: a compressed frame needs decoding (with the GIL)
+    PROBLEM_NARROW = 7       # a narrow region fails: detail 1 layout, 2 CRC, 3 index out of range
 
 # The largest byte total of one variable-width column in one batch (32-bit Arrow offsets).
 cdef uint64_t MAX_COLUMN_BYTES = 0x7FFFFFFF
@@ -81,6 +71,8 @@ _TYPES = {
     "data": pa.binary(), "metadata": pa.binary(), "id": pa.binary(16),
 }
 SCHEMA = pa.schema([pa.field(c, _TYPES[c], nullable=(c == "id")) for c in COLUMNS])
+_NARROW_PROBLEMS = {1: "layout out of bounds", 2: "CRC32C mismatch",
+                    3: "a stream or type index out of range"}
 _RECORD_PROBLEMS = {1: "record offset or length out of bounds",
                     2: "record fields do not add up to its length",
                     3: "record CRC32C mismatch"}
@@ -211,10 +203,23 @@ cdef class Scanner:
     cdef bytes prefix
     cdef const char *pre
     cdef uint64_t plen
-    # per-batch scratch: the selected records and their type ids
+    # per-batch scratch: the selected records and their type ids; when only narrow columns are
+    # asked (`narrow`), sel holds each event's stream name instead, with its length and position
     cdef const unsigned char **sel
     cdef int32_t *sel_type
+    cdef uint32_t *sel_slen
+    cdef uint64_t *sel_pos
     cdef size_t sel_cap
+    cdef bint narrow
+    # the narrow region of the current frame (valid while checked_k/off name that frame and
+    # nv_ok): where each stream name starts, which pass the stream filters, scan type ids
+    cdef NarrowView nv
+    cdef bint nv_ok
+    cdef uint32_t *fs_at
+    cdef uint8_t *fs_ok
+    cdef size_t fs_cap
+    cdef uint32_t ft_at[256]
+    cdef int32_t ft_tid[256]
     cdef bint busy
     # where pass 1 stopped on a problem
     cdef int problem
@@ -233,6 +238,10 @@ cdef class Scanner:
         self.want_streams = NULL
         self.sel = NULL
         self.sel_type = NULL
+        self.sel_slen = NULL
+        self.sel_pos = NULL
+        self.fs_at = NULL
+        self.fs_ok = NULL
         self.pre = NULL
         self.plen = 0
 
@@ -241,6 +250,10 @@ cdef class Scanner:
         free(self.type_ok)
         free(self.sel)
         free(self.sel_type)
+        free(self.sel_slen)
+        free(self.sel_pos)
+        free(self.fs_at)
+        free(self.fs_ok)
         chl_streams_free(self.types)
         chl_streams_free(self.want_types)
         chl_streams_free(self.want_streams)
@@ -259,6 +272,7 @@ cdef class Scanner:
         self.cols = 0
         for c in self.names:
             self.cols |= _COLUMN_BITS[c]
+        self.narrow = (self.cols & ~COL_NARROW) == 0
         self.batch_size = batch_size
         self.types = chl_streams_new()
         if self.types == NULL:
@@ -392,6 +406,14 @@ cdef class Scanner:
         if a == NULL:
             return -1
         self.sel_type = <int32_t *>a
+        a = realloc(self.sel_slen, n * sizeof(uint32_t))
+        if a == NULL:
+            return -1
+        self.sel_slen = <uint32_t *>a
+        a = realloc(self.sel_pos, n * sizeof(uint64_t))
+        if a == NULL:
+            return -1
+        self.sel_pos = <uint64_t *>a
         self.sel_cap = n
         return 0
 
@@ -443,6 +465,7 @@ cdef class Scanner:
         cdef size_t n = n_out[0]
         cdef int64_t tid = -1
         cdef int rc
+        cdef bint use_nv
         cdef bint need_type = (self.cols & COL_TYPE) != 0 or self.want_types != NULL
         cdef uint64_t plen = self.plen
         cdef const char *pre = self.pre
@@ -455,15 +478,24 @@ cdef class Scanner:
                 self.off = SEGMENT_HEADER_BYTES
                 self.fresh_frame = True
                 continue
-            # The body CRC is checked once per frame, even when a frame spans two batches.
-            # (A compressed frame would be decoded here, into a scratch body, before use.)
-            status = check_frame(ref.map, ref.end, self.off, ref.salt,
-                                 not (self.checked_k == self.k and self.checked_off == self.off),
-                                 &fi)
+            # The body CRC is checked once per frame, even when a frame spans two batches; a
+            # narrow scan of a frame with a narrow region checks that region's CRC instead
+            # (it reads nothing else of the body).
+            status = check_frame(ref.map, ref.end, self.off, ref.salt, False, &fi)
             if status != FRAME_OK:
                 return self._fail(PROBLEM_FRAME, status)
-            self.checked_k = self.k
-            self.checked_off = self.off
+            use_nv = self.narrow and fi.narrow != 0
+            if not (self.checked_k == self.k and self.checked_off == self.off):
+                self.nv_ok = False
+                if use_nv:
+                    rc = self._narrow_frame(&fi)
+                    if rc:
+                        return self._fail(PROBLEM_NOMEM, 0) if rc < 0 else \
+                            self._fail(PROBLEM_NARROW, rc)
+                elif chl_crc32c(fi.stored, fi.body_bytes) != ld32(fi.stored - 8):
+                    return self._fail(PROBLEM_FRAME, FRAME_BAD_BODY_CRC)
+                self.checked_k = self.k
+                self.checked_off = self.off
             if fi.codec != CODEC_NONE:
                 if self.dec_body == NULL or self.dec_k != self.k or self.dec_off != self.off:
                     n_out[0] = n
@@ -475,6 +507,13 @@ cdef class Scanner:
             self.fresh_frame = False
             i = self.pos - fi.first_position
             last = fi.count if self.stop - fi.first_position > fi.count else self.stop - fi.first_position
+            if use_nv:
+                rc = self._select_narrow(&i, last, &n, sizes)
+                if rc != PROBLEM_NONE:
+                    return rc
+                if i < last:  # the batch is full
+                    n_out[0] = n
+                    return PROBLEM_NONE
             while i < last and n < self.batch_size:
                 # The body CRC covers every record; view_record still bounds-checks each.
                 rc = view_record(&fi, <uint32_t>i, fi.codec != CODEC_NONE, &rv)
@@ -501,7 +540,12 @@ cdef class Scanner:
                           or (self.cols & COL_METADATA and sizes[2] + rv.mlen > MAX_COLUMN_BYTES)):
                     n_out[0] = n
                     return PROBLEM_NONE  # the batch is full by bytes; resume at this record
-                self.sel[n] = rv.rec
+                if self.narrow:
+                    self.sel[n] = rv.stream
+                    self.sel_slen[n] = rv.slen
+                    self.sel_pos[n] = rv.position
+                else:
+                    self.sel[n] = rv.rec
                 self.sel_type[n] = <int32_t>tid
                 n += 1
                 sizes[0] += rv.slen
@@ -515,6 +559,82 @@ cdef class Scanner:
         n_out[0] = n
         return PROBLEM_NONE
 
+    cdef int _narrow_frame(self, const FrameInfo *fi) noexcept nogil:
+        """Check the narrow region of a fresh frame and make its tables: where each stream
+        name starts, whether it passes the stream filters, each type's scan id. 0, a
+        PROBLEM_NARROW detail, or -1 out of memory."""
+        cdef int rc = view_narrow(fi, True, &self.nv)
+        cdef uint32_t s, t, S
+        cdef int64_t tid
+        cdef void *a
+        cdef const unsigned char *name
+        cdef uint32_t nlen
+        if rc:
+            return rc
+        S = self.nv.streams
+        if S + 1 > self.fs_cap:
+            a = realloc(self.fs_at, (S + 1) * sizeof(uint32_t))
+            if a == NULL:
+                return -1
+            self.fs_at = <uint32_t *>a
+            a = realloc(self.fs_ok, S + 1)
+            if a == NULL:
+                return -1
+            self.fs_ok = <uint8_t *>a
+            self.fs_cap = S + 1
+        narrow_offsets(&self.nv, self.fs_at, self.ft_at)
+        if self.pre != NULL or self.want_streams != NULL:
+            for s in range(S):
+                name = self.nv.names + self.fs_at[s]
+                nlen = self.fs_at[s + 1] - self.fs_at[s]
+                self.fs_ok[s] = (self.pre == NULL or (
+                    nlen >= self.plen and memcmp(name, self.pre, self.plen) == 0)) and (
+                    self.want_streams == NULL or chl_streams_find(
+                        self.want_streams, <const char *>name, nlen) >= 0)
+        for t in range(self.nv.types):
+            tid = self._type_id(self.nv.names + self.ft_at[t], self.ft_at[t + 1] - self.ft_at[t])
+            if tid < 0:
+                return -1
+            self.ft_tid[t] = <int32_t>tid
+        self.nv_ok = True
+        return 0
+
+    cdef int _select_narrow(self, uint64_t *i_io, uint64_t last, size_t *n_io,
+                            uint64_t *sizes) noexcept nogil:
+        """Pass 1 over a frame with a checked narrow region: select its events from i_io up to
+        `last` (or a full batch) from the region alone."""
+        cdef uint64_t i = i_io[0]
+        cdef size_t n = n_io[0]
+        cdef uint32_t si, ti, slen
+        cdef int32_t tid
+        cdef bint filter_streams = self.pre != NULL or self.want_streams != NULL
+        cdef bint stream_col = (self.cols & COL_STREAM) != 0
+        cdef const NarrowView *nv = &self.nv
+        cdef int rc = PROBLEM_NONE
+        while i < last and n < self.batch_size:
+            si = narrow_stream_ix(nv, i)
+            ti = nv.type_ix[i]
+            if si >= nv.streams or ti >= nv.types:
+                rc = self._fail(PROBLEM_NARROW, 3)
+                break
+            tid = self.ft_tid[ti]
+            if (filter_streams and not self.fs_ok[si]) or not self.type_ok[tid]:
+                i += 1; self.pos += 1
+                continue
+            slen = self.fs_at[si + 1] - self.fs_at[si]
+            if n and stream_col and sizes[0] + slen > MAX_COLUMN_BYTES:
+                break  # the batch is full by bytes; resume at this event
+            self.sel[n] = nv.names + self.fs_at[si]
+            self.sel_slen[n] = slen
+            self.sel_pos[n] = self.pos
+            self.sel_type[n] = tid
+            sizes[0] += slen
+            n += 1
+            i += 1; self.pos += 1
+        i_io[0] = i
+        n_io[0] = n
+        return rc
+
     cdef _raise_problem(self):
         cdef Segment seg = self.segs[self.problem_k] if self.problem_k < <size_t>len(self.segs) else None
         path = seg.path if seg is not None else self.log.path
@@ -524,6 +644,9 @@ cdef class Scanner:
             reason = frame_status_reason(<FrameStatus>self.detail)
         elif self.problem == PROBLEM_RECORD:
             reason = f"record of position {self.pos}: " + _RECORD_PROBLEMS.get(self.detail, "bad record")
+        elif self.problem == PROBLEM_NARROW:
+            reason = f"narrow region of the frame of position {self.pos}: " + \
+                _NARROW_PROBLEMS.get(self.detail, "bad region")
         elif self.problem == PROBLEM_POSITION:
             reason = f"frame or record out of position sequence at position {self.pos}"
         else:
@@ -585,6 +708,11 @@ cdef class Scanner:
 
         # Pass 2: fill. The records were checked in pass 1; their mappings stay valid.
         cdef size_t j
+        if self.narrow:
+            with nogil:
+                self._fill_narrow(n, p_pos, p_type, p_sof, p_sdat)
+            return self._arrays(n, sizes, b_pos, b_ver, b_ts, b_type, b_sof, b_sdat, b_dof,
+                                b_ddat, b_mof, b_mdat, b_id, b_idv)
         cdef const unsigned char *r
         cdef const unsigned char *p
         cdef uint32_t slen, tlen, mlen, dlen
@@ -629,7 +757,29 @@ cdef class Scanner:
                     memcpy(p_ddat + do, p, dlen)
                     do += <int32_t>dlen
                     p_dof[j + 1] = do
+        return self._arrays(n, sizes, b_pos, b_ver, b_ts, b_type, b_sof, b_sdat, b_dof, b_ddat,
+                            b_mof, b_mdat, b_id, b_idv)
 
+    cdef void _fill_narrow(self, size_t n, uint64_t *p_pos, int32_t *p_type, int32_t *p_sof,
+                           unsigned char *p_sdat) noexcept nogil:
+        """Pass 2 of a narrow scan: the columns from what pass 1 gathered, no record read."""
+        cdef size_t j
+        cdef int32_t so = 0
+        if p_pos != NULL:
+            memcpy(p_pos, self.sel_pos, 8 * n)
+        if p_type != NULL:
+            memcpy(p_type, self.sel_type, 4 * n)
+        if p_sof != NULL:
+            p_sof[0] = 0
+            for j in range(n):
+                memcpy(p_sdat + so, self.sel[j], self.sel_slen[j])
+                so += <int32_t>self.sel_slen[j]
+                p_sof[j + 1] = so
+
+    cdef object _arrays(self, size_t n, uint64_t *sizes, b_pos, b_ver, b_ts, b_type, b_sof,
+                        b_sdat, b_dof, b_ddat, b_mof, b_mdat, b_id, b_idv):
+        """The RecordBatch of filled buffers, columns in the scan's order."""
+        cdef bint id_nulls = sizes[3] != n
         arrays = []
         for c in self.names:
             if c == "position":

@@ -22,6 +22,7 @@ cdef struct FrameInfo:
     uint16_t codec
     uint32_t dict_id
     uint32_t synced_mark
+    uint32_t narrow                # bytes of the narrow region at the body's start (0: none)
     const unsigned char *stored    # the stored body, inside the mapping
     const unsigned char *body      # the decoded body (== stored for codec 0, else NULL until decoded)
 
@@ -35,6 +36,7 @@ cdef class Segment:
     cdef readonly uint64_t first_position
     cdef readonly uint64_t salt
     cdef readonly uint32_t ordinal
+    cdef readonly uint32_t version      # its format version (narrow regions from 3)
     cdef public uint64_t end
     cdef int fd
     cdef int wfd

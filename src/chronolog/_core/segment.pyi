@@ -9,8 +9,9 @@ def encode_segment_header(first_position: int, salt: int, store_id: bytes,
                           created_ns: int) -> bytes:
     """The 64-byte header of a new segment."""
 
-def decode_segment_header(h: bytes, path: str, store_id: bytes) -> tuple[int, int]:
-    """Check a segment header; return (first_position, salt) or raise CorruptionError."""
+def decode_segment_header(h: bytes, path: str, store_id: bytes) -> tuple[int, int, int]:
+    """Check a segment header; return (first_position, salt, format version) or raise
+    CorruptionError."""
 
 class Segment:
     """One segment file of the log, read through a shared read-only mapping."""
@@ -25,6 +26,8 @@ class Segment:
     def salt(self) -> int: ...
     @property
     def ordinal(self) -> int: ...
+    @property
+    def version(self) -> int: ...
     end: int
     def __init__(self, io: FileIO, path: str, first_position: int, salt: int,
-                 ordinal: int) -> None: ...
+                 ordinal: int, fd: int = -1, version: int = ...) -> None: ...

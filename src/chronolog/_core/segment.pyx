@@ -14,7 +14,8 @@ from posix.stat cimport struct_stat, fstat
 
 from chronolog._core.format cimport (
     FRAME_HEADER_BYTES, FRAME_TRAILER_BYTES, FRAME_OVERHEAD_BYTES, FRAME_MAGIC, TRAILER_MAGIC,
-    CODEC_NONE, CODEC_ZSTD, SEGMENT_HEADER_BYTES, FORMAT_VERSION, CHL_SEGMENT_MAGIC, CHL_MAX_BODY_BYTES,
+    CODEC_NONE, CODEC_ZSTD, SEGMENT_HEADER_BYTES, FORMAT_VERSION, OLDEST_FORMAT_VERSION, FRAME_HAS_NARROW,
+    NARROW_HEADER_BYTES, CHL_SEGMENT_MAGIC, CHL_MAX_BODY_BYTES,
     ld16, ld32, ld64, st32, st64, chl_crc32c)
 from chronolog._core.fileio cimport FileIO
 from chronolog.errors import CorruptionError
@@ -38,8 +39,16 @@ cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t
     cdef uint32_t count = ld32(h + 24)
     cdef uint16_t codec = ld16(h + 28)
     cdef uint32_t raw_bytes = ld32(h + 32)
-    if count == 0 or ld16(h + 30) != 0 or ld32(h + 44) != 0 or <uint64_t>raw_bytes > CHL_MAX_BODY_BYTES \
+    cdef uint16_t flags = ld16(h + 30)
+    cdef uint32_t narrow = ld32(h + 44)
+    if count == 0 or (flags & ~FRAME_HAS_NARROW) != 0 or <uint64_t>raw_bytes > CHL_MAX_BODY_BYTES \
             or <uint64_t>count * 52 > <uint64_t>raw_bytes or ld32(h + 40) > offset:
+        return FRAME_BAD_LAYOUT
+    if flags & FRAME_HAS_NARROW:
+        if codec != CODEC_NONE or narrow < NARROW_HEADER_BYTES or (narrow & 7) != 0 \
+                or <uint64_t>narrow + <uint64_t>count * 52 > <uint64_t>raw_bytes:
+            return FRAME_BAD_LAYOUT
+    elif narrow != 0:
         return FRAME_BAD_LAYOUT
     if codec == CODEC_NONE:
         if raw_bytes != body_bytes or ld32(h + 36) != 0:
@@ -66,6 +75,7 @@ cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t
     fi.codec = codec
     fi.dict_id = ld32(h + 36)
     fi.synced_mark = ld32(h + 40)
+    fi.narrow = narrow
     fi.stored = h + FRAME_HEADER_BYTES
     fi.body = fi.stored if codec == CODEC_NONE else NULL
     return FRAME_OK
@@ -106,7 +116,8 @@ def encode_segment_header(uint64_t first_position, uint64_t salt, bytes store_id
 
 
 def decode_segment_header(bytes h, str path, bytes store_id):
-    """Check a segment header; return (first_position, salt) or raise CorruptionError."""
+    """Check a segment header; return (first_position, salt, format version) or raise
+    CorruptionError."""
     cdef const unsigned char *p = h
     if len(h) < SEGMENT_HEADER_BYTES:
         raise CorruptionError(path, 0, f"segment header is {len(h)} bytes, expected 64")
@@ -114,12 +125,13 @@ def decode_segment_header(bytes h, str path, bytes store_id):
         raise CorruptionError(path, 0, "not a Chronolog segment (bad magic)")
     if chl_crc32c(p, 60) != ld32(p + 60):
         raise CorruptionError(path, 0, "segment header CRC32C mismatch")
-    if ld32(p + 8) != FORMAT_VERSION:
+    if ld32(p + 8) < OLDEST_FORMAT_VERSION or ld32(p + 8) > FORMAT_VERSION:
         raise CorruptionError(path, 8, f"segment format version {ld32(p + 8)} is not supported "
-                              f"(this Chronolog reads version {FORMAT_VERSION})")
+                              f"(this Chronolog reads versions {OLDEST_FORMAT_VERSION} to "
+                              f"{FORMAT_VERSION})")
     if h[32:48] != store_id:
         raise CorruptionError(path, 32, "segment belongs to another store (store id differs)")
-    return ld64(p + 24), ld64(p + 16)
+    return ld64(p + 24), ld64(p + 16), ld32(p + 8)
 
 
 @cython.no_gc_clear
@@ -144,8 +156,9 @@ cdef class Segment:
         self._old_maps = []
 
     def __init__(self, FileIO io, str path, uint64_t first_position, uint64_t salt,
-                 uint32_t ordinal, int fd=-1):
+                 uint32_t ordinal, int fd=-1, uint32_t version=FORMAT_VERSION):
         self.io = io
+        self.version = version
         self.path = path
         self.name = os.path.basename(path)
         self.first_position = first_position
