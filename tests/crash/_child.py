@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
             evs = [_event(rng) for _ in range(rng.choice((1, 1, 1, 2, 3, 8)))]
             streams = [stream] * len(evs)
         else:
-            n = rng.choice((1, 2, 5, 12, 30))
+            n = rng.choice((1, 2, 5, 12, 30, 64, 100))  # 64 and more: narrow regions
             evs = [_event(rng) for _ in range(n)]
             streams = [rng.choice(STREAMS) for _ in range(n)]
             if rng.random() < 0.3:  # a batch without a metadata column stores b"" for each

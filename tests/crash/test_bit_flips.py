@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import uuid
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,73 @@ def test_bytes_after_the_last_frame_of_a_sealed_segment_fail_verify(
             assert not store.verify()["ok"]
     except cl.CorruptionError:
         pass  # refusing at open is as good
+
+
+NARROW = ["position", "stream", "type"]
+
+
+@pytest.fixture(scope="module")
+def narrow_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A store whose sealed first segment is one append_batch frame of 64 events (it has a
+    narrow region); returns the directory and the end of that frame's region."""
+    store_dir = tmp_path_factory.mktemp("narrow-flips") / "store"
+    with cl.EventStore.open(store_dir, durability="os", max_segment_bytes=4096) as store:
+        store.append_batch([f"nf-{i % 5}" for i in range(64)], [f"T{i % 3}" for i in range(64)],
+                           [b"%d" % i for i in range(64)])
+        store.append("nf-big", [cl.NewEvent("Blob", b"B" * 5000)])
+    seg = segment_files(store_dir)[0]
+    raw = seg.read_bytes()
+    (frame,) = frame_extents(seg)
+    flags, = struct.unpack_from("<H", raw, frame.offset + 30)
+    narrow, = struct.unpack_from("<I", raw, frame.offset + 44)
+    assert flags == 1 and narrow > 0
+    return store_dir, frame.offset + 56 + narrow
+
+
+def _narrow_flips(store_dir: Path, offsets: range, mask: int) -> None:
+    """Flip each byte of `offsets` in the sealed segment; every time, a read-only handle's
+    narrow and full scans either return exactly the original or raise CorruptionError (at
+    least one raises), and verify() fails."""
+    seg = segment_files(store_dir)[0]
+    original = seg.read_bytes()
+    with cl.EventStore.open(store_dir, readonly=True) as store:
+        want_narrow, want_full = store.scan_table(columns=NARROW), store.scan_table()
+    try:
+        for offset in offsets:
+            damaged = bytearray(original)
+            damaged[offset] ^= mask
+            seg.write_bytes(damaged)
+            try:
+                store = cl.EventStore.open(store_dir, readonly=True)
+            except cl.CorruptionError:
+                continue
+            raised = 0
+            with store:
+                for cols, want in ((NARROW, want_narrow), (None, want_full)):
+                    try:
+                        got = store.scan_table(columns=cols)
+                    except cl.CorruptionError:
+                        raised += 1
+                        continue
+                    assert got.equals(want), f"byte {offset}: a scan returned damaged data"
+                assert raised, f"byte {offset}: every scan succeeded: the damage went unnoticed"
+                assert not store.verify()["ok"], f"byte {offset}: verify() missed the damage"
+    finally:
+        seg.write_bytes(original)
+
+
+def test_flipping_any_byte_of_a_narrow_region_or_its_frame_header_is_detected_by_scans(
+    narrow_store: tuple[Path, int],
+) -> None:
+    store_dir, region_end = narrow_store
+    _narrow_flips(store_dir, range(SEGMENT_HEADER_BYTES, region_end), 0x10)
+
+
+@pytest.mark.crash
+def test_flipping_any_byte_of_a_sealed_narrow_frame_with_several_masks_is_detected_by_scans(
+    narrow_store: tuple[Path, int],
+) -> None:
+    store_dir, _ = narrow_store
+    size = segment_files(store_dir)[0].stat().st_size
+    for mask in DEFAULT_MASKS:
+        _narrow_flips(store_dir, range(SEGMENT_HEADER_BYTES, size), mask)

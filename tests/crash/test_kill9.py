@@ -147,6 +147,10 @@ def _check_store(
         events = list(store.read_all())
         head = store.head
         assert [e.position for e in events] == list(range(head)), "positions are not 0..head-1"
+        narrow = store.scan_table(columns=["position", "stream", "type"]).to_pydict()
+        assert narrow == {"position": [e.position for e in events],
+                          "stream": [e.stream for e in events], "type": [e.type for e in events]}, \
+            "a narrow scan disagrees with read_all"
         versions: dict[str, int] = {}
         by_stream: dict[str, list[Any]] = {}
         for e in events:
