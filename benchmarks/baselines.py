@@ -162,6 +162,9 @@ def interleaved(trials: dict[str, Trial], repeats: int) -> dict[str, list[float]
         for name, trial in trials.items():
             state = trial.setup()
             try:
+                # Every side starts with no dirty page cache: otherwise whichever runs after
+                # a large write meets the kernel's writeback throttling (swings of 5x seen).
+                os.sync()
                 t0 = time.perf_counter()
                 trial.run(state)
                 out[name].append(time.perf_counter() - t0)
