@@ -88,18 +88,19 @@ def test_a_compressed_store_writes_no_narrow_region(open_store: Any, store_path:
        types=st.one_of(st.none(), st.lists(st.sampled_from(["T0", "T2", "T5", "nope"]), max_size=2)),
        streams=st.one_of(st.none(), st.lists(st.sampled_from(["s-0", "s-3", "t-1", "x"]), max_size=3)),
        prefix=st.one_of(st.none(), st.sampled_from(["s-", "t", "s-1", "zz"])),
-       batch_size=st.sampled_from([1, 7, 65536]), start=st.integers(0, 400))
+       batch_size=st.sampled_from([1, 7, 65536]), start=st.integers(0, 400),
+       stop=st.one_of(st.none(), st.integers(0, 500)))
 def test_a_narrow_scan_equals_the_same_columns_of_a_full_scan(
         tmp_path_factory: Any, appends: list[tuple[int, int, int]], cols: list[str],
         types: list[str] | None, streams: list[str] | None, prefix: str | None,
-        batch_size: int, start: int) -> None:
+        batch_size: int, start: int, stop: int | None) -> None:
     path = tmp_path_factory.mktemp("narrow")
     with cl.EventStore.open(path, durability="os", max_segment_bytes=8192) as s:
         for k, (n, n_streams, n_types) in enumerate(appends):
             _batch(s, n, streams=n_streams, types=n_types, tag="st"[k % 2])
         kw = {"types": types, "streams": streams, "stream_prefix": prefix}
-        full = s.scan_table(start, **kw)
-        narrow = s.scan_table(start, columns=cols, batch_size=batch_size, **kw)
+        full = s.scan_table(start, stop, **kw)
+        narrow = s.scan_table(start, stop, columns=cols, batch_size=batch_size, **kw)
         _same_columns(narrow, full, cols)
         assert s.verify()["ok"]
 
