@@ -34,6 +34,8 @@ TRAILER_MAGIC = 0x46484C43
 RECORD_HEADER = struct.Struct("<IIHBBIQQqII")
 RECORD_HEADER_BYTES = 48
 RECORD_HAS_ID = 1
+FRAME_HAS_NARROW = 1
+NARROW_HEADER = struct.Struct("<IHBBII")  # streams, types, index width, zero, names bytes, crc
 
 
 @dataclass
@@ -50,11 +52,31 @@ class Frame:
     body_crc_ok: bool
     trailer_ok: bool
     salt_ok: bool
+    narrow: int = 0  # bytes of the narrow region the body starts with (flags bit 0)
 
     @property
     def ok(self) -> bool:
         """True when every check of the frame held."""
         return self.header_crc_ok and self.body_crc_ok and self.trailer_ok and self.salt_ok
+
+
+def narrow_region(frame: Frame) -> dict[str, object]:
+    """Decode the narrow region header of a frame that has one (docs/format.md) and check its
+    CRC and that its parts fill it.
+
+    Example:
+        >>> narrow_region(Frame(64, 64, 0, 0, 0, b"", True, True, True, True))["ok"]
+        False
+    """
+    body, r = frame.body, frame.narrow
+    if r < NARROW_HEADER.size or r > len(body):
+        return {"ok": False, "reason": f"region of {r} bytes does not fit the body"}
+    streams, types, width, zero, names, crc = NARROW_HEADER.unpack_from(body, 0)
+    used = NARROW_HEADER.size + frame.count * (width + 1) + 2 * streams + types + names
+    fits = width in (2, 4) and zero == 0 and used <= r < used + 8
+    return {"ok": fits and crc32c(body[NARROW_HEADER.size:r]) == crc, "streams": streams,
+            "types": types, "width": width, "names_bytes": names,
+            "crc_ok": crc32c(body[NARROW_HEADER.size:r]) == crc, "fits": fits}
 
 
 @dataclass
@@ -105,8 +127,8 @@ def frames(buf: bytes, salt: int) -> Iterator[Frame | tuple[int, str]]:
         if off + FRAME_HEADER_BYTES > len(buf):
             yield off, f"{len(buf) - off} bytes left, fewer than a frame header (torn tail?)"
             return
-        (magic, body_bytes, fsalt, first, count, codec, _flags, _raw_bytes, _dict_id,
-         _synced_mark, _reserved, body_crc, header_crc) = FRAME_HEADER.unpack_from(buf, off)
+        (magic, body_bytes, fsalt, first, count, codec, flags, _raw_bytes, _dict_id,
+         _synced_mark, narrow, body_crc, header_crc) = FRAME_HEADER.unpack_from(buf, off)
         if magic != FRAME_MAGIC:
             yield off, f"no frame magic (found {magic:#010x})"
             return
@@ -120,7 +142,7 @@ def frames(buf: bytes, salt: int) -> Iterator[Frame | tuple[int, str]]:
                     header_crc_ok=crc32c(buf[off: off + 52]) == header_crc,
                     body_crc_ok=crc32c(body) == body_crc,
                     trailer_ok=t_bytes == body_bytes and t_magic == TRAILER_MAGIC,
-                    salt_ok=fsalt == salt)
+                    salt_ok=fsalt == salt, narrow=narrow if flags & FRAME_HAS_NARROW else 0)
         off = end
 
 
@@ -193,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{_ok(item.header_crc_ok)}, body CRC {_ok(item.body_crc_ok)}, trailer "
               f"{_ok(item.trailer_ok)}, salt {_ok(item.salt_ok)}")
         clean = clean and item.ok
+        if item.narrow:
+            nr = narrow_region(item)
+            print(f"  narrow region: {item.narrow} bytes, {nr.get('streams')} streams, "
+                  f"{nr.get('types')} types, {nr.get('width')}-byte stream index, "
+                  f"{'ok' if nr['ok'] else 'BAD'}")
+            clean = clean and bool(nr["ok"])
         if args.records and item.codec == 0:
             try:
                 for r in records(item):

@@ -360,3 +360,19 @@ def test_dump_segment_flags_a_bad_body_crc_and_exits_1(tmp_path):
     assert proc.returncode == 1
     assert f"frame @{ends[0]} .. {ends[1]}" in proc.stdout
     assert "body CRC BAD" in proc.stdout
+
+
+def test_dump_segment_reports_a_narrow_region_and_a_damaged_one(tmp_path):
+    with cl.EventStore.open(tmp_path / "s", durability="os") as store:
+        store.append_batch([f"s-{i % 4}" for i in range(70)], ["T"] * 70, [b"x"] * 70)
+    seg = tmp_path / "s" / "00000000000000000000.seg"
+    proc = run_dump_segment(seg, "--records")
+    assert proc.returncode == 0, proc.stdout
+    assert "4 streams, 1 types, 2-byte stream index, ok" in proc.stdout
+    assert proc.stdout.count("CRC ok):") == 70
+    raw = bytearray(seg.read_bytes())
+    raw[64 + 56 + 20] ^= 0x01  # a stream index of the region
+    seg.write_bytes(bytes(raw))
+    proc = run_dump_segment(seg)
+    assert proc.returncode == 1
+    assert "2-byte stream index, BAD" in proc.stdout
