@@ -10,6 +10,10 @@ Three targets, each taking arbitrary bytes:
   arbitrary, hostile directories.
 - ``scan``: like ``frames``, then the Arrow scan (chronolog.scan) over the store with columns
   and filters drawn from the input's first bytes.
+- ``narrow``: the bytes (after 8 bytes of scan choices) overwrite the start of the narrow
+  region of a real 70-event frame, whose CRCs (region, body, header) are then recomputed, so
+  the region's parser is reached past its checksums; then everything is read and scanned
+  with narrow columns (position, stream, type).
 
 The contract (DESIGN invariant 9): any input ends in success or a ChronologError (such as
 CorruptionError). Any other exception, a crash of the interpreter or a hang is a bug.
@@ -43,7 +47,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
 CRASHERS = HERE / "crashers"
-TARGETS = ("frames", "store", "scan")
+TARGETS = ("frames", "store", "scan", "narrow")
 STORE_FILE = "chronolog.store"
 SEGMENT_HEADER_BYTES = 64
 MAX_ARCHIVE_FILE_BYTES = 1 << 16
@@ -51,6 +55,7 @@ _ENTRY = struct.Struct("<BIH")  # kind, segment first position, length
 
 _scratch_root: Path | None = None
 _template: dict[str, bytes] | None = None
+_narrow: tuple[bytes, int, int] | None = None
 
 
 def _scratch() -> Path:
@@ -118,7 +123,7 @@ def _write_files(d: Path, files: dict[str, bytes]) -> None:
         p.write_bytes(body)
 
 
-def _read_everything(d: Path, *, scan_spec: bytes | None) -> None:
+def _read_everything(d: Path, *, scan_spec: bytes | None, narrow: bool = False) -> None:
     """Open read-only, then writable (recovery), and read all of it each time."""
     import chronolog as cl
     from chronolog import scan as cl_scan
@@ -135,13 +140,14 @@ def _read_everything(d: Path, *, scan_spec: bytes | None) -> None:
                 assert store.stream_version(s) == (len(evs) - 1 if evs else None)
             store.verify()
             if scan_spec is not None:
-                _scan(cl_scan, store, scan_spec, events)
+                _scan(cl_scan, store, scan_spec, events, narrow)
 
 
-def _scan(cl_scan: object, store: object, spec: bytes, events: list[object]) -> None:
+def _scan(cl_scan: object, store: object, spec: bytes, events: list[object],
+          narrow: bool = False) -> None:
     cols = ["position", "stream", "version", "type", "timestamp", "data", "metadata", "id"]
     rng = random.Random(spec)
-    if rng.random() < 0.3:  # only columns a frame's narrow region serves
+    if narrow or rng.random() < 0.3:  # only columns a frame's narrow region serves
         picked = [c for c in ("position", "stream", "type") if rng.random() < 0.6] or ["stream"]
     else:
         picked = [c for c in cols if rng.random() < 0.6] or None
@@ -159,6 +165,43 @@ def _scan(cl_scan: object, store: object, spec: bytes, events: list[object]) -> 
         assert table.num_rows == max(0, len(events) - start), "scan row count"
 
 
+def _narrow_template() -> tuple[bytes, int, int]:
+    """A segment holding one 70-event append_batch frame of the template store, the offset of
+    its frame and the bytes of its narrow region."""
+    global _narrow
+    if _narrow is None:
+        import chronolog as cl
+
+        t = _template_files()
+        d = _scratch() / "narrow-template"
+        d.mkdir(parents=True)
+        (d / STORE_FILE).write_bytes(t[STORE_FILE])
+        with cl.EventStore.open(d, durability="os") as s:
+            s.append_batch([f"n-{i % 5}" for i in range(70)], [f"T{i % 3}" for i in range(70)],
+                           [b"%d" % i for i in range(70)])
+        seg = (d / "00000000000000000000.seg").read_bytes()
+        (narrow,) = struct.unpack_from("<I", seg, SEGMENT_HEADER_BYTES + 44)
+        assert narrow, "the template frame has no narrow region"
+        _narrow = (seg, SEGMENT_HEADER_BYTES, narrow)
+    return _narrow
+
+
+def narrow_segment(data: bytes) -> bytes:
+    """The template segment with `data` over the start of its frame's narrow region, resealed
+    (region CRC, body CRC, header CRC) as a writer of those bytes would have."""
+    from chronolog._core.crc import crc32c
+
+    seg, off, narrow = _narrow_template()
+    raw = bytearray(seg)
+    region = off + 56
+    raw[region:region + min(len(data), narrow)] = data[:narrow]
+    (body,) = struct.unpack_from("<I", raw, off + 4)
+    struct.pack_into("<I", raw, region + 12, crc32c(bytes(raw[region + 16:region + narrow])))
+    struct.pack_into("<I", raw, off + 48, crc32c(bytes(raw[region:region + body])))
+    struct.pack_into("<I", raw, off + 52, crc32c(bytes(raw[off:off + 52])))
+    return bytes(raw)
+
+
 def run_target(target: str, data: bytes) -> str:
     """Run one input through a target; returns "ok" or "error:<ChronologError subclass>".
     Any other exception propagates: it is a finding."""
@@ -173,6 +216,9 @@ def run_target(target: str, data: bytes) -> str:
             spec, data = data[:8], data[8:]
         files = {STORE_FILE: t[STORE_FILE],
                  "00000000000000000000.seg": t["segment_header"] + data}
+    elif target == "narrow":
+        spec, data = data[:8], data[8:]
+        files = {STORE_FILE: t[STORE_FILE], "00000000000000000000.seg": narrow_segment(data)}
     elif target == "store":
         spec = None
         files = unpack_store(data)
@@ -180,7 +226,7 @@ def run_target(target: str, data: bytes) -> str:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     _write_files(d, files)
     try:
-        _read_everything(d, scan_spec=spec)
+        _read_everything(d, scan_spec=spec, narrow=target == "narrow")
         return "ok"
     except ChronologError as exc:
         return f"error:{type(exc).__name__}"
@@ -240,6 +286,16 @@ def build_corpus() -> None:
     assert store_id == t[STORE_FILE][16:32]
     save("frames", b"")
     save("store", b"")
+    # The narrow region of a real frame: whole (reads back), cut short, and with an index out
+    # of range (the region's CRC is recomputed by the target, so the parser must catch it).
+    seg, off, narrow = _narrow_template()
+    region = seg[off + 56:off + 56 + narrow]
+    save("narrow", b"narrow-0" + region)
+    save("narrow", b"narrow-1" + region[:16])
+    save("narrow", b"narrow-3")  # the region as written, other scan choices
+    bad = bytearray(region)
+    bad[16] = 0xFF
+    save("narrow", b"narrow-2" + bytes(bad))
 
 
 # --------------------------------------------------------------------------- drivers
