@@ -139,3 +139,31 @@ def test_a_next_segment_torn_while_being_created_is_dropped_on_open(
     with cl.EventStore.open(case, readonly=True) as reader:
         assert list(reader.read_all()) == events  # a reader waits for the header, as for a roll
     _reopens_to_exactly(case, events, frames[-1].end, seg)
+
+
+def test_a_reader_following_a_roll_waits_while_the_new_segment_header_is_short(
+    small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path
+) -> None:
+    # What a reader's refresh can meet while the writer creates the next segment: the file
+    # with part of its header, then all of it, then frames. It waits (never CorruptionError)
+    # and then follows, whatever the size of the file is by the time it looks again.
+    from chronolog._core.segment import encode_segment_header
+
+    template, events = small_store
+    case = copy_store(template, tmp_path / "case")
+    store_id = (case / "chronolog.store").read_bytes()[16:32]
+    header = encode_segment_header(len(events), 12345, store_id, 1)
+    nxt = case / f"{len(events):020d}.seg"
+    with cl.EventStore.open(case, readonly=True) as reader:
+        for cut in (0, 1, 10, 63):
+            nxt.write_bytes(header[:cut])
+            reader.refresh()
+            assert list(reader.read_all()) == events, f"header cut at {cut}"
+        nxt.write_bytes(header)
+        reader.refresh()
+        assert reader.head == len(events)
+        with cl.EventStore.open(case, durability="os") as writer:
+            writer.append("after-roll", [cl.NewEvent("Appended", b"x")])
+        reader.refresh()
+        got = list(reader.read_all())
+        assert got[:-1] == events and (got[-1].stream, got[-1].position) == ("after-roll", len(events))
