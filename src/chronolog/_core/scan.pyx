@@ -211,10 +211,9 @@ cdef class Scanner:
     cdef uint64_t *sel_pos
     cdef size_t sel_cap
     cdef bint narrow
-    # the narrow region of the current frame (valid while checked_k/off name that frame and
-    # nv_ok): where each stream name starts, which pass the stream filters, scan type ids
+    # the narrow region of the current frame (valid while checked_k/off name that frame, in a
+    # narrow scan): where each stream name starts, which pass the stream filters, scan type ids
     cdef NarrowView nv
-    cdef bint nv_ok
     cdef uint32_t *fs_at
     cdef uint8_t *fs_ok
     cdef size_t fs_cap
@@ -486,7 +485,6 @@ cdef class Scanner:
                 return self._fail(PROBLEM_FRAME, status)
             use_nv = self.narrow and fi.narrow != 0
             if not (self.checked_k == self.k and self.checked_off == self.off):
-                self.nv_ok = False
                 if use_nv:
                     rc = self._narrow_frame(&fi)
                     if rc:
@@ -596,7 +594,6 @@ cdef class Scanner:
             if tid < 0:
                 return -1
             self.ft_tid[t] = <int32_t>tid
-        self.nv_ok = True
         return 0
 
     cdef int _select_narrow(self, uint64_t *i_io, uint64_t last, size_t *n_io,
