@@ -13,7 +13,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memcmp, memmove, memset, memchr
+from libc.string cimport memcpy, memcmp, memset, memchr
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_CLOEXEC
 cdef extern from "<fcntl.h>":
     enum: O_NOFOLLOW
@@ -220,10 +220,15 @@ cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigne
 cdef void encode_batch(unsigned char *bp, size_t body, const ColView *cols,
                        const unsigned char *idp, const unsigned char *idvalid, int64_t id_offset,
                        Py_ssize_t n, uint64_t first, const uint64_t *vers,
-                       int64_t timestamp, size_t at) noexcept nogil:
-    """Pass 5 of append_columns: every record from body offset `at` (after the narrow region,
-    if any), and the offset table, into the raw body."""
+                       int64_t timestamp, const NarrowPlan *plan, size_t narrow,
+                       const int64_t *sids) noexcept nogil:
+    """Pass 5 of append_columns: the narrow region (`narrow` bytes planned in `plan`, when not
+    0), every record after it, and the offset table, into the raw body."""
     cdef Py_ssize_t i
+    cdef size_t at = narrow
+    if narrow:
+        narrow_encode(plan, bp + FRAME_HEADER_BYTES, narrow, cols[0].offsets, cols[0].data,
+                      cols[1].offsets, cols[1].data, sids, n)
     for i in range(n):
         st32(bp + FRAME_HEADER_BYTES + body - 4 * (n - i), <uint32_t>at)
         at += put_record(bp + FRAME_HEADER_BYTES + at, col_ptr(&cols[0], i), col_len(&cols[0], i),
@@ -1303,19 +1308,11 @@ cdef class Log:
                 mark = self._synced_mark(seg)
                 if n >= NOGIL_BATCH:
                     with nogil:
-                        if narrow:
-                            narrow_encode(&self.nplan, bp + FRAME_HEADER_BYTES, narrow,
-                                          cols[0].offsets, cols[0].data, cols[1].offsets,
-                                          cols[1].data, self.sids, n)
                         encode_batch(bp, body, cols, idp, idvalid, id_offset, n, first, self.vers,
-                                     timestamp, narrow)
+                                     timestamp, &self.nplan, narrow, self.sids)
                 else:
-                    if narrow:
-                        narrow_encode(&self.nplan, bp + FRAME_HEADER_BYTES, narrow,
-                                      cols[0].offsets, cols[0].data, cols[1].offsets,
-                                      cols[1].data, self.sids, n)
                     encode_batch(bp, body, cols, idp, idvalid, id_offset, n, first, self.vers,
-                                 timestamp, narrow)
+                                 timestamp, &self.nplan, narrow, self.sids)
                 off = self._write_frame(seg, self._seal(seg, body, <uint32_t>n, first, narrow))
             except BaseException:
                 self._reset_pending(n)
@@ -1896,7 +1893,7 @@ cdef class Log:
         cdef FrameStatus status
         cdef uint64_t off, before = 0, after = 0, salt, woff
         cdef size_t stored, cap, body
-        cdef uint32_t k
+        cdef uint32_t k, drop
         cdef int fd
         cdef unsigned char *fb
         cdef unsigned char *z
@@ -1937,19 +1934,16 @@ cdef class Log:
                             raise CorruptionError(seg.path, off, frame_status_reason(status))
                         if fi.codec != CODEC_NONE:
                             dec.decode_frame(&fi, seg.path)
-                        body = fi.raw_bytes
-                        fb = self._frame_buffer(body + FRAME_OVERHEAD_BYTES)
-                        memcpy(fb + FRAME_HEADER_BYTES, fi.body, body)
+                        # Compressed frames carry no narrow region: drop it (records and
+                        # offsets move down by its size); kept if compressing does not pay.
+                        drop = fi.narrow if target is not None else 0
+                        body = fi.raw_bytes - drop
+                        fb = self._frame_buffer(fi.raw_bytes + FRAME_OVERHEAD_BYTES)
+                        memcpy(fb + FRAME_HEADER_BYTES, fi.body + drop, body)
+                        for k in range(fi.count if drop else 0):
+                            st32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k),
+                                 ld32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k)) - drop)
                         stored = 0
-                        if target is not None and fi.narrow:
-                            # Compressed frames carry no narrow region: drop it (records and
-                            # offsets move down by its size); kept if compressing does not pay.
-                            body -= fi.narrow
-                            memmove(fb + FRAME_HEADER_BYTES, fi.body + fi.narrow, body)
-                            for k in range(fi.count):
-                                st32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k),
-                                     ld32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k))
-                                     - fi.narrow)
                         if target is not None:
                             cap = target.bound(body, fi.count)
                             if cap + FRAME_OVERHEAD_BYTES > self.zbuf_cap:
@@ -1967,7 +1961,7 @@ cdef class Log:
                             self.io.pwrite_all(fd, self.zbuf, stored + FRAME_OVERHEAD_BYTES, woff)
                             woff += stored + FRAME_OVERHEAD_BYTES
                         else:
-                            if body != fi.raw_bytes:  # the narrow region was dropped: restore
+                            if drop:  # as it was, narrow region included
                                 body = fi.raw_bytes
                                 memcpy(fb + FRAME_HEADER_BYTES, fi.body, body)
                             seal_frame(fb, body, body, CODEC_NONE, 0, salt, fi.first_position,
