@@ -93,6 +93,8 @@ def main(argv: list[str]) -> int:
             streams = [stream] * len(evs)
         else:
             n = rng.choice((1, 2, 5, 12, 30, 64, 100))  # 64 and more: narrow regions
+            if rng.random() < 0.05:
+                n = 600  # ~0.8 MB frames: written by the pipeline (csrc/chl_wpipe.h), header last
             evs = [_event(rng) for _ in range(n)]
             streams = [rng.choice(STREAMS) for _ in range(n)]
             if rng.random() < 0.3:  # a batch without a metadata column stores b"" for each

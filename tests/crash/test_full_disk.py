@@ -26,11 +26,12 @@ WRITER = r"""
 import errno, json, os, resource, signal, subprocess, sys
 import chronolog as cl
 
-path, how = sys.argv[1], sys.argv[2]
+path, how, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 report = {}
 if how == "rlimit":
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
-    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+    limit = 300_000 if batch == 1 else 5_000_000
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 else:
     os.makedirs(path, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", path], check=True)
@@ -44,13 +45,17 @@ def payload(i):
 store = cl.EventStore.open(store_dir, durability="fsync", max_segment_bytes=64 << 20)
 acked = 0
 failure = None
-for i in range(100_000):
+for i in range(0, 100_000, batch):
     try:
-        store.append(f"s-{i % 5}", [cl.NewEvent("Put", payload(i))])
+        if batch == 1:
+            store.append(f"s-{i % 5}", [cl.NewEvent("Put", payload(i))])
+        else:  # frames of ~2 MB: written by the pipeline (chl_wpipe.h), cut mid-frame
+            store.append_batch([f"s-{j % 5}" for j in range(i, i + batch)], ["Put"] * batch,
+                               [payload(j) for j in range(i, i + batch)])
     except Exception as exc:
         failure = exc
         break
-    acked += 1
+    acked += batch
 report["acked"] = acked
 report["failure"] = type(failure).__name__
 report["failure_errno"] = getattr(getattr(failure, "cause", None), "errno", None)
@@ -87,8 +92,9 @@ print(json.dumps(report))
 """
 
 
-def _run_writer(tmp_path: Path, how: str, prefix: list[str]) -> dict[str, object]:
-    proc = subprocess.run([*prefix, sys.executable, "-c", WRITER, str(tmp_path / "disk"), how],
+def _run_writer(tmp_path: Path, how: str, prefix: list[str], batch: int = 1) -> dict[str, object]:
+    proc = subprocess.run([*prefix, sys.executable, "-c", WRITER, str(tmp_path / "disk"), how,
+                           str(batch)],
                           check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -107,6 +113,21 @@ def test_a_writer_over_the_file_size_limit_fails_stop_and_keeps_every_acknowledg
         assert len(got) <= acked + 1  # at most the append that failed, whole
         store.append("s-0", [cl.NewEvent("Put", b"room again")])
         assert store.verify()["ok"]
+
+
+def test_a_large_batch_cut_by_the_file_size_limit_mid_frame_fails_stop_and_keeps_every_acknowledged_batch(
+        tmp_path: Path) -> None:
+    batch = 1000
+    report = _run_writer(tmp_path, "rlimit", [], batch)
+    assert report["failure"] == "StoreFailedError" and report["failure_errno"] == 27  # EFBIG
+    assert report["after"] == "StoreFailedError"
+    acked = int(report["acked"])  # type: ignore[arg-type]
+    assert acked >= batch
+    with cl.EventStore.open(tmp_path / "disk" / "store") as store:
+        got = [int.from_bytes(e.data[:4], "little") for e in store.read_all()]
+        assert got == list(range(acked))  # the failed batch was cut whole
+        assert store.verify()["ok"]
+        store.append("s-0", [cl.NewEvent("Put", b"room again")])
 
 
 def _can_mount_tmpfs() -> bool:

@@ -1,5 +1,11 @@
 from libc.stdint cimport uint64_t
 
+cdef extern from "chl_wpipe.h" nogil:
+    ctypedef struct chl_wpipe:
+        pass
+    void chl_wpipe_submit(chl_wpipe *w, size_t upto)
+    void chl_wpipe_reap(chl_wpipe *w)
+
 cdef class FileIO:
     cdef bint _armed
     cdef dict _faults
@@ -12,6 +18,11 @@ cdef class FileIO:
     cdef int create_new(self, str path) except -1
     cdef int dup(self, int fd) except -1
     cdef int pwrite_all(self, int fd, const void *buf, size_t n, uint64_t offset) except -1
+    cdef int pipe_start(self, chl_wpipe *w, int fd, const unsigned char *frame, uint64_t offset,
+                        uint64_t hint_from, uint64_t hint_bytes) except -1
+    cdef int pipe_finish(self, chl_wpipe *w, int fd, const unsigned char *frame, size_t n,
+                         size_t head, uint64_t offset) except -1
+    cdef int allocate(self, int fd, uint64_t offset, uint64_t n) except -1
     cdef int fsync(self, int fd) except -1
     cdef int fdatasync(self, int fd) except -1
     cdef int ftruncate(self, int fd, uint64_t size) except -1

@@ -6,7 +6,8 @@ from typing import Any
 class FileIO:
     """Thin wrappers over the POSIX calls the log uses, with optional fault injection.
 
-    Ops: open, write, fsync (fsync and fdatasync), truncate, rename, unlink, fsync_dir.
+    Ops: open, write, fsync (fsync and fdatasync), truncate, rename, unlink, fsync_dir,
+    allocate.
     """
 
     @property

@@ -22,11 +22,31 @@ cdef extern from "<fcntl.h>" nogil:
     enum: O_WRONLY
     enum: O_CLOEXEC
 
+cdef extern from *:
+    """
+    #include <fcntl.h>
+    static int chl_allocate(int fd, long long off, long long n) {
+    #if defined(__linux__) && defined(FALLOC_FL_KEEP_SIZE)
+        return fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)n);
+    #else
+        (void)fd; (void)off; (void)n;
+        return 0;
+    #endif
+    }
+    """
+    int chl_allocate(int fd, long long off, long long n) nogil
+
 cdef extern from "<stdio.h>" nogil:
     int c_rename "rename" (const char *src, const char *dst)
 
 cdef extern from "<unistd.h>" nogil:
     int c_unlink "unlink" (const char *path)
+
+cdef extern from "chl_wpipe.h" nogil:
+    void chl_wpipe_start(chl_wpipe *w, int fd, const unsigned char *base, uint64_t offset,
+                         uint64_t hint_from, uint64_t hint_bytes)
+    int chl_wpipe_finish(chl_wpipe *w, size_t upto)
+    int chl_pwrite_all(int fd, const unsigned char *p, size_t n, uint64_t off)
 
 cdef enum:
     SMALL_WRITE_BYTES = 64 * 1024
@@ -46,7 +66,7 @@ cdef int _pwrite_loop(int fd, const char **p, size_t *n, uint64_t *offset) noexc
     return 0
 
 
-_OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir")
+_OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir", "allocate")
 
 
 cdef inline _raise_os(int err, str what, str path=None):
@@ -60,12 +80,14 @@ cdef class FileIO:
 
     `inject(op, after=N, errno=E, persistent=False)` makes the (N+1)-th call of `op` from now
     fail with `E` (and every later one when persistent). Ops: open, write, fsync (fsync and
-    fdatasync), truncate, rename, unlink, fsync_dir. `counts` tallies the calls per op.
+    fdatasync), truncate, rename, unlink, fsync_dir, allocate (a failed allocate is ignored:
+    it only reserves blocks ahead of the writes). `counts` tallies the calls per op.
 
     `trace`, when set to a callable, is called after every successful operation as
     `trace(op, path, offset, data)`: ("open", path, flags, None), ("write", path, offset,
     bytes), ("fsync", path, 0, None), ("truncate", path, size, None), ("rename", src, 0, dst),
-    ("unlink", path, 0, None), ("fsync_dir", path, 0, None), ("close", path, 0, None). The
+    ("unlink", path, 0, None), ("fsync_dir", path, 0, None), ("close", path, 0, None),
+    ("allocate", path, offset, length) (blocks reserved, size unchanged). The
     torture suite replays it to simulate a power loss (what was fsynced survives, the rest may
     not).
 
@@ -177,6 +199,53 @@ cdef class FileIO:
             self.trace("write", self._paths.get(fd), offset - (p - <const char *>buf),
                        (<const char *>buf)[:p - <const char *>buf])
         return 0
+
+    cdef int pipe_start(self, chl_wpipe *w, int fd, const unsigned char *frame, uint64_t offset,
+                        uint64_t hint_from, uint64_t hint_bytes) except -1:
+        """Begin one pipelined pwrite of a frame (`frame`, `offset`: where the frame and its
+        header go): a helper thread writes the body from frame + 56 as the encoder submits
+        it (chl_wpipe_submit, without the GIL); pipe_finish writes the header last. One
+        "write" op, counted and faulted here, before any byte. With hint_bytes it also asks the
+        kernel to start writeback of [hint_from, hint_from + hint_bytes) (sync_file_range, a
+        hint). See csrc/chl_wpipe.h."""
+        self._fault("write")
+        chl_wpipe_start(w, fd, frame + 56, offset + 56, hint_from, hint_bytes)
+        return 0
+
+    cdef int pipe_finish(self, chl_wpipe *w, int fd, const unsigned char *frame, size_t n,
+                         size_t head, uint64_t offset) except -1:
+        """End the pipeline of pipe_start: the body and trailer (frame[head:n]) are all
+        submitted; wait until they are written, then write the header (frame[:head]), so a
+        frame is whole only once its header is: a reader or recovery meeting it earlier sees a
+        frame that does not check yet. An error is raised after the pipeline stopped."""
+        cdef int err
+        with nogil:
+            err = chl_wpipe_finish(w, n - head)
+            if not err:
+                err = chl_pwrite_all(fd, frame, head, offset)
+        if err:
+            _raise_os(err, "write")
+        if self.trace is not None:
+            self.trace("write", self._paths.get(fd), offset, (<const char *>frame)[:n])
+        return 0
+
+    cdef int allocate(self, int fd, uint64_t offset, uint64_t n) except -1:
+        """Reserve disk blocks for [offset, offset + n) of fd without changing its size
+        (fallocate with FALLOC_FL_KEEP_SIZE): later writes there skip the filesystem's block
+        allocation. A hint: returns 1 when it worked, 0 when it did not (no space, no
+        support, an injected "allocate" fault); the write that follows still decides."""
+        cdef int r
+        try:
+            self._fault("allocate")
+        except OSError:
+            return 0
+        with nogil:
+            r = chl_allocate(fd, <long long>offset, <long long>n)
+        if r != 0:
+            return 0
+        if self.trace is not None:
+            self.trace("allocate", self._paths.get(fd), offset, n)
+        return 1
 
     cdef int fsync(self, int fd) except -1:
         self._fault("fsync")

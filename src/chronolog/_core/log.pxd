@@ -1,5 +1,5 @@
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from chronolog._core.fileio cimport FileIO
+from chronolog._core.fileio cimport FileIO, chl_wpipe
 from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams
 from chronolog._core.segment cimport Segment, FrameInfo
 from chronolog._core.record cimport RecordView
@@ -59,6 +59,9 @@ cdef class Log:
     cdef unsigned char *zbuf
     cdef size_t zbuf_cap
     cdef const unsigned char *out
+    cdef chl_wpipe wpipe
+    cdef uint64_t hinted
+    cdef uint64_t allocated
     cdef _open(self)
     cdef _create_store(self, str store_file)
     cdef bytes _read_store_header(self, str store_file)
@@ -84,6 +87,11 @@ cdef class Log:
     cdef Segment _segment_of(self, uint64_t position)
     cdef uint32_t _synced_mark(self, Segment seg) noexcept
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0
+    cdef int _preallocate(self, Segment seg, uint64_t end) except -1
+    cdef uint64_t _write_piped(self, Segment seg, size_t body, const ColView *cols,
+                               const unsigned char *idp, const unsigned char *idvalid,
+                               int64_t id_offset, Py_ssize_t n, uint64_t first, int64_t timestamp,
+                               size_t narrow) except? 0
     cdef int sync_to(self, uint64_t seq) except -1
     cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1
     cdef object _retry_result(self, int64_t sid, uint64_t count, int64_t expected, uint64_t n, uint64_t n_first, const unsigned char *ids, const char **streams, const uint32_t *slens)

@@ -50,6 +50,15 @@ cdef inline void seal_frame(unsigned char *frame, size_t stored_bytes, size_t ra
                             uint32_t synced_mark, uint32_t narrow) noexcept nogil:
     # Fill the header and trailer around a body already written at frame + 56; `narrow`: the
     # bytes of the narrow region the body starts with (0: none).
+    seal_frame_crc(frame, stored_bytes, raw_bytes, codec, dict_id, salt, first_position, count,
+                   synced_mark, narrow, chl_crc32c(frame + FRAME_HEADER_BYTES, stored_bytes))
+
+
+cdef inline void seal_frame_crc(unsigned char *frame, size_t stored_bytes, size_t raw_bytes,
+                                uint16_t codec, uint32_t dict_id, uint64_t salt,
+                                uint64_t first_position, uint32_t count, uint32_t synced_mark,
+                                uint32_t narrow, uint32_t body_crc) noexcept nogil:
+    # seal_frame with the body's CRC32C already computed (the pipelined encoder's, chunk by chunk).
     st32(frame, FRAME_MAGIC)
     st32(frame + 4, <uint32_t>stored_bytes)
     st64(frame + 8, salt)
@@ -61,7 +70,7 @@ cdef inline void seal_frame(unsigned char *frame, size_t stored_bytes, size_t ra
     st32(frame + 36, dict_id)
     st32(frame + 40, synced_mark)
     st32(frame + 44, narrow)
-    st32(frame + 48, chl_crc32c(frame + FRAME_HEADER_BYTES, stored_bytes))
+    st32(frame + 48, body_crc)
     st32(frame + 52, chl_crc32c(frame, 52))
     cdef unsigned char *t = frame + FRAME_HEADER_BYTES + stored_bytes
     st32(t, <uint32_t>stored_bytes)

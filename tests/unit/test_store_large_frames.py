@@ -1,0 +1,148 @@
+"""Large frames (512 KiB and more, uncompressed) are written by a pipeline: a helper thread
+pwrites each finished chunk of the body while the next is encoded, and the header goes last
+(csrc/chl_wpipe.h). Blocks are reserved ahead of the active segment's end (fallocate, a
+hint). These tests hold both to the same results as the plain path."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+import chronolog as cl
+from chronolog._core.fileio import FileIO
+from chronolog.errors import StoreFailedError
+
+
+def _columns(first: int, n: int, size: int = 300) -> tuple[list[str], list[str], list[bytes]]:
+    streams = [f"s-{(first + i) % 37}" for i in range(n)]
+    types = [f"T{(first + i) % 3}" for i in range(n)]
+    datas = [(first + i).to_bytes(4, "little") * (size // 4 + (first + i) % 13) for i in range(n)]
+    return streams, types, datas
+
+
+def _expected(batches: list[tuple[list[str], list[str], list[bytes]]]) -> list[tuple[str, str, bytes]]:
+    return [(s, t, d) for streams, types, datas in batches for s, t, d in zip(streams, types, datas)]
+
+
+@pytest.mark.parametrize("durability", ["os", "fsync", "interval"])
+def test_large_batches_read_back_exactly_as_appended_in_every_durability_mode(
+        open_store, store_path: Path, durability: str) -> None:
+    s = open_store(durability=durability)
+    batches = [_columns(k * 3000, 3000) for k in range(4)]  # ~1 MB frames
+    for b in batches:
+        s.append_batch(*b)
+    got = [(e.stream, e.type, e.data) for e in s.read_all()]
+    assert got == _expected(batches)
+    assert [e.position for e in s.read_all()] == list(range(12000))
+    assert s.verify()["ok"] is True
+    s.close()
+    with cl.EventStore.open(store_path, durability="os") as again:
+        assert [(e.stream, e.type, e.data) for e in again.read_all()] == got
+        assert again.verify()["ok"] is True
+
+
+def test_a_large_frame_reads_and_scans_as_the_same_events_written_in_small_frames(
+        open_store, tmp_path: Path, as_tuples) -> None:
+    # Timestamps differ per append, so compare everything else: reads, the narrow scan (which
+    # reads the region the pipelined encoder wrote) and every CRC via verify().
+    big = open_store(tmp_path / "big")
+    small = open_store(tmp_path / "small")
+    cols = _columns(0, 5000)
+    big.append_batch(*cols)
+    for i in range(0, 5000, 500):  # frames of ~170 KB: the plain path
+        small.append_batch(cols[0][i:i + 500], cols[1][i:i + 500], cols[2][i:i + 500])
+    a = [t[:6] for t in as_tuples(big.read_all())]
+    b = [t[:6] for t in as_tuples(small.read_all())]
+    assert a == b
+    cols3 = ["position", "stream", "type"]
+    narrow_a = [row for b in big.scan(columns=cols3) for row in b.to_pylist()]
+    narrow_b = [row for b in small.scan(columns=cols3) for row in b.to_pylist()]
+    assert narrow_a == narrow_b and len(narrow_a) == 5000
+    assert big.verify()["ok"] is True
+
+
+def test_large_batches_across_segment_rolls_read_back_in_order(open_store, store_path: Path) -> None:
+    s = open_store(max_segment_bytes=3 << 20)
+    batches = [_columns(k * 2500, 2500) for k in range(6)]  # ~0.9 MB each: rolls every 3
+    for b in batches:
+        s.append_batch(*b)
+    assert s.stats()["segments"] >= 2
+    assert [(e.stream, e.type, e.data) for e in s.read_all()] == _expected(batches)
+    assert s.verify()["ok"] is True
+
+
+def test_an_injected_write_fault_on_a_large_frame_fails_stop_before_any_byte(
+        open_store, store_path: Path) -> None:
+    io = FileIO()
+    s = open_store(io=io)
+    first = _columns(0, 3000)
+    s.append_batch(*first)
+    size = os.path.getsize(store_path / "00000000000000000000.seg")
+    io.inject("write", after=0, errno=errno.EIO)
+    with pytest.raises(StoreFailedError):
+        s.append_batch(*_columns(3000, 3000))
+    assert os.path.getsize(store_path / "00000000000000000000.seg") == size
+    with pytest.raises(StoreFailedError):
+        s.append_batch(*_columns(6000, 3000))
+    s.close()
+    with cl.EventStore.open(store_path, durability="os") as again:
+        assert [(e.stream, e.type, e.data) for e in again.read_all()] == _expected([first])
+
+
+def test_a_large_frame_counts_as_one_write_op(open_store) -> None:
+    io = FileIO()
+    s = open_store(io=io)
+    s.append_batch(*_columns(0, 3000))
+    before = io.counts["write"]
+    s.append_batch(*_columns(3000, 3000))
+    assert io.counts["write"] == before + 1
+
+
+def test_a_traced_large_frame_is_one_write_of_the_whole_frame(open_store, store_path: Path) -> None:
+    io = FileIO()
+    writes: list[tuple[int, bytes]] = []
+    io.trace = lambda op, path, offset, data: writes.append((offset, data)) \
+        if op == "write" and str(path).endswith(".seg") else None
+    s = open_store(io=io)
+    s.append_batch(*_columns(0, 3000))
+    offset, data = writes[-1]
+    with open(store_path / "00000000000000000000.seg", "rb") as f:
+        f.seek(offset)
+        assert f.read(len(data)) == data
+    assert len(data) > 512 * 1024
+    assert data[:4] == b"CHLF"
+
+
+@pytest.mark.parametrize("durability", ["os", "fsync"])
+def test_failed_block_reservations_change_nothing(open_store, store_path: Path, durability: str) -> None:
+    io = FileIO()
+    io.inject("allocate", after=0, errno=errno.ENOSPC, persistent=True)
+    s = open_store(io=io, durability=durability)
+    batches = [_columns(0, 3000), _columns(3000, 10)]
+    for b in batches:
+        s.append_batch(*b)
+    s.append("solo", [cl.NewEvent("T", b"x")])
+    assert io.counts["allocate"] >= 1
+    got = [(e.stream, e.type, e.data) for e in s.read_all()]
+    assert got == _expected(batches) + [("solo", "T", b"x")]
+    assert s.verify()["ok"] is True
+
+
+def test_blocks_are_reserved_ahead_of_the_active_segment_without_changing_its_size(
+        open_store, store_path: Path) -> None:
+    io = FileIO()
+    s = open_store(io=io)
+    s.append("a", [cl.NewEvent("T", b"x" * 100)])
+    seg = store_path / "00000000000000000000.seg"
+    st = os.stat(seg)
+    assert io.counts["allocate"] == 1
+    assert st.st_size < 4096  # the size is the bytes written, not the reservation
+    assert st.st_blocks * 512 >= 1 << 20  # reserved: a MiB ahead to begin with
+    # Reservations grow with the segment: a few calls for many appends, none past the limit.
+    for i in range(200):
+        s.append_batch(*_columns(i * 100, 100))
+    assert io.counts["allocate"] < 10
+    assert os.stat(seg).st_blocks * 512 <= s._log.max_segment_bytes + 4096
