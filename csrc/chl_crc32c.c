@@ -78,6 +78,26 @@ uint32_t chl_crc32c_portable(uint32_t crc, const void *buf, size_t n) {
     return ~crc;
 }
 
+/* a * b mod P, both reflected (bit 31 holds x^0). */
+static uint32_t chl_gf2_mul(uint32_t a, uint32_t b) {
+    uint32_t product = 0;
+    for (uint32_t m = 1u << 31; m; m >>= 1) {
+        if (a & m) product ^= b;
+        b = (b & 1) ? (b >> 1) ^ CHL_CRC32C_POLY : b >> 1;
+    }
+    return product;
+}
+
+/* x^k mod P, reflected. */
+static uint32_t chl_gf2_xpow(uint64_t k) {
+    uint32_t result = 1u << 31, square = 1u << 30;  /* x^0, x^1 */
+    for (; k; k >>= 1) {
+        if (k & 1) result = chl_gf2_mul(result, square);
+        square = chl_gf2_mul(square, square);
+    }
+    return result;
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
 #include <nmmintrin.h>
@@ -134,26 +154,6 @@ enum { CHL_CRC_LEVEL_LONG, CHL_CRC_LEVEL_MID, CHL_CRC_LEVEL_SHORT, CHL_CRC_LEVEL
 
 /* chl_crc_zeros[level][s] carries a raw register over (s + 1) * stride(level) zero bytes. */
 static uint32_t chl_crc_zeros[CHL_CRC_LEVELS][2][4][256];
-
-/* a * b mod P, both reflected (bit 31 holds x^0). */
-static uint32_t chl_gf2_mul(uint32_t a, uint32_t b) {
-    uint32_t product = 0;
-    for (uint32_t m = 1u << 31; m; m >>= 1) {
-        if (a & m) product ^= b;
-        b = (b & 1) ? (b >> 1) ^ CHL_CRC32C_POLY : b >> 1;
-    }
-    return product;
-}
-
-/* x^k mod P, reflected. */
-static uint32_t chl_gf2_xpow(uint64_t k) {
-    uint32_t result = 1u << 31, square = 1u << 30;  /* x^0, x^1 */
-    for (; k; k >>= 1) {
-        if (k & 1) result = chl_gf2_mul(result, square);
-        square = chl_gf2_mul(square, square);
-    }
-    return result;
-}
 
 /* zeros[k][b] = (b << 8k) * x^(8 * nbytes) mod P: the shift over nbytes, one byte at a time.
  * The product is linear in b, so each entry is the XOR of its lowest bit's entry and the rest's. */
@@ -227,6 +227,66 @@ static uint32_t chl_crc32c_hw(uint32_t crc, const void *buf, size_t n) {
     return ~(uint32_t)c;
 }
 #endif /* CHL_HAVE_HW */
+
+/* ---- combining CRCs: shift_n(c) = c * x^(8n) mod P ----
+ * Portable: a GF(2) multiply by x^(8n) (chl_gf2_xpow, O(log n) multiplies). x86-64 with
+ * PCLMULQDQ: one carry-less multiply by K(n) = x^(8n - 33) mod P and one crc32 instruction,
+ * which multiplies by x^32 and reduces (the 33rd power is the product's reflected shift);
+ * K(n) is tabled for n < CHL_COMBINE_TABLE (each entry the previous times x^8). */
+#define CHL_COMBINE_TABLE 4096
+
+uint32_t chl_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2) {
+    return chl_gf2_mul(crc1, chl_gf2_xpow((uint64_t)len2 * 8)) ^ crc2;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <wmmintrin.h>
+static uint32_t chl_combine_k[CHL_COMBINE_TABLE];
+static int chl_combine_mode = -1; /* -1 unknown, 0 portable, 1 PCLMULQDQ (table ready) */
+
+static int chl_combine_ready(void) {
+    int mode = CHL_LOAD_ACQUIRE(chl_combine_mode);
+    if (mode >= 0) return mode;
+    unsigned int a, b, c, d;
+    mode = chl_crc32c_is_hardware() && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_PCLMUL);
+    if (mode) {
+        uint32_t x8 = chl_gf2_xpow(8), k = chl_gf2_xpow(8 * 5 - 33);
+        for (size_t n = 0; n < CHL_COMBINE_TABLE; n++) {
+            if (n >= 5) {
+                chl_combine_k[n] = k;
+                k = chl_gf2_mul(k, x8);
+            }
+        }
+    }
+    CHL_STORE_RELEASE(chl_combine_mode, mode);
+    return mode;
+}
+
+__attribute__((target("sse4.2,pclmul")))
+static inline uint32_t chl_shift_hw(uint32_t c, uint32_t k) {
+    __m128i p = _mm_clmulepi64_si128(_mm_cvtsi32_si128((int)c), _mm_cvtsi32_si128((int)k), 0);
+    return (uint32_t)_mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(p));
+}
+
+__attribute__((target("sse4.2,pclmul")))
+static uint32_t chl_extend_record_hw(uint32_t crc, const unsigned char *rec, size_t n) {
+    uint32_t stored;
+    memcpy(&stored, rec + 4, 4);
+    uint32_t c = ~(uint32_t)_mm_crc32_u64(~crc, chl_ld64(rec));
+    size_t len2 = n - 8;
+    uint32_t k = len2 < CHL_COMBINE_TABLE ? chl_combine_k[len2] : chl_gf2_xpow((uint64_t)len2 * 8 - 33);
+    return chl_shift_hw(c, k) ^ stored;
+}
+
+uint32_t chl_crc32c_extend_record(uint32_t crc, const unsigned char *rec, size_t n) {
+    if (n >= 8 + 5 && chl_combine_ready()) return chl_extend_record_hw(crc, rec, n);
+    return chl_crc32c_extend(crc, rec, n);
+}
+#else
+uint32_t chl_crc32c_extend_record(uint32_t crc, const unsigned char *rec, size_t n) {
+    return chl_crc32c_extend(crc, rec, n);
+}
+#endif
 
 /* -1 unknown, 0 table, 1 hardware. Detection (and the hardware path's zeros tables) is
  * idempotent, so a race is harmless; the mode is published after the tables. */

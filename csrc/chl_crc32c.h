@@ -14,6 +14,14 @@ uint32_t chl_crc32c_extend(uint32_t crc, const void *buf, size_t n);
 uint32_t chl_crc32c_portable(uint32_t crc, const void *buf, size_t n);
 /* 1 when the hardware path is in use, 0 for the table. */
 int chl_crc32c_is_hardware(void);
+/* CRC32C of A||B from crc1 = CRC32C(A), crc2 = CRC32C(B) and len2 = |B|, without reading B:
+ * crc1 * x^(8 len2) mod P, xor crc2 (the ~0 conditioning of both cancels). */
+uint32_t chl_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2);
+/* Continue the running CRC `crc` over one record of n >= 8 bytes whose bytes 4..8 hold the
+ * CRC32C of its bytes 8..n (the record format): reads 8 bytes, not n, when the CPU can combine
+ * CRCs fast (x86-64 with SSE4.2 and PCLMULQDQ); else reads them all. Equal to
+ * chl_crc32c_extend(crc, rec, n) whenever that stored CRC is right. */
+uint32_t chl_crc32c_extend_record(uint32_t crc, const unsigned char *rec, size_t n);
 
 static inline uint32_t chl_crc32c(const void *buf, size_t n) {
     return chl_crc32c_extend(0, buf, n);

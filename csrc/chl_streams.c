@@ -314,7 +314,12 @@ static uint32_t *chl_mem_rehash(const chl_streams *t, const uint32_t *old, uint6
 }
 
 int64_t chl_streams_intern(chl_streams *t, const char *name, uint32_t len, int copy) {
-    uint64_t h = chl_hash_bytes(name, len), slot;
+    return chl_streams_intern_hashed(t, name, len, chl_hash_bytes(name, len), copy);
+}
+
+int64_t chl_streams_intern_hashed(chl_streams *t, const char *name, uint32_t len, uint64_t h,
+                                  int copy) {
+    uint64_t slot;
     int64_t id = chl_base_find(t, name, len, h);
     if (id >= 0) {
         chl_streams_at(t, (uint64_t)id);
@@ -347,6 +352,66 @@ int64_t chl_streams_intern(chl_streams *t, const char *name, uint32_t len, int c
     t->slots[slot] = (uint32_t)(t->n_streams + 1);
     t->n_in_slots++;
     return (int64_t)t->n_streams++;
+}
+
+/* The batch versions below run each lookup as a short software pipeline over the events
+ * (like read_stream's prefetch pipeline): the hash of event i and a prefetch of its slot in
+ * the memory table, the slot's stream entry CHL_BATCH_STEP events later, the stream's name
+ * another step later, and the lookup itself CHL_BATCH_DEPTH events after the hash, when each
+ * of those lines has had time to arrive. Prefetches are only hints: a table that grows on the
+ * way (a new stream) is still probed exactly by chl_streams_intern. */
+#define CHL_BATCH_STEP 4
+#define CHL_BATCH_DEPTH (3 * CHL_BATCH_STEP)
+#define CHL_BATCH_RING 16 /* a power of two > CHL_BATCH_DEPTH */
+
+static inline void chl_prefetch_entry(const chl_streams *t, uint64_t h, int what) {
+    uint32_t v = t->slots[h & (t->n_slots - 1)];
+    if (!v || v - 1 >= t->n_streams) return;
+    const chl_stream *s = &t->streams[v - 1];
+    if (what == 0) __builtin_prefetch(s);
+    else if (s->name) __builtin_prefetch(s->name);
+}
+
+size_t chl_streams_intern_batch(chl_streams *t, const int64_t *offs, const char *data, size_t n,
+                                int64_t *ids, uint64_t *vers) {
+    uint64_t ring[CHL_BATCH_RING];
+    for (size_t k = 0; k < n + CHL_BATCH_DEPTH; k++) {
+        if (k < n) {
+            uint64_t h = chl_hash_bytes(data + offs[k], (size_t)(offs[k + 1] - offs[k]));
+            ring[k & (CHL_BATCH_RING - 1)] = h;
+            __builtin_prefetch(&t->slots[h & (t->n_slots - 1)]);
+        }
+        if (k >= CHL_BATCH_STEP && k - CHL_BATCH_STEP < n)
+            chl_prefetch_entry(t, ring[(k - CHL_BATCH_STEP) & (CHL_BATCH_RING - 1)], 0);
+        if (k >= 2 * CHL_BATCH_STEP && k - 2 * CHL_BATCH_STEP < n)
+            chl_prefetch_entry(t, ring[(k - 2 * CHL_BATCH_STEP) & (CHL_BATCH_RING - 1)], 1);
+        if (k < CHL_BATCH_DEPTH) continue;
+        size_t i = k - CHL_BATCH_DEPTH;
+        int64_t id = chl_streams_intern_hashed(t, data + offs[i], (uint32_t)(offs[i + 1] - offs[i]),
+                                               ring[i & (CHL_BATCH_RING - 1)], 1);
+        if (id < 0) return i;
+        chl_stream *s = &t->streams[id];
+        ids[i] = id;
+        vers[i] = s->base_count + s->delta_count + s->pending;
+        s->pending++;
+    }
+    return n;
+}
+
+int chl_streams_push_batch(chl_streams *t, const int64_t *ids, size_t n, uint64_t first) {
+    for (size_t i = 0; i < n; i++) {
+        if (i + 8 < n) {
+            const chl_stream *f = &t->streams[ids[i + 8]];
+            if (f->delta) __builtin_prefetch(&f->delta[f->delta_count], 1);
+        }
+        if (i + 16 < n) __builtin_prefetch(&t->streams[ids[i + 16]], 1);
+        t->streams[ids[i]].pending = 0;
+        if (chl_streams_push(t, (uint64_t)ids[i], first + i) != CHL_OK) {
+            for (; i < n; i++) t->streams[ids[i]].pending = 0;
+            return CHL_ENOMEM;
+        }
+    }
+    return CHL_OK;
 }
 
 int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position) {

@@ -98,6 +98,20 @@ int64_t chl_streams_find(const chl_streams *t, const char *name, uint32_t len);
  * (the bytes must outlive the table, e.g. inside a mapping), 1 copies into the arena.
  * Returns -1 when out of memory. */
 int64_t chl_streams_intern(chl_streams *t, const char *name, uint32_t len, int copy);
+/* chl_streams_intern with the name's hash (chl_hash_bytes) already computed. */
+int64_t chl_streams_intern_hashed(chl_streams *t, const char *name, uint32_t len, uint64_t h,
+                                  int copy);
+/* Intern the stream of each of n events (name i: data[offs[i], offs[i + 1])) into ids[i], and
+ * give it its version in vers[i]: the stream's count plus its events earlier in the batch
+ * (`pending`, raised by one). Lookups are software-pipelined with prefetches. Returns n, or
+ * the index of the event whose intern ran out of memory (the events before it are done and
+ * counted in pending). */
+size_t chl_streams_intern_batch(chl_streams *t, const int64_t *offs, const char *data, size_t n,
+                                int64_t *ids, uint64_t *vers);
+/* Commit n events of a batch: clear each stream's pending count and push first + i as the
+ * position of event i's next version (prefetching streams and their delta tails ahead).
+ * CHL_OK or CHL_ENOMEM. */
+int chl_streams_push_batch(chl_streams *t, const int64_t *ids, size_t n, uint64_t first);
 /* Fill the entry of a stream of a lazily attached base (see chl_streams_attach). */
 void chl_streams_fill(chl_streams *t, uint64_t id);
 /* The entry of stream `id`, filled. Every entry returned by find/intern, or read through

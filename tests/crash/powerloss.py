@@ -165,8 +165,8 @@ class Model:
         elif op == "unlink":
             self.names.pop(rel, None)
             self._dir(rel).pending.append(("unlink", os.path.basename(rel), None))
-        elif op == "allocate":
-            pass  # blocks reserved past the end (FALLOC_FL_KEEP_SIZE): size and bytes unchanged
+        elif op in ("allocate", "writeback"):
+            pass  # blocks reserved past the end (size unchanged), or writeback started: hints
         elif op == "fsync_dir":
             d = self.dirs.setdefault(rel, _Dir())
             prefix = "" if rel == "" else rel + os.sep

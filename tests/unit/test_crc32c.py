@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from chronolog._core.crc import crc32c, crc32c_portable
+from chronolog._core.crc import crc32c, crc32c_combine, crc32c_extend_record, crc32c_portable
 
 
 @pytest.mark.parametrize(
@@ -65,3 +67,28 @@ def test_crc32c_continued_over_two_pieces_equals_crc32c_of_the_whole() -> None:
 def test_crc32c_accepts_bytearray_and_memoryview() -> None:
     assert crc32c(bytearray(b"123456789")) == 0xE3069283
     assert crc32c(memoryview(b"123456789")) == 0xE3069283
+
+
+@given(a=st.binary(max_size=300), b=st.binary(max_size=9000))
+@settings(max_examples=300, deadline=None)
+def test_combining_two_crcs_gives_the_crc_of_the_concatenation(a: bytes, b: bytes) -> None:
+    assert crc32c_combine(crc32c(a), crc32c(b), len(b)) == crc32c(a + b)
+
+
+def _record(n: int, seed: int) -> bytes:
+    body = bytes((seed * 31 + i * 7) & 0xFF for i in range(n - 8))
+    return n.to_bytes(4, "little") + crc32c(body).to_bytes(4, "little") + body
+
+
+@pytest.mark.parametrize("n", [8, 9, 12, 13, 14, 56, 300, 4095, 4096 + 7, 4096 + 8, 4096 + 9, 70000])
+@pytest.mark.parametrize("start", [0, 0xDEADBEEF])
+def test_extending_over_a_record_by_its_stored_crc_equals_extending_over_its_bytes(
+        n: int, start: int) -> None:
+    rec = _record(n, n)
+    assert crc32c_extend_record(rec, start) == crc32c(rec, start)
+
+
+def test_extending_over_a_record_with_a_wrong_stored_crc_differs_where_combining_is_used() -> None:
+    rec = bytearray(_record(300, 1))
+    rec[4] ^= 1  # the stored CRC no longer matches: the body CRC must not match either
+    assert crc32c_extend_record(bytes(rec)) != crc32c(_record(300, 1))

@@ -6,6 +6,7 @@ hint). These tests hold both to the same results as the plain path."""
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 from pathlib import Path
 
@@ -146,3 +147,35 @@ def test_blocks_are_reserved_ahead_of_the_active_segment_without_changing_its_si
         s.append_batch(*_columns(i * 100, 100))
     assert io.counts["allocate"] < 10
     assert os.stat(seg).st_blocks * 512 <= s._log.max_segment_bytes + 4096
+
+
+def _writebacks(durability: str, store_path: Path, open_store, batch: int) -> list[tuple[int, int]]:
+    io = FileIO()
+    seen: list[tuple[int, int]] = []
+    io.trace = lambda op, path, offset, data: seen.append((offset, data)) \
+        if op == "writeback" and str(path).endswith("00000000000000000000.seg") else None
+    s = open_store(io=io, durability=durability)
+    total = 0
+    i = 0
+    while total < 20 << 20:
+        cols = _columns(i, batch)
+        s.append_batch(*cols)
+        total += sum(len(d) for d in cols[2])
+        i += batch
+    return seen
+
+
+@pytest.mark.parametrize("batch", [3000, 40])  # pipelined frames, and plain ones
+def test_outside_fsync_mode_writeback_of_the_active_segment_is_started_every_8_mib(
+        open_store, store_path: Path, batch: int) -> None:
+    seen = _writebacks("os", store_path, open_store, batch)
+    assert len(seen) >= 2
+    assert seen[0][0] == 0
+    for (a, n), (b, _) in itertools.pairwise(seen):
+        assert a + n == b  # contiguous: every byte asked for once
+    for a, n in seen:
+        assert n >= 8 << 20 and (a + n) % 4096 == 0
+
+
+def test_in_fsync_mode_no_writeback_is_asked_for(open_store, store_path: Path) -> None:
+    assert _writebacks("fsync", store_path, open_store, 3000) == []

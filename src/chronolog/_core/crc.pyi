@@ -10,3 +10,9 @@ def crc32c_portable(data: Buffer, crc: int = 0) -> int:
 
 def is_hardware() -> bool:
     """True when CRC32C runs on the CPU's CRC instruction (SSE4.2 or ARMv8 CRC)."""
+
+def crc32c_combine(crc1: int, crc2: int, len2: int) -> int:
+    """Return the CRC32C of A + B from crc32c(A), crc32c(B) and len(B)."""
+
+def crc32c_extend_record(record: Buffer, crc: int = 0) -> int:
+    """Continue `crc` over a record whose bytes 4..8 hold the CRC32C of its bytes 8.."""

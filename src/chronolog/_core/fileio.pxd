@@ -23,6 +23,7 @@ cdef class FileIO:
     cdef int pipe_finish(self, chl_wpipe *w, int fd, const unsigned char *frame, size_t n,
                          size_t head, uint64_t offset) except -1
     cdef int allocate(self, int fd, uint64_t offset, uint64_t n) except -1
+    cdef int hint_writeback(self, chl_wpipe *w, int fd, uint64_t offset, uint64_t n) except -1
     cdef int fsync(self, int fd) except -1
     cdef int fdatasync(self, int fd) except -1
     cdef int ftruncate(self, int fd, uint64_t size) except -1

@@ -11,7 +11,6 @@ from posix.unistd cimport close as c_close, dup as c_dup, fsync as c_fsync, ftru
 from posix.types cimport off_t
 
 cdef extern from "<unistd.h>" nogil:
-    ssize_t c_pwrite "pwrite" (int fd, const void *buf, size_t n, off_t offset)
     int c_fdatasync "fdatasync" (int fd)
 
 cdef extern from "<fcntl.h>" nogil:
@@ -52,20 +51,6 @@ cdef enum:
     SMALL_WRITE_BYTES = 64 * 1024
 
 
-cdef int _pwrite_loop(int fd, const char **p, size_t *n, uint64_t *offset) noexcept nogil:
-    cdef ssize_t w
-    while n[0] > 0:
-        w = c_pwrite(fd, p[0], n[0], <off_t>offset[0])
-        if w < 0:
-            if errno == EINTR:
-                continue
-            return errno
-        p[0] += w
-        n[0] -= <size_t>w
-        offset[0] += <uint64_t>w
-    return 0
-
-
 _OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir", "allocate")
 
 
@@ -87,7 +72,8 @@ cdef class FileIO:
     `trace(op, path, offset, data)`: ("open", path, flags, None), ("write", path, offset,
     bytes), ("fsync", path, 0, None), ("truncate", path, size, None), ("rename", src, 0, dst),
     ("unlink", path, 0, None), ("fsync_dir", path, 0, None), ("close", path, 0, None),
-    ("allocate", path, offset, length) (blocks reserved, size unchanged). The
+    ("allocate", path, offset, length) (blocks reserved, size unchanged), ("writeback", path,
+    offset, length) (writeback of that range asked for: a hint, nothing changes). The
     torture suite replays it to simulate a power loss (what was fsynced survives, the rest may
     not).
 
@@ -183,21 +169,20 @@ cdef class FileIO:
 
     cdef int pwrite_all(self, int fd, const void *buf, size_t n, uint64_t offset) except -1:
         self._fault("write")
-        cdef const char *p = <const char *>buf
+        cdef const unsigned char *p = <const unsigned char *>buf
         cdef int err = 0
         # A small write into the page cache takes a few microseconds: releasing the GIL
         # around it costs more than it saves when many threads append (each release hands the
         # GIL to a waiting thread, a convoy). Large writes release it.
         if n <= SMALL_WRITE_BYTES:
-            err = _pwrite_loop(fd, &p, &n, &offset)
+            err = chl_pwrite_all(fd, p, n, offset)
         else:
             with nogil:
-                err = _pwrite_loop(fd, &p, &n, &offset)
+                err = chl_pwrite_all(fd, p, n, offset)
         if err:
             _raise_os(err, "write")
         if self.trace is not None:
-            self.trace("write", self._paths.get(fd), offset - (p - <const char *>buf),
-                       (<const char *>buf)[:p - <const char *>buf])
+            self.trace("write", self._paths.get(fd), offset, (<const char *>buf)[:n])
         return 0
 
     cdef int pipe_start(self, chl_wpipe *w, int fd, const unsigned char *frame, uint64_t offset,
@@ -210,6 +195,8 @@ cdef class FileIO:
         hint). See csrc/chl_wpipe.h."""
         self._fault("write")
         chl_wpipe_start(w, fd, frame + 56, offset + 56, hint_from, hint_bytes)
+        if hint_bytes and self.trace is not None:
+            self.trace("writeback", self._paths.get(fd), hint_from, hint_bytes)
         return 0
 
     cdef int pipe_finish(self, chl_wpipe *w, int fd, const unsigned char *frame, size_t n,
@@ -227,6 +214,17 @@ cdef class FileIO:
             _raise_os(err, "write")
         if self.trace is not None:
             self.trace("write", self._paths.get(fd), offset, (<const char *>frame)[:n])
+        return 0
+
+    cdef int hint_writeback(self, chl_wpipe *w, int fd, uint64_t offset, uint64_t n) except -1:
+        """Ask the kernel to start writing back [offset, offset + n) of fd, from a helper
+        thread (w's: a pipeline with nothing to write), so the caller does not wait for it;
+        chl_wpipe_reap joins it. A hint (sync_file_range): errors surface at the next fdatasync."""
+        with nogil:
+            chl_wpipe_start(w, fd, NULL, 0, offset, n)
+            chl_wpipe_finish(w, 0)
+        if self.trace is not None:
+            self.trace("writeback", self._paths.get(fd), offset, n)
         return 0
 
     cdef int allocate(self, int fd, uint64_t offset, uint64_t n) except -1:

@@ -31,6 +31,9 @@ cdef extern from "chl_streams.h":
     void chl_name_key(const unsigned char *p, uint32_t n, uint64_t *a, uint64_t *b) nogil
     uint64_t chl_streams_position(const chl_streams *t, uint64_t id, uint64_t v) nogil
     int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position) nogil
+    size_t chl_streams_intern_batch(chl_streams *t, const int64_t *offs, const char *data,
+                                    size_t n, int64_t *ids, uint64_t *vers) nogil
+    int chl_streams_push_batch(chl_streams *t, const int64_t *ids, size_t n, uint64_t first) nogil
     void chl_streams_clear(chl_streams *t) nogil
     uint64_t chl_streams_file_slots(uint64_t n) nogil
     int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, uint64_t n,

@@ -88,6 +88,7 @@ cdef class Log:
     cdef uint32_t _synced_mark(self, Segment seg) noexcept
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0
     cdef int _preallocate(self, Segment seg, uint64_t end) except -1
+    cdef uint64_t _writeback_due(self, uint64_t off, uint64_t *start) noexcept
     cdef uint64_t _write_piped(self, Segment seg, size_t body, const ColView *cols,
                                const unsigned char *idp, const unsigned char *idvalid,
                                int64_t id_offset, Py_ssize_t n, uint64_t first, int64_t timestamp,

@@ -23,7 +23,7 @@ from chronolog._core.format cimport (
     FRAME_TRAILER_BYTES, FRAME_OVERHEAD_BYTES, RECORD_HEADER_BYTES, EVENT_ID_BYTES, FRAME_MAGIC,
     TRAILER_MAGIC, CODEC_NONE, CODEC_ZSTD, RECORD_HAS_ID, NARROW_MIN_EVENTS, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES,
     CHL_STORE_MAGIC, CHL_MAX_BODY_BYTES, ld16, ld32, ld64, st16, st32, st64, chl_crc32c,
-    chl_crc32c_extend)
+    chl_crc32c_extend, chl_crc32c_extend_record)
 from chronolog._core.fileio cimport FileIO, chl_wpipe, chl_wpipe_submit, chl_wpipe_reap
 from chronolog._core.events cimport NewEvent, RecordedEvent, AppendResult
 from chronolog._core.record cimport (
@@ -37,6 +37,7 @@ from chronolog._core.segment cimport (
     Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK, FRAME_SHORT)
 from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams, chl_stream
 from chronolog._core.index cimport chl_streams_find, chl_streams_intern, chl_streams_push
+from chronolog._core.index cimport chl_streams_intern_batch, chl_streams_push_batch
 from chronolog._core.index cimport chl_streams_count, chl_streams_position, chl_streams_at
 from chronolog._core.index cimport chl_streams_materialize
 from chronolog._core.segment import segment_name, encode_segment_header, decode_segment_header
@@ -237,28 +238,33 @@ cdef uint32_t encode_batch(unsigned char *bp, size_t body, const ColView *cols,
     """Pass 5 of append_columns: the narrow region (`narrow` bytes planned in `plan`, when not
     0), every record after it, and the offset table, into the raw body. With a write pipeline
     `w`, each WPIPE_CHUNK_BYTES of finished records is submitted to it as soon as encoded, and
-    the body's CRC32C is returned (computed chunk by chunk, while the chunk is in cache); the
-    rest of the body is left for the caller to submit. Without one, returns 0."""
+    the body's CRC32C is returned, built record by record from each record's own CRC
+    (chl_crc32c_extend_record: no second pass over the bytes where the CPU can combine CRCs);
+    the rest of the body is left for the caller to submit. Without one, returns 0."""
     cdef Py_ssize_t i
-    cdef size_t at = narrow, sent = 0
+    cdef size_t at = narrow, sent = 0, rn
     cdef uint32_t crc = 0
     cdef unsigned char *b = bp + FRAME_HEADER_BYTES
     if narrow:
-        narrow_encode(plan, bp + FRAME_HEADER_BYTES, narrow, cols[0].offsets, cols[0].data,
-                      cols[1].offsets, cols[1].data, sids, n)
+        narrow_encode(plan, b, narrow, cols[0].offsets, cols[0].data, cols[1].offsets,
+                      cols[1].data, sids, n)
+    if w != NULL:
+        crc = chl_crc32c_extend(0, b, narrow)
     for i in range(n):
-        st32(bp + FRAME_HEADER_BYTES + body - 4 * (n - i), <uint32_t>at)
-        at += put_record(bp + FRAME_HEADER_BYTES + at, col_ptr(&cols[0], i), col_len(&cols[0], i),
-                         col_ptr(&cols[1], i), col_len(&cols[1], i),
-                         idp + 16 * (id_offset + i) if id_present(idp, idvalid, id_offset, i) else NULL,
-                         col_ptr(&cols[2], i), col_len(&cols[2], i),
-                         col_ptr(&cols[3], i), col_len(&cols[3], i), first + i, vers[i], timestamp)
+        st32(b + body - 4 * (n - i), <uint32_t>at)
+        rn = put_record(b + at, col_ptr(&cols[0], i), col_len(&cols[0], i),
+                        col_ptr(&cols[1], i), col_len(&cols[1], i),
+                        idp + 16 * (id_offset + i) if id_present(idp, idvalid, id_offset, i) else NULL,
+                        col_ptr(&cols[2], i), col_len(&cols[2], i),
+                        col_ptr(&cols[3], i), col_len(&cols[3], i), first + i, vers[i], timestamp)
+        if w != NULL:
+            crc = chl_crc32c_extend_record(crc, b + at, rn)
+        at += rn
         if w != NULL and at - sent >= WPIPE_CHUNK_BYTES:
-            crc = chl_crc32c_extend(crc, b + sent, at - sent)
             chl_wpipe_submit(w, at)
             sent = at
     if w != NULL:
-        crc = chl_crc32c_extend(crc, b + sent, body - sent)
+        crc = chl_crc32c_extend(crc, b + at, body - at)  # the offset table
     return crc
 
 
@@ -692,12 +698,8 @@ cdef class Log:
         """Make n events, whose stream ids are in sids[0:n], visible at head. `table`: the
         frame's offset table when it is uncompressed (record offsets for random reads), or
         NULL."""
-        cdef uint64_t i
-        for i in range(n):
-            self.st.streams[self.sids[i]].pending = 0
-        for i in range(n):
-            if chl_streams_push(self.st, self.sids[i], self.written + i) != 0:
-                raise MemoryError()
+        if chl_streams_push_batch(self.st, self.sids, n, self.written) != 0:
+            raise MemoryError()
         self.pidx.push_n(entry, n)
         if table != NULL:
             self.pidx.set_roff(self.written, table, n, (entry & 0xFFFFFFFF) + FRAME_HEADER_BYTES)
@@ -938,9 +940,26 @@ cdef class Log:
         self.io.allocate(seg.wfd, start, stop - start)
         return 0
 
+    cdef uint64_t _writeback_due(self, uint64_t off, uint64_t *start) noexcept:
+        """Outside "fsync" mode: how many bytes of the active segment, from `hinted` (set in
+        start) up to the page holding `off`, to ask the kernel to start writing back now, once
+        there are at least WRITEBACK_HINT_BYTES of them (0: not yet); `hinted` moves past them."""
+        cdef uint64_t upto = off & ~<uint64_t>4095, n
+        if self.dmode == DURABILITY_FSYNC:
+            return 0
+        if self.hinted > upto:
+            self.hinted = 0  # (a roll resets it; never past the end)
+        n = upto - self.hinted
+        if n < WRITEBACK_HINT_BYTES:
+            return 0
+        start[0] = self.hinted
+        self.hinted = upto
+        return n
+
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0:
         """pwrite one sealed frame at the segment's end; fail-stop on any error."""
         cdef uint64_t off = seg.end
+        cdef uint64_t hint_from = 0, hint_bytes
         self._preallocate(seg, off + frame_bytes)
         try:
             self.io.pwrite_all(seg.wfd, self.out, frame_bytes, off)
@@ -949,6 +968,9 @@ cdef class Log:
             # (their appenders are still waiting for the sync, so none was acknowledged).
             self._fail(exc, seg, self.durable_offset if self.dmode == DURABILITY_FSYNC
                        and seg.ordinal == self.durable_ordinal else off)
+        hint_bytes = self._writeback_due(off, &hint_from)
+        if hint_bytes:
+            self.io.hint_writeback(&self.wpipe, seg.wfd, hint_from, hint_bytes)
         seg.end = off + frame_bytes
         self.written_seq += frame_bytes
         seg.ensure_mapped(seg.end, self.max_segment_bytes)
@@ -963,20 +985,13 @@ cdef class Log:
         encoded, and the header goes last (FileIO.pipe_start/pipe_finish, csrc/chl_wpipe.h).
         Same bytes, same single "write" op and same fail-stop as _write_frame."""
         cdef uint64_t off = seg.end
-        cdef uint64_t hint_from = 0, hint_bytes = 0, upto
+        cdef uint64_t hint_from = 0
         cdef size_t frame_bytes = body + FRAME_OVERHEAD_BYTES
         cdef unsigned char *bp = self.buf
         cdef uint32_t mark = self._synced_mark(seg)
         cdef uint32_t crc
         self._preallocate(seg, off + frame_bytes)
-        if self.dmode != DURABILITY_FSYNC:
-            upto = off & ~<uint64_t>4095
-            if self.hinted < SEGMENT_HEADER_BYTES or self.hinted > upto:
-                self.hinted = 0
-            if upto - self.hinted >= WRITEBACK_HINT_BYTES:
-                hint_from = self.hinted
-                hint_bytes = upto - self.hinted
-                self.hinted = upto
+        cdef uint64_t hint_bytes = self._writeback_due(off, &hint_from)
         try:
             self.io.pipe_start(&self.wpipe, seg.wfd, bp, off, hint_from, hint_bytes)
         except OSError as exc:
@@ -1340,20 +1355,18 @@ cdef class Log:
         cdef uint32_t mark
         cdef size_t n_first = 0
         cdef size_t narrow = 0
+        cdef size_t done
         cdef const char **streams_p
         cdef uint32_t *slens_p
         with self._lock:
             self._check_writable()
             self._reserve_scratch(n)
             # Pass 2: stream ids and versions (new streams get ids now, with no events).
-            for i in range(n):
-                sid = chl_streams_intern(self.st, col_ptr(&cols[0], i), <uint32_t>col_len(&cols[0], i), 1)
-                if sid < 0:
-                    self._reset_pending(i)
-                    raise MemoryError()
-                self.sids[i] = sid
-                self.vers[i] = chl_streams_count(self.st, sid) + self.st.streams[sid].pending
-                self.st.streams[sid].pending += 1
+            done = chl_streams_intern_batch(self.st, cols[0].offsets, cols[0].data, <size_t>n,
+                                            self.sids, self.vers)
+            if done < <size_t>n:
+                self._reset_pending(done)
+                raise MemoryError()
             try:
                 # Pass 3: an idempotent retry returns the original result and writes nothing.
                 if all_ids:
