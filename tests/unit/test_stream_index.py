@@ -363,3 +363,26 @@ def test_a_damaged_slot_block_is_found_by_the_probe_that_reads_it(
     r = open_store(readonly=True)
     assert [r.stream_version(n) for n in names] == [0] * 9000
     assert r.stream_version("nope") is None
+
+
+@pytest.mark.parametrize("sizes", [[4095, 1, 1], [4096, 1], [4097, 9000], [3, 70000]])
+def test_streams_of_many_events_between_and_across_checkpoints_read_back_whole(
+        open_store, store_path: Path, sizes: list[int]) -> None:
+    # A stream's positions since the last checkpoint (its delta array, grown by doubling,
+    # dropped at each checkpoint) must all read back, whatever its size across checkpoints.
+    s = open_store()
+    expected: dict[str, list[bytes]] = {"big": [], "small": []}
+    for k, n in enumerate(sizes):
+        datas = [b"%d-%d" % (k, i) for i in range(n)]
+        s.append_batch(["big"] * n + ["small"], ["T"] * (n + 1), datas + [b"s%d" % k])
+        expected["big"] += datas
+        expected["small"].append(b"s%d" % k)
+        if k == 0:
+            s.checkpoint()
+    for name, datas in expected.items():
+        assert [e.data for e in s.read_stream(name)] == datas
+        assert [e.version for e in s.read_stream(name)] == list(range(len(datas)))
+    s.close()
+    again = open_store()
+    for name, datas in expected.items():
+        assert [e.data for e in again.read_stream(name)] == datas
