@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chronolog._core.crc import crc32c, crc32c_combine, crc32c_extend_record, crc32c_portable
+from chronolog._core.crc import (
+    crc32c,
+    crc32c_3,
+    crc32c_combine,
+    crc32c_extend_record,
+    crc32c_portable,
+)
 
 
 @pytest.mark.parametrize(
@@ -92,3 +98,11 @@ def test_extending_over_a_record_with_a_wrong_stored_crc_differs_where_combining
     rec = bytearray(_record(300, 1))
     rec[4] ^= 1  # the stored CRC no longer matches: the body CRC must not match either
     assert crc32c_extend_record(bytes(rec)) != crc32c(_record(300, 1))
+
+
+@given(a=st.binary(max_size=700), b=st.binary(max_size=700), c=st.binary(max_size=700),
+       skew=st.integers(0, 7))
+@settings(max_examples=300, deadline=None)
+def test_three_crcs_side_by_side_equal_three_alone(a: bytes, b: bytes, c: bytes, skew: int) -> None:
+    buf = bytes(skew) + a  # unaligned starts too
+    assert crc32c_3(memoryview(buf)[skew:], b, c) == (crc32c(a), crc32c(b), crc32c(c))

@@ -16,3 +16,6 @@ def crc32c_combine(crc1: int, crc2: int, len2: int) -> int:
 
 def crc32c_extend_record(record: Buffer, crc: int = 0) -> int:
     """Continue `crc` over a record whose bytes 4..8 hold the CRC32C of its bytes 8.."""
+
+def crc32c_3(a: Buffer, b: Buffer, c: Buffer) -> tuple[int, int, int]:
+    """The CRC32C of three buffers, computed side by side."""

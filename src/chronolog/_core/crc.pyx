@@ -1,7 +1,8 @@
 """CRC32C for Python callers (tests, tools): the same C code the log uses."""
+from libc.stdint cimport uint32_t
 from chronolog._core.format cimport (
     chl_crc32c_extend, chl_crc32c_portable, chl_crc32c_is_hardware, chl_crc32c_combine,
-    chl_crc32c_extend_record)
+    chl_crc32c_extend_record, chl_crc32c_3)
 
 
 def crc32c(data, unsigned int crc=0):
@@ -51,3 +52,21 @@ def crc32c_extend_record(record, unsigned int crc=0):
     if view.shape[0] < 8:
         raise ValueError("a record has at least 8 bytes")
     return chl_crc32c_extend_record(crc, &view[0], view.shape[0])
+
+
+def crc32c_3(a, b, c):
+    """The CRC32C of three buffers, computed side by side (what the append path uses for
+    records; for tests).
+
+    Example:
+        >>> crc32c_3(b"123456789", b"", b"x") == (crc32c(b"123456789"), 0, crc32c(b"x"))
+        True
+    """
+    cdef const unsigned char[::1] va = memoryview(a).cast("B")
+    cdef const unsigned char[::1] vb = memoryview(b).cast("B")
+    cdef const unsigned char[::1] vc = memoryview(c).cast("B")
+    cdef uint32_t out[3]
+    cdef unsigned char z = 0
+    chl_crc32c_3(&va[0] if va.shape[0] else &z, va.shape[0], &vb[0] if vb.shape[0] else &z,
+                 vb.shape[0], &vc[0] if vc.shape[0] else &z, vc.shape[0], out)
+    return (out[0], out[1], out[2])

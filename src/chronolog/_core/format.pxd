@@ -148,6 +148,8 @@ cdef extern from "chl_crc32c.h":
     uint32_t chl_crc32c(const void *buf, size_t n) nogil
     uint32_t chl_crc32c_extend(uint32_t crc, const void *buf, size_t n) nogil
     uint32_t chl_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2) nogil
+    void chl_crc32c_3(const unsigned char *a, size_t na, const unsigned char *b, size_t nb,
+                      const unsigned char *c, size_t nc, uint32_t *out) nogil
     uint32_t chl_crc32c_extend_record(uint32_t crc, const unsigned char *rec, size_t n) nogil
     uint32_t chl_crc32c_portable(uint32_t crc, const void *buf, size_t n) nogil
     int chl_crc32c_is_hardware() nogil

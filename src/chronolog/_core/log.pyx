@@ -27,7 +27,8 @@ from chronolog._core.format cimport (
 from chronolog._core.fileio cimport FileIO, chl_wpipe, chl_wpipe_submit, chl_wpipe_reap
 from chronolog._core.events cimport NewEvent, RecordedEvent, AppendResult
 from chronolog._core.record cimport (
-    RecordView, record_bytes, put_record, seal_frame, seal_frame_crc, view_record, view_record_at)
+    RecordView, record_bytes, put_record, put_record_raw, seal_records, seal_frame, seal_frame_crc,
+    view_record, view_record_at)
 from chronolog._core.narrow cimport (
     NarrowPlan, NarrowView, narrow_free, narrow_reserve, narrow_plan, narrow_encode, view_narrow,
     narrow_disagrees)
@@ -242,7 +243,10 @@ cdef uint32_t encode_batch(unsigned char *bp, size_t body, const ColView *cols,
     (chl_crc32c_extend_record: no second pass over the bytes where the CPU can combine CRCs);
     the rest of the body is left for the caller to submit. Without one, returns 0."""
     cdef Py_ssize_t i
-    cdef size_t at = narrow, sent = 0, rn
+    cdef size_t at = narrow, sent = 0
+    cdef size_t ro[3]
+    cdef size_t rl[3]
+    cdef int k = 0, j
     cdef uint32_t crc = 0
     cdef unsigned char *b = bp + FRAME_HEADER_BYTES
     if narrow:
@@ -252,17 +256,26 @@ cdef uint32_t encode_batch(unsigned char *bp, size_t body, const ColView *cols,
         crc = chl_crc32c_extend(0, b, narrow)
     for i in range(n):
         st32(b + body - 4 * (n - i), <uint32_t>at)
-        rn = put_record(b + at, col_ptr(&cols[0], i), col_len(&cols[0], i),
-                        col_ptr(&cols[1], i), col_len(&cols[1], i),
-                        idp + 16 * (id_offset + i) if id_present(idp, idvalid, id_offset, i) else NULL,
-                        col_ptr(&cols[2], i), col_len(&cols[2], i),
-                        col_ptr(&cols[3], i), col_len(&cols[3], i), first + i, vers[i], timestamp)
+        ro[k] = at
+        rl[k] = put_record_raw(b + at, col_ptr(&cols[0], i), col_len(&cols[0], i),
+                               col_ptr(&cols[1], i), col_len(&cols[1], i),
+                               idp + 16 * (id_offset + i) if id_present(idp, idvalid, id_offset, i) else NULL,
+                               col_ptr(&cols[2], i), col_len(&cols[2], i),
+                               col_ptr(&cols[3], i), col_len(&cols[3], i), first + i, vers[i],
+                               timestamp)
+        at += rl[k]
+        k += 1
+        if k < 3 and i + 1 < n:
+            continue
+        # Records in threes: their CRCs side by side, then (pipelined) into the body CRC.
+        seal_records(b, ro, rl, k)
         if w != NULL:
-            crc = chl_crc32c_extend_record(crc, b + at, rn)
-        at += rn
-        if w != NULL and at - sent >= WPIPE_CHUNK_BYTES:
-            chl_wpipe_submit(w, at)
-            sent = at
+            for j in range(k):
+                crc = chl_crc32c_extend_record(crc, b + ro[j], rl[j])
+            if at - sent >= WPIPE_CHUNK_BYTES:
+                chl_wpipe_submit(w, at)
+                sent = at
+        k = 0
     if w != NULL:
         crc = chl_crc32c_extend(crc, b + at, body - at)  # the offset table
     return crc

@@ -4,7 +4,8 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from chronolog._core.format cimport (
     FRAME_HEADER_BYTES, RECORD_HEADER_BYTES, EVENT_ID_BYTES, FRAME_MAGIC, TRAILER_MAGIC,
-    CODEC_NONE, RECORD_HAS_ID, FRAME_HAS_NARROW, ld16, ld32, ld64, st16, st32, st64, chl_crc32c)
+    CODEC_NONE, RECORD_HAS_ID, FRAME_HAS_NARROW, ld16, ld32, ld64, st16, st32, st64, chl_crc32c,
+    chl_crc32c_3)
 from chronolog._core.segment cimport FrameInfo
 
 
@@ -18,6 +19,17 @@ cdef inline size_t put_record(unsigned char *dst, const char *stream, size_t sle
                               const char *meta, size_t mlen, const char *data, size_t dlen,
                               uint64_t position, uint64_t version, int64_t ts) noexcept nogil:
     # Write one record at `dst`; return its length.
+    cdef size_t n = put_record_raw(dst, stream, slen, etype, tlen, eid, meta, mlen, data, dlen,
+                                   position, version, ts)
+    st32(dst + 4, chl_crc32c(dst + 8, n - 8))
+    return n
+
+
+cdef inline size_t put_record_raw(unsigned char *dst, const char *stream, size_t slen,
+                                  const char *etype, size_t tlen, const unsigned char *eid,
+                                  const char *meta, size_t mlen, const char *data, size_t dlen,
+                                  uint64_t position, uint64_t version, int64_t ts) noexcept nogil:
+    # put_record without its CRC (bytes 4..8 left for the caller: seal_records).
     cdef unsigned char *p = dst + RECORD_HEADER_BYTES
     cdef size_t n
     if eid != NULL:
@@ -40,8 +52,23 @@ cdef inline size_t put_record(unsigned char *dst, const char *stream, size_t sle
     st64(dst + 32, <uint64_t>ts)
     st32(dst + 40, <uint32_t>dlen)
     st32(dst + 44, 0)
-    st32(dst + 4, chl_crc32c(dst + 8, n - 8))
     return n
+
+
+cdef inline void seal_records(unsigned char *base, const size_t *offs, const size_t *lens,
+                              int k) noexcept nogil:
+    # Store the CRC of k (1..3) records written by put_record_raw at base + offs[j]: three at
+    # once when k == 3 (chl_crc32c_3: three chains side by side).
+    cdef uint32_t out[3]
+    cdef int j
+    if k == 3:
+        chl_crc32c_3(base + offs[0] + 8, lens[0] - 8, base + offs[1] + 8, lens[1] - 8,
+                     base + offs[2] + 8, lens[2] - 8, out)
+        for j in range(3):
+            st32(base + offs[j] + 4, out[j])
+    else:
+        for j in range(k):
+            st32(base + offs[j] + 4, chl_crc32c(base + offs[j] + 8, lens[j] - 8))
 
 
 cdef inline void seal_frame(unsigned char *frame, size_t stored_bytes, size_t raw_bytes,
