@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,46 @@ class _ThreadedAppends:
 def measure(ctx: BenchContext, wl: Workload) -> list[Figure]:
     """Every append figure of issue 2, each next to its baseline."""
     return (measure_append_batch(ctx, wl) + measure_append_single(ctx, wl)
-            + measure_group_commit(ctx, wl))
+            + measure_roll_stall(ctx) + measure_group_commit(ctx, wl))
+
+
+ROLL_PAYLOAD_BYTES = 1_000
+
+
+def measure_roll_stall(ctx: BenchContext) -> list[Figure]:
+    """One append call per event (durability "os") through a segment roll: the slowest append
+    (the one that seals a segment: one fdatasync of it, a new segment, the index checkpoint)
+    next to the median append of the same run. For information: what the writeback hint every
+    8 MiB buys (docs/design.md)."""
+    segment = (16 << 20) if ctx.quick else (256 << 20)
+    count = segment // (ROLL_PAYLOAD_BYTES + 100) + segment // 16 // (ROLL_PAYLOAD_BYTES + 100)
+    data = bytes(range(256)) * (ROLL_PAYLOAD_BYTES // 256) + bytes(ROLL_PAYLOAD_BYTES % 256)
+    worst: list[float] = []
+    typical: list[float] = []
+
+    def run(store: cl.EventStore) -> None:
+        append, new, clock = store.append, cl.NewEvent, time.perf_counter
+        lat = []
+        for i in range(count):
+            t0 = clock()
+            append(f"roll-{i % 100}", [new("Put", data)])
+            lat.append(clock() - t0)
+        lat.sort()
+        worst.append(lat[-1])
+        typical.append(lat[len(lat) // 2])
+
+    def setup() -> cl.EventStore:
+        return cl.EventStore.open(ctx.fresh_dir("roll"), durability="os", max_segment_bytes=segment)
+
+    def teardown(store: cl.EventStore) -> None:
+        store.close()
+        remove(Path(store.path))
+
+    interleaved({"chronolog": Trial(run=run, setup=setup, teardown=teardown)}, ctx.repeats)
+    return [Figure("append, one call per event (os): slowest append, at a segment roll", "µs",
+                   median(worst) * 1e6, "median append of the same runs", median(typical) * 1e6,
+                   kind="info", detail=f"{count:,} appends of {ROLL_PAYLOAD_BYTES} B, "
+                   f"segments of {segment >> 20} MiB: one roll per run")]
 
 
 def _store_trial(ctx: BenchContext, name: str, run, durability: str = "os",
