@@ -87,6 +87,8 @@ cdef class Log:
     cdef Segment _segment_of(self, uint64_t position)
     cdef uint32_t _synced_mark(self, Segment seg) noexcept
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0
+    cdef int _fail_write(self, object exc, Segment seg, uint64_t off) except -1
+    cdef uint64_t _wrote(self, Segment seg, uint64_t off, size_t frame_bytes) except? 0
     cdef int _preallocate(self, Segment seg, uint64_t end) except -1
     cdef uint64_t _writeback_due(self, uint64_t off, uint64_t *start) noexcept
     cdef uint64_t _write_piped(self, Segment seg, size_t body, const ColView *cols,

@@ -65,8 +65,8 @@ cdef enum:
     # chunks of WPIPE_CHUNK_BYTES (csrc/chl_wpipe.h; docs/design.md "Pipelined writes").
     WPIPE_MIN_BYTES = 512 * 1024
     WPIPE_CHUNK_BYTES = 256 * 1024
-    # Outside "fsync" mode, a pipelined frame also asks the kernel to start writeback of the
-    # active segment's bytes older than WRITEBACK_HINT_BYTES, so that sealing it (one
+    # Outside "fsync" mode, every WRITEBACK_HINT_BYTES of the active segment a helper thread
+    # asks the kernel to start writing them back (Log._writeback_due), so that sealing it (one
     # fdatasync) does not wait for the whole segment to reach the disk.
     WRITEBACK_HINT_BYTES = 8 * 1024 * 1024
     # Blocks are reserved ahead of the active segment's end (FileIO.allocate): as many as the
@@ -977,13 +977,21 @@ cdef class Log:
         try:
             self.io.pwrite_all(seg.wfd, self.out, frame_bytes, off)
         except OSError as exc:
-            # Cut this frame's bytes; in "fsync" mode also every unsynced frame before it
-            # (their appenders are still waiting for the sync, so none was acknowledged).
-            self._fail(exc, seg, self.durable_offset if self.dmode == DURABILITY_FSYNC
-                       and seg.ordinal == self.durable_ordinal else off)
+            self._fail_write(exc, seg, off)
         hint_bytes = self._writeback_due(off, &hint_from)
         if hint_bytes:
             self.io.hint_writeback(&self.wpipe, seg.wfd, hint_from, hint_bytes)
+        return self._wrote(seg, off, frame_bytes)
+
+    cdef int _fail_write(self, object exc, Segment seg, uint64_t off) except -1:
+        """Fail-stop after a failed write of the frame at `off`: cut its bytes; in "fsync" mode
+        also every unsynced frame before it (their appenders are still waiting for the sync, so
+        none was acknowledged)."""
+        return self._fail(exc, seg, self.durable_offset if self.dmode == DURABILITY_FSYNC
+                          and seg.ordinal == self.durable_ordinal else off)
+
+    cdef uint64_t _wrote(self, Segment seg, uint64_t off, size_t frame_bytes) except? 0:
+        """Account for the frame of `frame_bytes` just written at `off`; returns `off`."""
         seg.end = off + frame_bytes
         self.written_seq += frame_bytes
         seg.ensure_mapped(seg.end, self.max_segment_bytes)
@@ -1017,13 +1025,9 @@ cdef class Log:
         try:
             self.io.pipe_finish(&self.wpipe, seg.wfd, bp, frame_bytes, FRAME_HEADER_BYTES, off)
         except OSError as exc:
-            self._fail(exc, seg, self.durable_offset if self.dmode == DURABILITY_FSYNC
-                       and seg.ordinal == self.durable_ordinal else off)
+            self._fail_write(exc, seg, off)
         self.out = bp
-        seg.end = off + frame_bytes
-        self.written_seq += frame_bytes
-        seg.ensure_mapped(seg.end, self.max_segment_bytes)
-        return off
+        return self._wrote(seg, off, frame_bytes)
 
     cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1:
         """Fail-stop: no append succeeds after this. Cut what this handle wrote past `keep`
