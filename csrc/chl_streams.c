@@ -638,6 +638,29 @@ void chl_streams_fill_file_slots(const chl_streams *t, uint32_t *slots, uint64_t
     }
 }
 
+/* The base moved: every pointer into [from, from + len) now points at the same offset of `to`
+ * (an identical copy: the checkpoint's image in memory, then its file once written). */
+void chl_streams_relocate(chl_streams *t, const unsigned char *from, const unsigned char *to,
+                          uint64_t len) {
+#define CHL_MOVED(p, T) \
+    if ((const unsigned char *)(p) >= from && (const unsigned char *)(p) < from + len) \
+        (p) = (T)(to + ((const unsigned char *)(p) - from))
+    for (uint64_t id = 0; id < t->n_streams; id++) {
+        chl_stream *s = &t->streams[id];
+        CHL_MOVED(s->name, const char *);
+        if (s->base_count) CHL_MOVED(s->base, const uint64_t *);
+    }
+    /* The table's own views of the base may end at its last byte (an empty part). */
+    len++;
+    CHL_MOVED(t->base_slots, const uint32_t *);
+    CHL_MOVED(t->base_slot_crcs, const unsigned char *);
+    CHL_MOVED(t->base_chunks, const unsigned char *);
+    CHL_MOVED(t->base_dir, const unsigned char *);
+    CHL_MOVED(t->base_names, const char *);
+    CHL_MOVED(t->base_positions, const uint64_t *);
+#undef CHL_MOVED
+}
+
 int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
                        uint64_t n, uint64_t names_bytes, uint64_t through, uint32_t crc) {
     chl_layout l;

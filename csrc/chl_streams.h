@@ -183,4 +183,6 @@ void chl_streams_fill_file_slots(const chl_streams *t, uint32_t *slots, uint64_t
  * or CHL_ENOMEM (nothing changed). The previous mapping may be unmapped after CHL_OK. */
 int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
                        uint64_t n, uint64_t names_bytes, uint64_t through, uint32_t crc);
+void chl_streams_relocate(chl_streams *t, const unsigned char *from, const unsigned char *to,
+                          uint64_t len);
 #endif

@@ -151,10 +151,13 @@ cdef class FileIO:
         return self.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
 
     cdef int close(self, int fd) except -1:
+        # The path is forgotten before the descriptor is: once closed, its number may be
+        # reused by another thread's open at once.
+        path = self._paths.pop(fd, None) if self.trace is not None else None
         with nogil:
             c_close(fd)
         if self.trace is not None:
-            self.trace("close", self._paths.pop(fd, None), 0, None)
+            self.trace("close", path, 0, None)
         return 0
 
     cdef int dup(self, int fd) except -1:

@@ -46,6 +46,27 @@ cdef extern from "chl_streams.h":
     int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
                            uint64_t n, uint64_t names_bytes, uint64_t through,
                            uint32_t crc) nogil
+    void chl_streams_relocate(chl_streams *t, const unsigned char *src, const unsigned char *dst,
+                              uint64_t len) nogil
+
+cdef class CheckpointJob:
+    cdef FileIO io
+    cdef readonly uint64_t through
+    cdef str p_path
+    cdef bytes p_header
+    cdef unsigned char *p_entries
+    cdef uint64_t p_bytes
+    cdef uint64_t p_offset
+    cdef bint p_in_place
+    cdef str s_path
+    cdef const unsigned char *s_image
+    cdef uint64_t s_len
+    cdef object s_owner
+    cdef public bint done
+    cdef public object error
+    cdef public object thread
+    cdef int _write_positions(self) except -1
+    cdef int _write_streams(self) except -1
 
 cdef class PositionIndex:
     cdef const uint64_t *base
@@ -68,7 +89,8 @@ cdef class PositionIndex:
     cdef int push_n(self, uint64_t entry, uint64_t n) except -1
     cdef void clear(self) noexcept
     cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF
-    cdef int save(self, FileIO io, str path, bytes store_id) except -1
+    cdef int image(self, CheckpointJob job, str path, bytes store_id) except -1
+    cdef int adopt(self, CheckpointJob job) except -1
 
 cdef class StreamIndex:
     cdef chl_streams *t
@@ -79,5 +101,6 @@ cdef class StreamIndex:
     cdef bint lazy
     cdef void clear(self) noexcept
     cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF
-    cdef int save(self, FileIO io, str path, bytes store_id, uint64_t through,
-                  uint32_t anchor) except -1
+    cdef int image(self, CheckpointJob job, str path, bytes store_id, uint64_t through,
+                   uint32_t anchor) except -1
+    cdef int adopt(self, CheckpointJob job) except -1

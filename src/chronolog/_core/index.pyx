@@ -2,7 +2,9 @@
 
 Both are rebuilt from the segments whenever missing, damaged or stale (DESIGN invariant 1).
 In memory each is a read-only base (a mapping of its checkpoint file) plus a malloc'd delta
-of what was appended since; a checkpoint writes base + delta out and maps it again.
+of what was appended since. A checkpoint is built in memory (the stream index's image becomes
+its base at once), written by a CheckpointJob, then adopted: the file is mapped in place of
+the image and the entries it covers leave the position index's delta.
 
 index/positions.idx (checkpointed in place: entries first, then the header's count):
     0  b"CHLPIDX1"  8 B magic
@@ -47,8 +49,9 @@ import os
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memcpy, memcmp, memset
-from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
+from libc.string cimport memcpy, memcmp, memmove, memset
+from posix.mman cimport (mmap, munmap, madvise, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE,
+                         MAP_ANONYMOUS, MAP_FAILED, MADV_DONTNEED)
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_CLOEXEC
 from posix.stat cimport struct_stat, fstat
 from posix.unistd cimport close as c_close
@@ -59,7 +62,7 @@ from chronolog._core.fileio cimport FileIO
 
 cdef enum:
     INDEX_HEADER_BYTES = 64
-    WRITE_CHUNK_BYTES = 4 << 20
+    DROP_EVERY_BYTES = 8 << 20
 
 cdef uint64_t NOT_LOADED = 0xFFFFFFFFFFFFFFFF
 cdef bytes SIDX_MAGIC = b"CHLSIDX5"
@@ -108,46 +111,89 @@ cdef const unsigned char *_map_checked(str path, bytes magic, bytes store_id, vo
     return h
 
 
-cdef class _ChunkWriter:
-    """Buffered sequential pwrite through the FileIO layer."""
-    cdef FileIO io
-    cdef int fd
-    cdef unsigned char *buf
-    cdef uint64_t used
-    cdef uint64_t offset
+cdef class CheckpointJob:
+    """The file I/O of one checkpoint of both indexes (docs/design.md, "Index checkpoints in
+    the background"). PositionIndex.image and StreamIndex.image fill it with the writer's lock
+    held; `run` writes it (a background thread after a segment roll, else the caller);
+    PositionIndex.adopt and StreamIndex.adopt map what it wrote, with the lock held again.
 
-    def __cinit__(self, FileIO io, int fd, uint64_t offset):
+    Invariants:
+        - the bytes it writes do not change until it is done: its own copy of the position
+          entries, and the stream index's image, which is that index's read-only base;
+        - when it fails (`error`), no temporary file is left and the indexes keep their
+          bases in memory; the checkpoint files on disk are the previous ones.
+
+    Thread-safety: `run` in one thread at a time; it touches nothing but its own fields and
+    the FileIO layer (which any thread may call).
+    """
+
+    def __cinit__(self, FileIO io, uint64_t through):
         self.io = io
-        self.fd = fd
-        self.offset = offset
-        self.used = 0
-        self.buf = <unsigned char *>malloc(WRITE_CHUNK_BYTES)
-        if self.buf == NULL:
-            raise MemoryError()
+        self.through = through
+        self.p_entries = NULL
+        self.s_image = NULL
+        self.done = False
+        self.error = None
+        self.thread = None
 
     def __dealloc__(self):
-        free(self.buf)
+        free(self.p_entries)
 
-    cdef int put(self, const void *src, uint64_t n) except -1:
-        cdef const unsigned char *s = <const unsigned char *>src
-        cdef uint64_t k
-        while n:
-            k = WRITE_CHUNK_BYTES - self.used
-            if k > n:
-                k = n
-            memcpy(self.buf + self.used, s, k)
-            self.used += k
-            s += k
-            n -= k
-            if self.used == WRITE_CHUNK_BYTES:
-                self.flush()
+    def run(self):
+        """Write both checkpoint files; any failure is kept in `error` (checkpoints are
+        derived: a failed one costs the next open a longer scan, nothing else)."""
+        try:
+            if self.p_path is not None:
+                self._write_positions()
+            if self.s_image != NULL:
+                self._write_streams()
+        except BaseException as exc:
+            self.error = exc
+            for path in (self.p_path, self.s_path):
+                if path is not None:
+                    try:
+                        os.unlink(path + ".tmp")
+                    except OSError:
+                        pass
+        finally:
+            self.done = True
+
+    cdef int _write_positions(self) except -1:
+        cdef FileIO io = self.io
+        cdef int fd
+        cdef const char *hdr = self.p_header
+        if self.p_in_place:
+            # Entries first, synced, then the header's count: a reader (or a crash) sees the
+            # old count or the new one, each with its entries in place.
+            fd = io.open(self.p_path, O_WRONLY | O_CLOEXEC, 0o600)
+            try:
+                io.pwrite_all(fd, self.p_entries, self.p_bytes, self.p_offset)
+                io.fdatasync(fd)
+                io.pwrite_all(fd, hdr, INDEX_HEADER_BYTES, 0)
+            finally:
+                io.close(fd)
+            return 0
+        tmp = self.p_path + ".tmp"
+        fd = io.create_new(tmp)
+        try:
+            io.pwrite_all(fd, hdr, INDEX_HEADER_BYTES, 0)
+            io.pwrite_all(fd, self.p_entries, self.p_bytes, INDEX_HEADER_BYTES)
+            io.fdatasync(fd)
+        finally:
+            io.close(fd)
+        io.rename(tmp, self.p_path)
         return 0
 
-    cdef int flush(self) except -1:
-        if self.used:
-            self.io.pwrite_all(self.fd, self.buf, self.used, self.offset)
-            self.offset += self.used
-            self.used = 0
+    cdef int _write_streams(self) except -1:
+        cdef FileIO io = self.io
+        tmp = self.s_path + ".tmp"
+        cdef int fd = io.create_new(tmp)
+        try:
+            io.pwrite_all(fd, self.s_image, self.s_len, 0)
+            io.fdatasync(fd)
+        finally:
+            io.close(fd)
+        io.rename(tmp, self.s_path)
         return 0
 
 
@@ -278,42 +324,64 @@ cdef class PositionIndex:
         self.base_count = count
         return count
 
-    cdef int save(self, FileIO io, str path, bytes store_id) except -1:
-        """Write the checkpoint: append the delta in place when the file on disk is this
-        index's base, else write the whole file anew; then map it again."""
+    cdef int image(self, CheckpointJob job, str path, bytes store_id) except -1:
+        """Give `job` a copy of what the checkpoint at `path` needs: the entries after the
+        file's count appended in place when the file on disk is this index's base, else
+        every entry for a new file; and its header."""
         cdef uint64_t total = self.count()
-        cdef int fd
-        cdef _ChunkWriter w
         cdef bint in_place = self.map != NULL and os.path.exists(path)
-        if in_place:
-            fd = io.open(path, O_WRONLY | O_CLOEXEC, 0o600)
-            try:
-                w = _ChunkWriter(io, fd, INDEX_HEADER_BYTES + self.base_count * 8)
-                w.put(self.delta, self.delta_count * 8)
-                w.flush()
-                io.fdatasync(fd)
-                hdr = _header(b"CHLPIDX1", store_id, total, 0, 0, 0)
-                io.pwrite_all(fd, <const char *>hdr, INDEX_HEADER_BYTES, 0)
-            finally:
-                io.close(fd)
-        else:
-            tmp = path + ".tmp"
-            fd = io.create_new(tmp)
-            try:
-                w = _ChunkWriter(io, fd, 0)
-                hdr = _header(b"CHLPIDX1", store_id, total, 0, 0, 0)
-                w.put(<const char *>hdr, INDEX_HEADER_BYTES)
-                if self.base_count:
-                    w.put(self.base, self.base_count * 8)
-                w.put(self.delta, self.delta_count * 8)
-                w.flush()
-                io.fdatasync(fd)
-            finally:
-                io.close(fd)
-            io.rename(tmp, path)
-        cdef uint64_t loaded = self.load(path, store_id)
-        if loaded != total:
-            raise OSError(f"position index checkpoint {path} did not read back ({loaded} != {total})")
+        cdef uint64_t start = self.base_count if in_place else 0
+        cdef unsigned char *buf = <unsigned char *>malloc((total - start) * 8 + 8)
+        if buf == NULL:
+            raise MemoryError()
+        if start < self.base_count:
+            memcpy(buf, self.base + start, (self.base_count - start) * 8)
+        if self.delta_count:
+            memcpy(buf + (self.base_count - start) * 8, self.delta, self.delta_count * 8)
+        job.p_path = path
+        job.p_entries = buf
+        job.p_bytes = (total - start) * 8
+        job.p_offset = INDEX_HEADER_BYTES + start * 8
+        job.p_in_place = in_place
+        job.p_header = _header(b"CHLPIDX1", store_id, total, 0, 0, 0)
+        return 0
+
+    cdef int adopt(self, CheckpointJob job) except -1:
+        """The job wrote its checkpoint: map it as the base (its header's count and last entry
+        checked); the entries it covers leave the delta, later ones stay."""
+        cdef void *m = NULL
+        cdef uint64_t n = 0
+        cdef uint64_t through = job.through, k, cap
+        cdef uint64_t *d
+        cdef const unsigned char *h = _map_checked(job.p_path, b"CHLPIDX1", job.p_header[16:32],
+                                                   &m, &n)
+        if h == NULL:
+            raise OSError(f"position index checkpoint {job.p_path} did not read back")
+        cdef const uint64_t *e = <const uint64_t *>(h + INDEX_HEADER_BYTES)
+        if (ld64(h + 32) != through or INDEX_HEADER_BYTES + through * 8 > n
+                or through < self.base_count or through > self.count()
+                or (through > self.base_count
+                    and e[through - 1] != self.delta[through - 1 - self.base_count])):
+            munmap(m, n)
+            raise OSError(f"position index checkpoint {job.p_path} did not read back")
+        k = through - self.base_count
+        self.delta_count -= k
+        if self.delta_count:
+            memmove(self.delta, self.delta + k, self.delta_count * 8)
+        cap = 4096
+        while cap < self.delta_count:
+            cap *= 2
+        if cap < self.delta_cap:  # give the moved entries' memory back
+            d = <uint64_t *>realloc(self.delta, cap * 8)
+            if d != NULL:
+                self.delta = d
+                self.delta_cap = cap
+        if self.map != NULL:
+            munmap(self.map, self.map_len)
+        self.map = m
+        self.map_len = n
+        self.base = e
+        self.base_count = through
         return 0
 
 
@@ -380,136 +448,136 @@ cdef class StreamIndex:
         self.anchor = ld32(h + 56)
         return through
 
-    cdef int save(self, FileIO io, str path, bytes store_id, uint64_t through,
-                  uint32_t anchor) except -1:
-        """Write every stream with events (base and delta positions) as a new checkpoint, with
-        its hash table, then map it, point the streams at it and drop the deltas. Stream ids
-        do not change (streams with no events stay in memory only)."""
+    cdef int image(self, CheckpointJob job, str path, bytes store_id, uint64_t through,
+                   uint32_t anchor) except -1:
+        """Build the checkpoint file of every stream with events (base and delta positions)
+        in memory, with its hash table, point the streams at it and drop the deltas: it is the
+        base from now on, and `job` writes it to `path`. Stream ids do not change (streams
+        with no events stay in memory only). Nothing for `job` to write (s_image NULL) when
+        the names do not fit the format or the table is unsound (the Log rebuilds)."""
         cdef chl_streams *t = self.t
         cdef uint64_t i, names_bytes = 0, first = 0, name_off = 0, pos_off
         cdef uint64_t n_live = chl_streams_live(t, &names_bytes)
         cdef chl_stream *s
-        if names_bytes >= 0xFFFFFFFF:
-            return 0  # too many names for this checkpoint format: open rebuilds instead
-        if t.unsound:
-            return 0  # a damaged chunk of the old checkpoint: never written out (the Log rebuilds)
+        if names_bytes >= 0xFFFFFFFF or t.unsound:
+            return 0
         cdef uint64_t n_slots = chl_streams_file_slots(n_live)
-        cdef uint32_t *slots = <uint32_t *>calloc(n_slots, 4)
-        if slots == NULL:
-            raise MemoryError()
-        cdef unsigned char ent[32]
-        cdef uint64_t zero = 0
-        cdef uint32_t crc, ccrc
-        cdef int fd
-        cdef _ChunkWriter w
         cdef uint64_t n_chunks = (n_live + CHL_DIR_CHUNK - 1) // CHL_DIR_CHUNK, c, j, k0, k1
         cdef uint64_t n_blocks = (n_slots + CHL_SLOT_BLOCK - 1) // CHL_SLOT_BLOCK
         cdef uint64_t crc_table_bytes = (n_blocks * 4 + 7) // 8 * 8
-        cdef unsigned char *slot_crcs = <unsigned char *>calloc(crc_table_bytes, 1)
+        cdef uint64_t at_slots = INDEX_HEADER_BYTES
+        cdef uint64_t at_crcs = at_slots + n_slots * 4
+        cdef uint64_t at_chunks = at_crcs + crc_table_bytes
+        cdef uint64_t at_dir = at_chunks + n_chunks * CHL_CHUNK_RECORD_BYTES
+        cdef uint64_t at_names = at_dir + n_live * 32
+        pos_off = (at_names + names_bytes + 7) // 8 * 8
+        cdef uint64_t size = pos_off + through * 8
+        # Anonymous pages: zero, so the padding after the names needs no writing.
+        cdef void *img = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if img == MAP_FAILED:
+            raise MemoryError(f"cannot map {size} bytes for the stream index checkpoint")
+        cdef unsigned char *b = <unsigned char *>img
         cdef uint64_t *live = <uint64_t *>malloc((n_live if n_live else 1) * 8)
-        cdef unsigned char *chunks = <unsigned char *>calloc(n_chunks if n_chunks else 1,
-                                                             CHL_CHUNK_RECORD_BYTES)
-        if live == NULL or chunks == NULL or slot_crcs == NULL:
-            free(slots)
-            free(live)
-            free(chunks)
-            free(slot_crcs)
+        if live == NULL:
+            munmap(img, size)
             raise MemoryError()
-        tmp = path + ".tmp"
+        cdef uint64_t at_pos = pos_off, name0, copied = 0
+        cdef uint32_t crc, ccrc
         try:
-            chl_streams_fill_file_slots(t, slots, n_slots)
+            chl_streams_fill_file_slots(t, <uint32_t *>(b + at_slots), n_slots)
             j = 0
             for i in range(t.n_streams):
                 if t.streams[i].base_count + t.streams[i].delta_count:
                     live[j] = i
                     j += 1
-            # The chunk table: each chunk's start and the CRC of its records, then its names
-            # (the header's CRC covers the slots and this table: a first pass).
+            # The directory, names and positions, stream by stream in id order; each chunk's
+            # start and the CRC of its records then its names.
             for c in range(n_chunks):
                 k0 = c * CHL_DIR_CHUNK
                 k1 = min(n_live, k0 + CHL_DIR_CHUNK)
-                st64(chunks + c * CHL_CHUNK_RECORD_BYTES, first)
-                st32(chunks + c * CHL_CHUNK_RECORD_BYTES + 8, <uint32_t>name_off)
+                st64(b + at_chunks + c * CHL_CHUNK_RECORD_BYTES, first)
+                st32(b + at_chunks + c * CHL_CHUNK_RECORD_BYTES + 8, <uint32_t>name_off)
                 ccrc = 0
+                name0 = name_off
                 for j in range(k0, k1):
                     s = &t.streams[live[j]]
-                    _dir_record(ent, s, first, name_off)
-                    ccrc = chl_crc32c_extend(ccrc, ent, 32)
+                    _dir_record(b + at_dir + 32 * j, s, first, name_off)
+                    ccrc = chl_crc32c_extend(ccrc, b + at_dir + 32 * j, 32)
+                    memcpy(b + at_names + name_off, s.name, s.name_len)
+                    if s.base_count:
+                        memcpy(b + at_pos, s.base, s.base_count * 8)
+                        copied += s.base_count * 8
+                        if copied >= DROP_EVERY_BYTES and self.map != NULL:
+                            # What was copied from the old checkpoint's mapping need not stay
+                            # resident next to the image (peak RSS); a later read faults
+                            # it back in from the page cache.
+                            madvise(self.map, self.map_len, MADV_DONTNEED)
+                            copied = 0
+                    if s.delta_count:
+                        memcpy(b + at_pos + s.base_count * 8, s.delta, s.delta_count * 8)
+                    at_pos += (s.base_count + s.delta_count) * 8
                     first += s.base_count + s.delta_count
                     name_off += s.name_len
-                for j in range(k0, k1):
-                    s = &t.streams[live[j]]
-                    ccrc = chl_crc32c_extend(ccrc, s.name, s.name_len)
-                st32(chunks + c * CHL_CHUNK_RECORD_BYTES + 12, ccrc)
+                ccrc = chl_crc32c_extend(ccrc, b + at_names + name0, name_off - name0)
+                st32(b + at_chunks + c * CHL_CHUNK_RECORD_BYTES + 12, ccrc)
             # Each block of slots has its CRC in the slot CRC table; the header's CRC covers
             # that table (zero-padded to 8 bytes) and the chunk table.
             for c in range(n_blocks):
                 k0 = c * CHL_SLOT_BLOCK
                 k1 = min(n_slots, k0 + CHL_SLOT_BLOCK)
-                st32(slot_crcs + 4 * c, chl_crc32c_extend(0, slots + k0, (k1 - k0) * 4))
-            crc = chl_crc32c_extend(0, slot_crcs, crc_table_bytes)
-            crc = chl_crc32c_extend(crc, chunks, n_chunks * CHL_CHUNK_RECORD_BYTES)
-            fd = io.create_new(tmp)
-            try:
-                w = _ChunkWriter(io, fd, 0)
-                hdr = _header(SIDX_MAGIC, store_id, through, n_live,
-                              names_bytes | (<uint64_t>crc << 32), anchor)
-                w.put(<const char *>hdr, INDEX_HEADER_BYTES)
-                w.put(slots, n_slots * 4)
-                w.put(slot_crcs, crc_table_bytes)
-                w.put(chunks, n_chunks * CHL_CHUNK_RECORD_BYTES)
-                first = 0
-                name_off = 0
-                for i in range(t.n_streams):
-                    s = &t.streams[i]
-                    if s.base_count + s.delta_count:
-                        _dir_record(ent, s, first, name_off)
-                        w.put(ent, 32)
-                        first += s.base_count + s.delta_count
-                        name_off += s.name_len
-                for i in range(t.n_streams):
-                    s = &t.streams[i]
-                    if s.base_count + s.delta_count:
-                        w.put(s.name, s.name_len)
-                pos_off = INDEX_HEADER_BYTES + n_slots * 4 + crc_table_bytes \
-                    + n_chunks * CHL_CHUNK_RECORD_BYTES + n_live * 32 + names_bytes
-                if pos_off & 7:
-                    w.put(&zero, 8 - (pos_off & 7))
-                for i in range(t.n_streams):
-                    s = &t.streams[i]
-                    if s.base_count:
-                        w.put(s.base, s.base_count * 8)
-                    if s.delta_count:
-                        w.put(s.delta, s.delta_count * 8)
-                w.flush()
-                io.fdatasync(fd)
-            finally:
-                io.close(fd)
+                st32(b + at_crcs + 4 * c, chl_crc32c_extend(0, b + at_slots + k0 * 4, (k1 - k0) * 4))
+            crc = chl_crc32c_extend(0, b + at_crcs, crc_table_bytes)
+            crc = chl_crc32c_extend(crc, b + at_chunks, n_chunks * CHL_CHUNK_RECORD_BYTES)
+            hdr = _header(SIDX_MAGIC, store_id, through, n_live,
+                          names_bytes | (<uint64_t>crc << 32), anchor)
+            memcpy(b, <const char *>hdr, INDEX_HEADER_BYTES)
+        except BaseException:
+            munmap(img, size)
+            raise
         finally:
-            free(slots)
             free(live)
-            free(chunks)
-            free(slot_crcs)
-        io.rename(tmp, path)
-        # Map it again and re-point every live stream at it; ids stay as they are in memory.
-        cdef void *m = NULL
-        cdef uint64_t n = 0
-        cdef const unsigned char *h = _map_checked(path, SIDX_MAGIC, store_id, &m, &n)
-        if h == NULL:
-            raise OSError(f"stream index checkpoint {path} did not read back")
-        cdef int rc = chl_streams_rebase(t, h + INDEX_HEADER_BYTES, n - INDEX_HEADER_BYTES,
+        # The image is the base now: re-point every live stream at it; ids stay as they are.
+        cdef int rc = chl_streams_rebase(t, b + INDEX_HEADER_BYTES, size - INDEX_HEADER_BYTES,
                                          n_live, names_bytes, through, crc)
         if rc != CHL_OK:
-            munmap(m, n)
+            munmap(img, size)
             if rc == CHL_ENOMEM:
                 raise MemoryError()
-            raise OSError(f"stream index checkpoint {path} did not read back")
+            raise OSError(f"stream index checkpoint for {path} does not check")
         if self.map != NULL:
             munmap(self.map, self.map_len)
-        self.map = m
-        self.map_len = n
+        self.map = img
+        self.map_len = size
         self.base_through = through
         self.anchor = anchor
+        job.s_path = path
+        job.s_image = b
+        job.s_len = size
+        job.s_owner = self
+        return 0
+
+    cdef int adopt(self, CheckpointJob job) except -1:
+        """The job wrote this index's image: map the file in its place when its header and
+        length are the image's (the image's memory is given back), else raise OSError (the
+        image stays the base)."""
+        if job.s_image == NULL or <const void *>job.s_image != self.map:
+            return 0
+        cdef void *m = NULL
+        cdef uint64_t n = 0
+        cdef const unsigned char *h = _map_checked(job.s_path, SIDX_MAGIC,
+                                                   job.s_image[16:32], &m, &n)
+        if h == NULL:
+            raise OSError(f"stream index checkpoint {job.s_path} did not read back")
+        # The header (its CRC covers the layout's checks) and the length: reading the whole
+        # file back would make all of it resident next to the image (peak RSS).
+        if n != job.s_len or memcmp(m, job.s_image, INDEX_HEADER_BYTES) != 0:
+            munmap(m, n)
+            raise OSError(f"stream index checkpoint {job.s_path} did not read back")
+        chl_streams_relocate(self.t, job.s_image, <const unsigned char *>m, n)
+        munmap(self.map, self.map_len)
+        self.map = m
+        self.map_len = n
+        job.s_image = NULL
         return 0
 
 

@@ -1,6 +1,6 @@
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from chronolog._core.fileio cimport FileIO, chl_wpipe
-from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams
+from chronolog._core.index cimport CheckpointJob, PositionIndex, StreamIndex, chl_streams
 from chronolog._core.segment cimport Segment, FrameInfo
 from chronolog._core.record cimport RecordView
 from chronolog._core.narrow cimport NarrowPlan
@@ -40,6 +40,7 @@ cdef class Log:
     cdef uint64_t durable_offset
     cdef object _lock
     cdef object _sync_lock
+    cdef CheckpointJob _ckpt
     cdef bint syncing
     cdef uint64_t written_seq
     cdef uint64_t synced_seq
@@ -80,7 +81,9 @@ cdef class Log:
     cdef Segment _new_segment(self, uint64_t first_position)
     cdef Segment _roll(self)
     cdef int _checkpoint(self) except -1
-    cdef int _write_checkpoints(self) except -1
+    cdef int _checkpoint_begin(self, bint background) except -1
+    cdef int _checkpoint_poll(self) except -1
+    cdef int _checkpoint_join(self) except -1
     cdef int _check_writable(self) except -1
     cdef unsigned char *_frame_buffer(self, size_t n) except NULL
     cdef Segment _segment_for(self, size_t frame_bytes)

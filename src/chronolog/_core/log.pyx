@@ -762,7 +762,7 @@ cdef class Log:
         with self._sync_lock:
             self.io.close(old.wfd)
             old.wfd = -1
-        self._checkpoint()
+        self._checkpoint_begin(True)
         return seg
 
     def checkpoint(self):
@@ -772,33 +772,70 @@ cdef class Log:
             self._checkpoint()
 
     cdef int _checkpoint(self) except -1:
-        """Write the checkpoints. They are derived: failing to write them (a full disk) loses
-        nothing, it only makes the next open scan more; so an OSError here is swallowed."""
+        """Write the checkpoints now (after any one still being written). They are derived:
+        failing to write them (a full disk) loses nothing, it only makes the next open scan
+        more; so an OSError here is swallowed."""
+        self._checkpoint_begin(False)
+        return 0
+
+    cdef int _checkpoint_begin(self, bint background) except -1:
+        """Start a checkpoint of both indexes through `written` (docs/design.md, "Index
+        checkpoints in the background"): build it in memory with the lock held, then write it
+        here, or from a background thread when `background` (the roll: the appender goes on;
+        the next append, checkpoint, rebuild or close adopts what it wrote)."""
+        self._checkpoint_join()
         if self.readonly or self.written == self.checkpoint_through \
                 or self.checkpoint_through == 0xFFFFFFFFFFFFFFFF:
             return 0
+        cdef FrameInfo fi
+        cdef CheckpointJob job = CheckpointJob(self.io, self.written)
+        idx = os.path.join(self.path, "index")
         try:
-            self._write_checkpoints()
+            # An index must never be more durable than the events it covers: after a power
+            # loss it would name events the segments no longer hold. Sync them first.
+            if self.written_seq > self.synced_seq:
+                self.sync_to(self.written_seq)
+            self._make_sound()
+            self.pidx.image(job, os.path.join(idx, "positions.idx"), self.store_id)
+            self.sidx.image(job, os.path.join(idx, "streams.idx"), self.store_id, self.written,
+                            self._anchor_of(self.written - 1, &fi))
         except OSError:
-            for name in ("positions.idx.tmp", "streams.idx.tmp"):
-                try:
-                    os.unlink(os.path.join(self.path, "index", name))
-                except OSError:
-                    pass
+            return 0
+        self._ckpt = job
+        if background:
+            job.thread = threading.Thread(target=job.run, name="chronolog-checkpoint")
+            job.thread.start()
+        else:
+            job.run()
+            self._checkpoint_join()
         return 0
 
-    cdef int _write_checkpoints(self) except -1:
-        cdef FrameInfo fi
-        # An index must never be more durable than the events it covers: after a power loss
-        # it would name events the segments no longer hold. Sync them first.
-        if self.written_seq > self.synced_seq:
-            self.sync_to(self.written_seq)
-        self._make_sound()
-        idx = os.path.join(self.path, "index")
-        self.pidx.save(self.io, os.path.join(idx, "positions.idx"), self.store_id)
-        self.sidx.save(self.io, os.path.join(idx, "streams.idx"), self.store_id, self.written,
-                       self._anchor_of(self.written - 1, &fi))
-        self.checkpoint_through = self.written
+    cdef int _checkpoint_poll(self) except -1:
+        """Adopt a background checkpoint that is done (the lock is held)."""
+        if self._ckpt is not None and self._ckpt.done:
+            self._checkpoint_join()
+        return 0
+
+    cdef int _checkpoint_join(self) except -1:
+        """Wait for the checkpoint being written, if any, and adopt it: the indexes map the
+        files it wrote. When it failed, or the indexes were replaced since (a rebuild), they
+        keep what they have in memory."""
+        cdef CheckpointJob job = self._ckpt
+        if job is None:
+            return 0
+        if job.thread is not None:
+            job.thread.join()
+        self._ckpt = None
+        if job.error is not None:
+            if not isinstance(job.error, OSError):
+                raise job.error
+            return 0
+        try:
+            self.pidx.adopt(job)
+            self.sidx.adopt(job)
+        except OSError:
+            return 0
+        self.checkpoint_through = job.through
         return 0
 
     # ---------------------------------------------------------------- the append path
@@ -1199,6 +1236,7 @@ cdef class Log:
         cdef uint32_t *slens_p
         with self._lock:
             self._check_writable()
+            self._checkpoint_poll()
             sid = chl_streams_find(self.st, sp, slen)
             count = chl_streams_count(self.st, sid) if sid >= 0 else 0
             # Pass 1: an idempotent retry returns the original result and writes nothing.
@@ -1377,6 +1415,7 @@ cdef class Log:
         cdef uint32_t *slens_p
         with self._lock:
             self._check_writable()
+            self._checkpoint_poll()
             self._reserve_scratch(n)
             # Pass 2: stream ids and versions (new streams get ids now, with no events).
             done = chl_streams_intern_batch(self.st, cols[0].offsets, cols[0].data, <size_t>n,
@@ -1864,6 +1903,7 @@ cdef class Log:
         return True
 
     cdef int _rebuild_unlocked(self) except -1:
+        self._checkpoint_join()  # it may still be writing from the indexes replaced here
         cdef PositionIndex old_p = self.pidx
         cdef StreamIndex old_s = self.sidx
         cdef uint64_t old_written = self.written, old_head = self.head
@@ -2038,6 +2078,7 @@ cdef class Log:
             raise CorruptionError(os.path.join(self.path, first["segment"] or ""), first["offset"],
                                   first["reason"] + "; compact rewrote nothing")
         with self._lock:
+            self._checkpoint_join()
             # Pass 1: the checkpoints go first, so no stale offsets can outlive a crash.
             for name in ("positions.idx", "streams.idx"):
                 try:
@@ -2243,6 +2284,9 @@ cdef class Log:
 
     cdef void _release(self) noexcept:
         cdef Segment seg
+        if self._ckpt is not None and self._ckpt.thread is not None:
+            self._ckpt.thread.join()  # it writes from the indexes freed below
+        self._ckpt = None
         with nogil:
             chl_wpipe_reap(&self.wpipe)  # its writeback hint uses the active segment's fd
         for seg in self.segments:

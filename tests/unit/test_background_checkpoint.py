@@ -1,0 +1,191 @@
+"""The index checkpoint of a segment roll is written by a background thread (docs/design.md,
+"Index checkpoints in the background"): the appender goes on at once, the next append (or a
+checkpoint, a rebuild, close) adopts what it wrote, and a failed one loses nothing."""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import chronolog as cl
+from chronolog._core.fileio import FileIO
+
+SEGMENT_BYTES = 8192
+
+
+class _Ops:
+    """A FileIO trace that remembers every operation with the name of the thread making it."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, str, str]] = []
+
+    def __call__(self, op: str, path: str | None, offset: int, data: object) -> None:
+        self.ops.append((op, os.path.basename(path or ""), threading.current_thread().name))
+
+    def on_index_files(self) -> list[tuple[str, str, str]]:
+        return [o for o in self.ops if o[1].startswith(("positions.idx", "streams.idx"))]
+
+
+def _append_until_roll(store: cl.EventStore, path: Path) -> int:
+    """Append one event at a time until a second segment exists; returns how many were
+    appended (the roll happened in the last one)."""
+    n = 0
+    while len([p for p in os.listdir(path) if p.endswith(".seg")]) < 2:
+        store.append(f"s-{n % 7}", [cl.NewEvent("E", b"x" * 300, metadata=b"%d" % n)])
+        n += 1
+    return n
+
+
+def _wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the background checkpoint did not finish"
+        time.sleep(0.005)
+
+
+def _index_count(path: Path) -> int:
+    """The count in positions.idx's header (the positions it covers)."""
+    return struct.unpack_from("<Q", path.read_bytes(), 32)[0]
+
+
+def _first_position_of_newest_segment(path: Path) -> int:
+    return int(sorted(p for p in os.listdir(path) if p.endswith(".seg"))[-1][:-4])
+
+
+def test_a_roll_writes_the_index_checkpoint_from_a_background_thread(store_path: Path) -> None:
+    io = FileIO()
+    trace = _Ops()
+    io.trace = trace
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES,
+                            io=io) as store:
+        _append_until_roll(store, store_path)
+        idx = store_path / "index"
+        _wait_for(lambda: (idx / "streams.idx").exists() and (idx / "positions.idx").exists())
+        on_index = trace.on_index_files()
+        assert on_index, "no checkpoint was written at the roll"
+        assert {o[2] for o in on_index} == {"chronolog-checkpoint"}
+        assert ("rename", "streams.idx.tmp", "chronolog-checkpoint") in on_index
+        # It covers exactly the sealed segment's events.
+        assert _index_count(idx / "positions.idx") == _first_position_of_newest_segment(store_path)
+
+
+def _renames_of_streams_idx(trace: _Ops) -> int:
+    return sum(1 for o in trace.ops if o[:2] == ("rename", "streams.idx.tmp"))
+
+
+def test_reads_are_the_same_before_and_after_the_checkpoint_is_adopted(
+        store_path: Path, as_tuples) -> None:
+    io = FileIO()
+    trace = _Ops()
+    io.trace = trace
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES,
+                            io=io) as store:
+        for roll in range(1, 4):
+            while _renames_of_streams_idx(trace) < roll - 1:
+                time.sleep(0.005)
+            segments = len([p for p in os.listdir(store_path) if p.endswith(".seg")])
+            while len([p for p in os.listdir(store_path) if p.endswith(".seg")]) == segments:
+                store.append(f"s-{store.head % 7}", [cl.NewEvent("E", b"y" * 200)])
+            # Right after the roll the stream index reads from the checkpoint's image in memory.
+            before = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
+            all_before = as_tuples(store.read_all())
+            _wait_for(lambda: _renames_of_streams_idx(trace) == roll)
+            store.append("late", [cl.NewEvent("L", b"after %d" % roll)])  # adopts it
+            after = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
+            assert after.pop("late")[-1][4] == b"after %d" % roll
+            before.pop("late", None)
+            assert after == before
+            assert as_tuples(store.read_all())[:-1] == all_before
+            assert store.verify()["ok"]
+        everything = as_tuples(store.read_all())
+        streams = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES) as again:
+        assert as_tuples(again.read_all()) == everything
+        assert {s: as_tuples(again.read_stream(s)) for s in again.streams()} == streams
+
+
+@pytest.mark.parametrize("op", ["open", "write", "fsync", "rename"])
+def test_a_failed_background_checkpoint_loses_nothing_and_leaves_no_temporary_file(
+        store_path: Path, as_tuples, op: str) -> None:
+    io = FileIO()
+    trace = _Ops()
+    armed: list[int] = []
+    appender_idle = threading.Event()
+
+    def arm_in_the_checkpoint_thread(o: str, path: str | None, offset: int, data: object) -> None:
+        trace(o, path, offset, data)
+        # At the checkpoint's first operation, once the rolling append has returned, make
+        # every later `op` fail (the test appends nothing until the fault is cleared).
+        if not armed and threading.current_thread().name == "chronolog-checkpoint":
+            assert appender_idle.wait(20)
+            armed.append(io.counts[op])
+            io.inject(op, after=0, persistent=True)
+
+    io.trace = arm_in_the_checkpoint_thread
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES,
+                            io=io) as store:
+        n = _append_until_roll(store, store_path)
+        appender_idle.set()
+        _wait_for(lambda: bool(armed) and not any(
+            t.name == "chronolog-checkpoint" for t in threading.enumerate()))
+        assert io.counts[op] > armed[0], f"no {op} failed in the checkpoint"
+        io.clear()
+        assert not [f for f in os.listdir(store_path / "index") if f.endswith(".tmp")]
+        store.append("after", [cl.NewEvent("A", b"still writable")])
+        got = as_tuples(store.read_all())
+        assert len(got) == n + 1 and got[-1][4] == b"still writable"
+        assert store.verify()["ok"]
+        streams = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES) as again:
+        assert as_tuples(again.read_all()) == got
+        assert {s: as_tuples(again.read_stream(s)) for s in again.streams()} == streams
+
+
+def test_readers_in_other_threads_see_consistent_indexes_across_background_checkpoints(
+        store_path: Path, as_tuples) -> None:
+    """Rolls every few appends, each with its checkpoint written, adopted and replaced while
+    four threads read streams and the whole log."""
+    stop = threading.Event()
+    problems: list[str] = []
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES) as store:
+        def reader(k: int) -> None:
+            while not stop.is_set():
+                start = max(0, store.head - 200)
+                every = list(store.read_all(start))
+                positions = [e.position for e in every]
+                if positions != list(range(start, start + len(positions))):
+                    problems.append(f"reader {k}: read_all not dense")
+                for name in {e.stream for e in every[-50:]}:
+                    versions = [e.version for e in store.read_stream(name)]
+                    if versions != list(range(len(versions))):
+                        problems.append(f"reader {k}: {name} versions not dense")
+
+        threads = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-4)  # the appender gets the GIL back soon after each release
+        for t in threads:
+            t.start()
+        try:
+            for i in range(1000):
+                if i % 5 == 0:
+                    store.append_batch([f"b-{i % 11}", f"b-{(i + 3) % 11}"], ["B", "B"],
+                                       [b"z" * 150, b"w" * 90])
+                else:
+                    store.append(f"s-{i % 13}", [cl.NewEvent("E", b"v" * 120)])
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+            sys.setswitchinterval(interval)
+        assert not problems, problems[:5]
+        assert len([p for p in os.listdir(store_path) if p.endswith(".seg")]) > 20
+        assert store.verify()["ok"]
+        everything = as_tuples(store.read_all())
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES) as again:
+        assert as_tuples(again.read_all()) == everything
