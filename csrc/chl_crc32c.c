@@ -105,6 +105,8 @@ static uint32_t chl_gf2_xpow(uint64_t k) {
 #define CHL_HW_TARGET __attribute__((target("sse4.2")))
 typedef uint64_t chl_crc_lane;  /* crc32q reads and writes a 64-bit register */
 #define CHL_CRC_U8(c, b) _mm_crc32_u8((uint32_t)(c), (b))
+#define CHL_CRC_U16(c, h) _mm_crc32_u16((uint32_t)(c), (h))
+#define CHL_CRC_U32(c, w) _mm_crc32_u32((uint32_t)(c), (w))
 #define CHL_CRC_U64(c, w) _mm_crc32_u64((c), (w))
 
 static int chl_detect_hw(void) {
@@ -123,6 +125,8 @@ static int chl_detect_hw(void) {
 #define CHL_HW_TARGET __attribute__((target("+crc")))
 typedef uint32_t chl_crc_lane;
 #define CHL_CRC_U8(c, b) __builtin_aarch64_crc32cb((c), (b))
+#define CHL_CRC_U16(c, h) __builtin_aarch64_crc32ch((c), (h))
+#define CHL_CRC_U32(c, w) __builtin_aarch64_crc32cw((c), (w))
 #define CHL_CRC_U64(c, w) __builtin_aarch64_crc32cx((c), (w))
 
 static int chl_detect_hw(void) { return (getauxval(AT_HWCAP) & HWCAP_CRC32) != 0; }
@@ -291,23 +295,56 @@ uint32_t chl_crc32c_extend_record(uint32_t crc, const unsigned char *rec, size_t
 #ifdef CHL_HAVE_HW
 /* Three independent CRCs side by side: one crc32 instruction has a latency of ~3 cycles and a
  * throughput of one per cycle, so three chains over short buffers (records of a few hundred
- * bytes, too short for chl_crc_three_way to pay) run in about the time of one. The common
- * length goes in lockstep; each tail finishes alone. */
+ * bytes, too short for chl_crc_three_way to pay) run in about the time of one. The buffers
+ * are taken shortest first: all three go in lockstep (unaligned 8-byte loads) to the
+ * shortest's last whole word, the other two to the middle one's, the longest alone to its
+ * own; then each one's last 0-7 bytes in at most three steps (4, 2, 1 bytes), three
+ * independent chains again. */
+CHL_HW_TARGET
+static inline chl_crc_lane chl_crc_tail7(chl_crc_lane c, const unsigned char *p, size_t n) {
+    uint32_t w;
+    uint16_t h;
+    if (n & 4) { memcpy(&w, p, 4); c = CHL_CRC_U32(c, w); p += 4; }
+    if (n & 2) { memcpy(&h, p, 2); c = CHL_CRC_U16(c, h); p += 2; }
+    if (n & 1) c = CHL_CRC_U8(c, *p);
+    return c;
+}
+
 CHL_HW_TARGET
 static void chl_crc32c_3_hw(const unsigned char *a, size_t na, const unsigned char *b, size_t nb,
                             const unsigned char *c, size_t nc, uint32_t out[3]) {
+    const unsigned char *p[3] = {a, b, c};
+    size_t n[3] = {na, nb, nc};
+    int o[3] = {0, 1, 2};
+    /* Sort the three by length (o: which output each one is). */
+#define CHL_CRC_SWAP(i, j) do { \
+        const unsigned char *tp = p[i]; p[i] = p[j]; p[j] = tp; \
+        size_t tn = n[i]; n[i] = n[j]; n[j] = tn; \
+        int to = o[i]; o[i] = o[j]; o[j] = to; \
+    } while (0)
+    if (n[0] > n[1]) CHL_CRC_SWAP(0, 1);
+    if (n[1] > n[2]) CHL_CRC_SWAP(1, 2);
+    if (n[0] > n[1]) CHL_CRC_SWAP(0, 1);
+#undef CHL_CRC_SWAP
+    const unsigned char *p0 = p[0], *p1 = p[1], *p2 = p[2];
+    size_t e0 = n[0] & ~(size_t)7, e1 = n[1] & ~(size_t)7, e2 = n[2] & ~(size_t)7, i = 0;
     chl_crc_lane x = 0xFFFFFFFFu, y = 0xFFFFFFFFu, z = 0xFFFFFFFFu;
-    size_t m = na < nb ? na : nb;
-    if (nc < m) m = nc;
-    m &= ~(size_t)7;
-    for (size_t i = 0; i < m; i += 8) {
-        x = CHL_CRC_U64(x, chl_ld64(a + i));
-        y = CHL_CRC_U64(y, chl_ld64(b + i));
-        z = CHL_CRC_U64(z, chl_ld64(c + i));
+    for (; i < e0; i += 8) {
+        x = CHL_CRC_U64(x, chl_ld64(p0 + i));
+        y = CHL_CRC_U64(y, chl_ld64(p1 + i));
+        z = CHL_CRC_U64(z, chl_ld64(p2 + i));
     }
-    out[0] = chl_crc32c_hw(~(uint32_t)x, a + m, na - m);
-    out[1] = chl_crc32c_hw(~(uint32_t)y, b + m, nb - m);
-    out[2] = chl_crc32c_hw(~(uint32_t)z, c + m, nc - m);
+    for (; i < e1; i += 8) {
+        y = CHL_CRC_U64(y, chl_ld64(p1 + i));
+        z = CHL_CRC_U64(z, chl_ld64(p2 + i));
+    }
+    for (; i < e2; i += 8) z = CHL_CRC_U64(z, chl_ld64(p2 + i));
+    x = chl_crc_tail7(x, p0 + e0, n[0] - e0);
+    y = chl_crc_tail7(y, p1 + e1, n[1] - e1);
+    z = chl_crc_tail7(z, p2 + e2, n[2] - e2);
+    out[o[0]] = ~(uint32_t)x;
+    out[o[1]] = ~(uint32_t)y;
+    out[o[2]] = ~(uint32_t)z;
 }
 #endif
 

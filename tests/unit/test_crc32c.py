@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -106,3 +107,13 @@ def test_extending_over_a_record_with_a_wrong_stored_crc_differs_where_combining
 def test_three_crcs_side_by_side_equal_three_alone(a: bytes, b: bytes, c: bytes, skew: int) -> None:
     buf = bytes(skew) + a  # unaligned starts too
     assert crc32c_3(memoryview(buf)[skew:], b, c) == (crc32c(a), crc32c(b), crc32c(c))
+
+
+def test_three_crcs_side_by_side_for_every_order_of_lengths_and_every_tail() -> None:
+    """Lengths 0-19 and a few longer ones in every combination: each buffer may be the
+    shortest, the middle or the longest, with every 0-7 byte tail after its last whole word."""
+    data = bytes((i * 37 + 11) & 0xFF for i in range(300))
+    lengths = [*range(20), 63, 64, 65, 71, 270, 277]
+    for la, lb, lc in itertools.product(lengths, repeat=3):
+        a, b, c = data[1:1 + la], data[3:3 + lb], data[6:6 + lc]
+        assert crc32c_3(a, b, c) == (crc32c(a), crc32c(b), crc32c(c)), (la, lb, lc)
