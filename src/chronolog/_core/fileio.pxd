@@ -14,7 +14,7 @@ cdef class FileIO:
     cdef dict _paths
     cdef int _fault(self, str op) except -1
     cdef int open(self, str path, int flags, int mode) except -1
-    cdef int close(self, int fd) except -1
+    cdef int close(self, int fd, bint quick=*) except -1
     cdef int create_new(self, str path) except -1
     cdef int dup(self, int fd) except -1
     cdef int pwrite_all(self, int fd, const void *buf, size_t n, uint64_t offset) except -1

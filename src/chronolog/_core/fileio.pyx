@@ -81,7 +81,8 @@ cdef class FileIO:
         - A failed pwrite may have written a prefix; the caller treats the file as suspect.
 
     Thread-safety: calls may come from several threads; the GIL is released around each
-    syscall and fault bookkeeping happens with the GIL held.
+    syscall that can block (not around `dup`, a quick `close`, or a write of a few KiB) and
+    fault bookkeeping happens with the GIL held.
 
     Example:
         >>> io = FileIO()
@@ -150,20 +151,23 @@ cdef class FileIO:
             pass
         return self.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
 
-    cdef int close(self, int fd) except -1:
+    cdef int close(self, int fd, bint quick=False) except -1:
+        """Close fd; `quick` keeps the GIL (a duplicate of a descriptor that stays open: its
+        close releases nothing, and handing the GIL over would cost more)."""
         # The path is forgotten before the descriptor is: once closed, its number may be
         # reused by another thread's open at once.
         path = self._paths.pop(fd, None) if self.trace is not None else None
-        with nogil:
+        if quick:
             c_close(fd)
+        else:
+            with nogil:
+                c_close(fd)
         if self.trace is not None:
             self.trace("close", path, 0, None)
         return 0
 
     cdef int dup(self, int fd) except -1:
-        cdef int d
-        with nogil:
-            d = c_dup(fd)
+        cdef int d = c_dup(fd)  # with the GIL: a table update, never blocks
         if d < 0:
             _raise_os(errno, "dup")
         if self.trace is not None:

@@ -40,6 +40,7 @@ cdef class Log:
     cdef uint64_t durable_offset
     cdef object _lock
     cdef object _sync_lock
+    cdef object _waiters
     cdef CheckpointJob _ckpt
     cdef bint syncing
     cdef uint64_t written_seq
@@ -81,6 +82,10 @@ cdef class Log:
     cdef Segment _new_segment(self, uint64_t first_position)
     cdef Segment _roll(self)
     cdef int _checkpoint(self) except -1
+    cdef int _wake_waiter(self, bint first) except -1
+    cdef object _covered_waiter(self)
+    cdef Segment _lead(self, uint64_t *target, uint64_t *target_pos, uint64_t *target_off, int *fd)
+    cdef int _sync_as_leader(self, Segment seg, int fd, uint64_t target, uint64_t target_pos, uint64_t target_off) except -1
     cdef int _checkpoint_begin(self, bint background) except -1
     cdef int _checkpoint_poll(self) except -1
     cdef int _checkpoint_join(self) except -1

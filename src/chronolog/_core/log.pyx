@@ -1,9 +1,11 @@
 """The log: opening and recovery, the append path (framing, group commit) and reads by
 position and by stream. Format: format.pxd; indexes: index.pyx; segments: segment.pyx.
 """
+import collections
 import os
 import re
 import threading
+from _thread import allocate_lock
 
 cimport cython
 
@@ -73,6 +75,9 @@ cdef enum:
     # segment already holds, at least PREALLOC_MIN_BYTES, at most PREALLOC_MAX_BYTES ahead.
     PREALLOC_MIN_BYTES = 1024 * 1024
     PREALLOC_MAX_BYTES = 32 * 1024 * 1024
+
+# A group-commit waiter whose baton was lost (Log.sync_to) wakes by itself after this long.
+cdef double BATON_TIMEOUT_S = 0.002
 
 _SEGMENT_RE = re.compile(r"^(\d{20})\.seg$")
 _DURABILITY = {"os": DURABILITY_OS, "fsync": DURABILITY_FSYNC, "interval": DURABILITY_INTERVAL}
@@ -343,7 +348,8 @@ cdef class Log:
         self.written = 0
         self.head = 0
         self._lock = threading.Lock()
-        self._sync_lock = threading.Condition(threading.Lock())
+        self._sync_lock = threading.Lock()
+        self._waiters = collections.deque()
         self.failed = None
         self.closed = False
         self._types = []
@@ -1081,42 +1087,84 @@ cdef class Log:
         """Group commit: return once every byte written up to `seq` is on stable storage.
 
         One caller at a time is the leader: it snapshots what has been written and
-        fdatasyncs it with the condition's lock released, while other appenders keep writing
-        and queue up; when it is done it wakes every waiter at once (notify_all), and those
-        whose bytes it covered return, the first of the rest leads the next sync. In
-        durability "fsync" this is also what makes appends visible to readers."""
+        fdatasyncs it with the lock released, while other appenders keep writing and queue
+        up (docs/design.md, "Group commit"). Waiters are woken one at a time, each by a
+        thread that is about to give up the GIL (a baton): the leader when its sync is done
+        (the first waiter: covered, it returns; else it leads the next sync), and every
+        caller as it enters here (the first waiter the last sync covered). A woken thread
+        thus finds the GIL free instead of joining a herd. A waiter whose baton got lost (its
+        passer did not come back) wakes by itself after BATON_TIMEOUT_S. In durability
+        "fsync" this is also what makes appends visible to readers."""
         if self.synced_seq >= seq:
             return 0
         cdef Segment seg
         cdef int fd
         cdef uint64_t target, target_pos, target_off
+        cdef bint woken
         cond = self._sync_lock
-        with cond:
-            while True:
-                if self.synced_seq >= seq:
-                    return 0
-                if self.failed is not None:
-                    raise StoreFailedError(self.path, self.failed)
-                if not self.syncing:
-                    break
-                cond.wait()
-            self.syncing = True
-            # A consistent snapshot (the GIL is held): every byte counted in written_seq is in
-            # this segment or in an older one, which the roll synced before sealing it.
-            target = self.written_seq
-            target_pos = self.written
-            seg = self.segments[len(self.segments) - 1]
-            target_off = seg.end
-            fd = -1
-            if seg.wfd >= 0:
-                # dup under the condition's lock: a roll closes the old segment's descriptor
-                # under the same lock, so it cannot vanish between the snapshot and here.
-                try:
-                    fd = self.io.dup(seg.wfd)
-                except OSError as exc:
-                    self.syncing = False
-                    cond.notify_all()
-                    self._fail(exc, None, 0)
+        baton = None
+        try:
+            with cond:
+                baton = self._covered_waiter()
+                while True:
+                    if self.synced_seq >= seq:
+                        return 0
+                    if self.failed is not None:
+                        raise StoreFailedError(self.path, self.failed)
+                    if not self.syncing:
+                        break
+                    waiter = allocate_lock()
+                    waiter.acquire()
+                    entry = (seq, waiter)
+                    self._waiters.append(entry)
+                    cond.release()
+                    woken = False
+                    try:
+                        if baton is not None:  # as late as can be: the GIL goes next
+                            baton.release()
+                            baton = None
+                        woken = waiter.acquire(True, BATON_TIMEOUT_S)
+                    finally:
+                        cond.acquire()
+                        if not woken:
+                            try:
+                                self._waiters.remove(entry)
+                            except ValueError:
+                                pass  # popped by a waker just now
+                seg = self._lead(&target, &target_pos, &target_off, &fd)
+        finally:
+            if baton is not None:
+                baton.release()
+        return self._sync_as_leader(seg, fd, target, target_pos, target_off)
+
+    cdef Segment _lead(self, uint64_t *target, uint64_t *target_pos, uint64_t *target_off,
+                       int *fd):
+        """With the sync lock held: become the group commit's leader and snapshot what its
+        fdatasync covers (fd: a duplicate of the active segment's descriptor, or -1)."""
+        self.syncing = True
+        # A consistent snapshot (the GIL is held): every byte counted in written_seq is in
+        # this segment or in an older one, which the roll synced before sealing it.
+        target[0] = self.written_seq
+        target_pos[0] = self.written
+        cdef Segment seg = self.segments[len(self.segments) - 1]
+        target_off[0] = seg.end
+        fd[0] = -1
+        if seg.wfd >= 0:
+            # dup under the lock: a roll closes the old segment's descriptor under the
+            # same lock, so it cannot vanish between the snapshot and here.
+            try:
+                fd[0] = self.io.dup(seg.wfd)
+            except OSError as exc:
+                self.syncing = False
+                self._wake_waiter(True)
+                self._fail(exc, None, 0)
+        return seg
+
+    cdef int _sync_as_leader(self, Segment seg, int fd, uint64_t target, uint64_t target_pos,
+                             uint64_t target_off) except -1:
+        """The leader's fdatasync (the lock released), then what it covered is synced and
+        visible; the first waiter is woken."""
+        cond = self._sync_lock
         try:
             if fd < 0:
                 return 0  # being closed; close() syncs
@@ -1124,7 +1172,7 @@ cdef class Log:
                 try:
                     self.io.fdatasync(fd)
                 finally:
-                    self.io.close(fd)
+                    self.io.close(fd, True)
             except OSError as exc:
                 # Unsynced appends were not acknowledged: cut them in "fsync" mode; in
                 # "interval" mode they were, so they stay.
@@ -1141,7 +1189,28 @@ cdef class Log:
         finally:
             with cond:
                 self.syncing = False
-                cond.notify_all()
+                self._wake_waiter(True)
+        return 0
+
+    cdef object _covered_waiter(self):
+        """With the sync lock held: the lock of the first waiter when the last sync covered
+        it (taken off the queue: the caller releases it, which wakes it), else None."""
+        if self._waiters and self._waiters[0][0] <= self.synced_seq:
+            return self._waiters.popleft()[1]
+        return None
+
+    cdef int _wake_waiter(self, bint first) except -1:
+        """With the sync lock held: wake the first waiter of the group commit when the last
+        sync covered it (or, `first`, in any case: it returns or leads the next sync); every
+        waiter when the store failed (each raises)."""
+        if not self._waiters:
+            return 0
+        if self.failed is not None:
+            while self._waiters:
+                self._waiters.popleft()[1].release()
+            return 0
+        if first or self._waiters[0][0] <= self.synced_seq:
+            self._waiters.popleft()[1].release()
         return 0
 
     def sync(self):
