@@ -179,3 +179,23 @@ def test_outside_fsync_mode_writeback_of_the_active_segment_is_started_every_8_m
 
 def test_in_fsync_mode_no_writeback_is_asked_for(open_store, store_path: Path) -> None:
     assert _writebacks("fsync", store_path, open_store, 3000) == []
+
+
+def test_the_narrow_region_tells_apart_types_that_share_their_first_and_last_bytes(
+        open_store) -> None:
+    # The region numbers a frame's types by comparing name keys (the first and last 8
+    # bytes, and the length), which decide alone up to 16 bytes; longer names that agree on
+    # both ends must still be told apart by their middle.
+    types = ["E", "F", "EE", "Ev1", "Ev2", "Evt1", "Evt2", "ABCDEFGH", "ABCDEFGI",
+             "ABCDEFGHIJKLMNOP", "ABCDEFGHIJKLMNOQ", "ABCDEFGHIJKLMNOPQ",
+             "ABCDEFGH-one-12345678", "ABCDEFGH-two-12345678", "ABCDEFGH-one-12345678"]
+    s = open_store()
+    n = 3000
+    names = [types[(i * 7) % len(types)] for i in range(n)]
+    s.append_batch([f"s-{i % 40}" for i in range(n)], names, [b"d%d" % i for i in range(n)])
+    s.append_batch(["one"] * 3, ["ABCDEFGH-two-12345678", "E", "ABCDEFGH-one-12345678"],
+                   [b"a", b"b", b"c"])
+    want = names + ["ABCDEFGH-two-12345678", "E", "ABCDEFGH-one-12345678"]
+    assert [e.type for e in s.read_all()] == want
+    scanned = [row["type"] for b in s.scan(columns=["position", "type"]) for row in b.to_pylist()]
+    assert scanned == want

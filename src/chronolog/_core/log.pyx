@@ -277,7 +277,10 @@ cdef uint32_t encode_batch(unsigned char *bp, size_t body, const ColView *cols,
         if w != NULL:
             for j in range(k):
                 crc = chl_crc32c_extend_record(crc, b + ro[j], rl[j])
-            if at - sent >= WPIPE_CHUNK_BYTES:
+            # Whole chunks, and the last chunk's worth in quarters: what is left for the
+            # helper after the last record (the appender waits for it) stays short.
+            if at - sent >= WPIPE_CHUNK_BYTES or (
+                    body - at < WPIPE_CHUNK_BYTES and at - sent >= WPIPE_CHUNK_BYTES // 4):
                 chl_wpipe_submit(w, at)
                 sent = at
         k = 0

@@ -69,6 +69,9 @@ cdef inline size_t narrow_plan(NarrowPlan *pl, const int64_t *soff, const char *
     # region's bytes, or 0 when the events have more than NARROW_MAX_TYPES types (no region).
     # Needs narrow_reserve(pl, n, 1 + the largest stream id) first.
     cdef int16_t slots[NARROW_TYPE_SLOTS]
+    cdef uint64_t ka[256]    # per frame type: its name key (chl_name_key) and length; a name
+    cdef uint64_t kb[256]    # of at most 16 bytes equals another exactly when these do
+    cdef uint64_t kl[256]
     cdef size_t i, h
     cdef uint64_t a, b, tl, mark
     cdef int64_t sid
@@ -100,13 +103,16 @@ cdef inline size_t narrow_plan(NarrowPlan *pl, const int64_t *soff, const char *
                 if pl.types == NARROW_MAX_TYPES:
                     return 0
                 slots[h] = <int16_t>pl.types
+                ka[pl.types] = a
+                kb[pl.types] = b
+                kl[pl.types] = tl
                 pl.tfirst[pl.types] = <uint32_t>i
                 pl.tix[i] = <uint8_t>pl.types
                 pl.types += 1
                 pl.names += tl
                 break
-            if <uint64_t>(toff[pl.tfirst[j] + 1] - toff[pl.tfirst[j]]) == tl \
-                    and memcmp(tdat + toff[pl.tfirst[j]], tp, tl) == 0:
+            if kl[j] == tl and ka[j] == a and kb[j] == b \
+                    and (tl <= 16 or memcmp(tdat + toff[pl.tfirst[j]], tp, tl) == 0):
                 pl.tix[i] = <uint8_t>j
                 break
             h = (h + 1) & (NARROW_TYPE_SLOTS - 1)
