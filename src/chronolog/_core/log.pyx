@@ -5,7 +5,6 @@ import collections
 import os
 import re
 import threading
-from _thread import allocate_lock
 
 cimport cython
 
@@ -77,7 +76,27 @@ cdef enum:
     PREALLOC_MAX_BYTES = 32 * 1024 * 1024
 
 # A group-commit waiter whose baton was lost (Log.sync_to) wakes by itself after this long.
-cdef double BATON_TIMEOUT_S = 0.002
+cdef long long BATON_TIMEOUT_NS = 2000000
+
+cdef extern from "chl_baton.h" nogil:
+    ctypedef struct chl_baton:
+        pass
+    int chl_baton_init(chl_baton *b)
+    void chl_baton_destroy(chl_baton *b)
+    void chl_baton_post(chl_baton *b)
+    int chl_baton_wait(chl_baton *b, long long timeout_ns)
+
+
+cdef class _Baton:
+    """One wait of a group-commit waiter (Log.sync_to): posted once, by whoever wakes it."""
+    cdef chl_baton b
+
+    def __cinit__(self):
+        if chl_baton_init(&self.b) != 0:
+            raise MemoryError("cannot make the condition a group commit waiter sleeps on")
+
+    def __dealloc__(self):
+        chl_baton_destroy(&self.b)
 
 _SEGMENT_RE = re.compile(r"^(\d{20})\.seg$")
 _DURABILITY = {"os": DURABILITY_OS, "fsync": DURABILITY_FSYNC, "interval": DURABILITY_INTERVAL}
@@ -1096,7 +1115,7 @@ cdef class Log:
         (the first waiter: covered, it returns; else it leads the next sync), and every
         caller as it enters here (the first waiter the last sync covered). A woken thread
         thus finds the GIL free instead of joining a herd. A waiter whose baton got lost (its
-        passer did not come back) wakes by itself after BATON_TIMEOUT_S. In durability
+        passer did not come back) wakes by itself after BATON_TIMEOUT_NS. In durability
         "fsync" this is also what makes appends visible to readers."""
         if self.synced_seq >= seq:
             return 0
@@ -1104,8 +1123,9 @@ cdef class Log:
         cdef int fd
         cdef uint64_t target, target_pos, target_off
         cdef bint woken
+        cdef _Baton baton = None, waiter
+        cdef chl_baton *give
         cond = self._sync_lock
-        baton = None
         try:
             with cond:
                 baton = self._covered_waiter()
@@ -1116,28 +1136,27 @@ cdef class Log:
                         raise StoreFailedError(self.path, self.failed)
                     if not self.syncing:
                         break
-                    waiter = allocate_lock()
-                    waiter.acquire()
+                    waiter = _Baton()
                     entry = (seq, waiter)
                     self._waiters.append(entry)
                     cond.release()
-                    woken = False
-                    try:
-                        if baton is not None:  # as late as can be: the GIL goes next
-                            baton.release()
-                            baton = None
-                        woken = waiter.acquire(True, BATON_TIMEOUT_S)
-                    finally:
-                        cond.acquire()
-                        if not woken:
-                            try:
-                                self._waiters.remove(entry)
-                            except ValueError:
-                                pass  # popped by a waker just now
+                    # The baton goes on once the GIL is given up: its taker finds it free.
+                    give = &baton.b if baton is not None else NULL
+                    with nogil:
+                        if give != NULL:
+                            chl_baton_post(give)
+                        woken = chl_baton_wait(&waiter.b, BATON_TIMEOUT_NS)
+                    baton = None
+                    cond.acquire()
+                    if not woken:
+                        try:
+                            self._waiters.remove(entry)
+                        except ValueError:
+                            pass  # popped by a waker just now
                 seg = self._lead(&target, &target_pos, &target_off, &fd)
         finally:
             if baton is not None:
-                baton.release()
+                chl_baton_post(&baton.b)
         return self._sync_as_leader(seg, fd, target, target_pos, target_off)
 
     cdef Segment _lead(self, uint64_t *target, uint64_t *target_pos, uint64_t *target_off,
@@ -1208,12 +1227,15 @@ cdef class Log:
         waiter when the store failed (each raises)."""
         if not self._waiters:
             return 0
+        cdef _Baton w
         if self.failed is not None:
             while self._waiters:
-                self._waiters.popleft()[1].release()
+                w = self._waiters.popleft()[1]
+                chl_baton_post(&w.b)
             return 0
         if first or self._waiters[0][0] <= self.synced_seq:
-            self._waiters.popleft()[1].release()
+            w = self._waiters.popleft()[1]
+            chl_baton_post(&w.b)
         return 0
 
     def sync(self):
