@@ -82,7 +82,7 @@ cdef class Log:
     cdef Segment _new_segment(self, uint64_t first_position)
     cdef Segment _roll(self)
     cdef int _checkpoint(self) except -1
-    cdef int _wake_waiter(self, bint first) except -1
+    cdef int _wake_waiter(self) except -1
     cdef object _covered_waiter(self)
     cdef Segment _lead(self, uint64_t *target, uint64_t *target_pos, uint64_t *target_off, int *fd)
     cdef int _sync_as_leader(self, Segment seg, int fd, uint64_t target, uint64_t target_pos, uint64_t target_off) except -1

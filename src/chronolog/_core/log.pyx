@@ -846,8 +846,8 @@ cdef class Log:
 
     cdef int _checkpoint_join(self) except -1:
         """Wait for the checkpoint being written, if any, and adopt it: the indexes map the
-        files it wrote. When it failed, or the indexes were replaced since (a rebuild), they
-        keep what they have in memory."""
+        files it wrote. When it failed, they keep what they have in memory (and the next
+        checkpoint writes it again)."""
         cdef CheckpointJob job = self._ckpt
         if job is None:
             return 0
@@ -1178,7 +1178,7 @@ cdef class Log:
                 fd[0] = self.io.dup(seg.wfd)
             except OSError as exc:
                 self.syncing = False
-                self._wake_waiter(True)
+                self._wake_waiter()
                 self._fail(exc, None, 0)
         return seg
 
@@ -1211,31 +1211,26 @@ cdef class Log:
         finally:
             with cond:
                 self.syncing = False
-                self._wake_waiter(True)
+                self._wake_waiter()
         return 0
 
     cdef object _covered_waiter(self):
-        """With the sync lock held: the lock of the first waiter when the last sync covered
-        it (taken off the queue: the caller releases it, which wakes it), else None."""
+        """With the sync lock held: the baton of the first waiter when the last sync covered
+        it (taken off the queue: the caller posts it, which wakes it), else None."""
         if self._waiters and self._waiters[0][0] <= self.synced_seq:
             return self._waiters.popleft()[1]
         return None
 
-    cdef int _wake_waiter(self, bint first) except -1:
-        """With the sync lock held: wake the first waiter of the group commit when the last
-        sync covered it (or, `first`, in any case: it returns or leads the next sync); every
-        waiter when the store failed (each raises)."""
-        if not self._waiters:
-            return 0
+    cdef int _wake_waiter(self) except -1:
+        """With the sync lock held, a sync just ended: wake the first waiter (covered, it
+        returns; else it leads the next sync), or every waiter when the store failed (each
+        raises)."""
         cdef _Baton w
-        if self.failed is not None:
-            while self._waiters:
-                w = self._waiters.popleft()[1]
-                chl_baton_post(&w.b)
-            return 0
-        if first or self._waiters[0][0] <= self.synced_seq:
+        while self._waiters:
             w = self._waiters.popleft()[1]
             chl_baton_post(&w.b)
+            if self.failed is None:
+                break
         return 0
 
     def sync(self):
