@@ -58,6 +58,10 @@ def _first_position_of_newest_segment(path: Path) -> int:
     return int(sorted(p for p in os.listdir(path) if p.endswith(".seg"))[-1][:-4])
 
 
+def _renames_of_streams_idx(trace: _Ops) -> int:
+    return sum(1 for o in trace.ops if o[:2] == ("rename", "streams.idx.tmp"))
+
+
 def test_a_roll_writes_the_index_checkpoint_from_a_background_thread(store_path: Path) -> None:
     io = FileIO()
     trace = _Ops()
@@ -66,17 +70,13 @@ def test_a_roll_writes_the_index_checkpoint_from_a_background_thread(store_path:
                             io=io) as store:
         _append_until_roll(store, store_path)
         idx = store_path / "index"
-        _wait_for(lambda: (idx / "streams.idx").exists() and (idx / "positions.idx").exists())
+        _wait_for(lambda: _renames_of_streams_idx(trace) == 1)  # its last step
         on_index = trace.on_index_files()
         assert on_index, "no checkpoint was written at the roll"
         assert {o[2] for o in on_index} == {"chronolog-checkpoint"}
         assert ("rename", "streams.idx.tmp", "chronolog-checkpoint") in on_index
         # It covers exactly the sealed segment's events.
         assert _index_count(idx / "positions.idx") == _first_position_of_newest_segment(store_path)
-
-
-def _renames_of_streams_idx(trace: _Ops) -> int:
-    return sum(1 for o in trace.ops if o[:2] == ("rename", "streams.idx.tmp"))
 
 
 def test_reads_are_the_same_before_and_after_the_checkpoint_is_adopted(
@@ -95,7 +95,8 @@ def test_reads_are_the_same_before_and_after_the_checkpoint_is_adopted(
             # Right after the roll the stream index reads from the checkpoint's image in memory.
             before = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
             all_before = as_tuples(store.read_all())
-            _wait_for(lambda: _renames_of_streams_idx(trace) == roll)
+            _wait_for(lambda: _renames_of_streams_idx(trace) == roll and not any(
+                t.name == "chronolog-checkpoint" for t in threading.enumerate()))
             store.append("late", [cl.NewEvent("L", b"after %d" % roll)])  # adopts it
             after = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
             assert after.pop("late")[-1][4] == b"after %d" % roll
