@@ -149,6 +149,53 @@ def test_blocks_are_reserved_ahead_of_the_active_segment_without_changing_its_si
     assert os.stat(seg).st_blocks * 512 <= s._log.max_segment_bytes + 4096
 
 
+def _disk_bytes(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+def _page_rounded(n: int) -> int:
+    return (n + 4095) & ~4095
+
+
+@pytest.mark.parametrize("durability", ["os", "fsync"])
+def test_closing_a_store_gives_back_the_blocks_reserved_past_the_active_segment(
+        open_store, store_path: Path, durability: str) -> None:
+    s = open_store(durability=durability)
+    s.append("a", [cl.NewEvent("T", b"x" * 100)])
+    s.append_batch(*_columns(0, 50))
+    seg = store_path / "00000000000000000000.seg"
+    size = os.stat(seg).st_size
+    assert _disk_bytes(seg) >= 1 << 20  # reserved while open
+    s.close()
+    assert os.stat(seg).st_size == size
+    assert _disk_bytes(seg) <= _page_rounded(size)
+    # Reopened, it reads the same and reserves again as it grows.
+    s2 = open_store(durability=durability)
+    assert s2.head == 51
+    s2.append("a", [cl.NewEvent("T", b"y")])
+    assert _disk_bytes(seg) >= 1 << 20
+    assert [e.data for e in s2.read_stream("a")] == [b"x" * 100, b"y"]
+
+
+@pytest.mark.parametrize("durability", ["os", "fsync"])
+def test_a_sealed_segment_keeps_no_blocks_past_its_last_frame(
+        open_store, store_path: Path, durability: str) -> None:
+    s = open_store(durability=durability, max_segment_bytes=4 << 20)
+    batches = [_columns(k * 4000, 4000) for k in range(9)]  # ~1.3 MB frames: 2 per segment
+    for b in batches:
+        s.append_batch(*b)
+    segs = sorted(store_path.glob("*.seg"))
+    assert len(segs) >= 4
+    for seg in segs[:-1]:
+        size = os.stat(seg).st_size
+        assert size < 4 << 20
+        assert _disk_bytes(seg) <= _page_rounded(size), seg.name
+    assert _disk_bytes(segs[-1]) > _page_rounded(os.stat(segs[-1]).st_size)  # the active one reserves
+    got = [(e.stream, e.type, e.data) for e in s.read_all()]
+    assert got == _expected(batches)
+    assert s.verify()["ok"] is True
+
+
 def _writebacks(durability: str, store_path: Path, open_store, batch: int) -> list[tuple[int, int]]:
     io = FileIO()
     seen: list[tuple[int, int]] = []

@@ -98,6 +98,7 @@ cdef class Log:
     cdef int _fail_write(self, object exc, Segment seg, uint64_t off) except -1
     cdef uint64_t _wrote(self, Segment seg, uint64_t off, size_t frame_bytes) except? 0
     cdef int _preallocate(self, Segment seg, uint64_t end) except -1
+    cdef int _release_reserved(self, Segment seg) except -1
     cdef uint64_t _writeback_due(self, uint64_t off, uint64_t *start) noexcept
     cdef uint64_t _write_piped(self, Segment seg, size_t body, const ColView *cols,
                                const unsigned char *idp, const unsigned char *idvalid,

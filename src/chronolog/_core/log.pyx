@@ -779,6 +779,7 @@ cdef class Log:
         cdef Segment old = self.segments[len(self.segments) - 1]
         with nogil:
             chl_wpipe_reap(&self.wpipe)  # its writeback hint uses old.wfd
+        self._release_reserved(old)
         self.io.fdatasync(old.wfd)
         cdef Segment seg = self._new_segment(self.written)
         self.hinted = 0
@@ -1016,6 +1017,19 @@ cdef class Log:
             stop = self.max_segment_bytes if self.max_segment_bytes > end else end
         self.allocated = stop
         self.io.allocate(seg.wfd, start, stop - start)
+        return 0
+
+    cdef int _release_reserved(self, Segment seg) except -1:
+        """Give back the blocks _preallocate reserved past the end of `seg`, the active
+        segment, once it is sealed or the store closes (ftruncate to its own size frees them):
+        a store keeps no more disk than its bytes, however small. A hint: a failure changes
+        nothing else."""
+        if self.allocated > seg.end and seg.wfd >= 0:
+            self.allocated = seg.end
+            try:
+                self.io.ftruncate(seg.wfd, seg.end)
+            except OSError:
+                pass
         return 0
 
     cdef uint64_t _writeback_due(self, uint64_t off, uint64_t *start) noexcept:
@@ -2393,6 +2407,8 @@ cdef class Log:
                 with self._lock:
                     self.sync()
                     self._checkpoint()
+                    if self.segments:
+                        self._release_reserved(self.segments[len(self.segments) - 1])
         finally:
             self.closed = True
             self._release()
