@@ -37,6 +37,7 @@ BATCH_EVENTS = 10_000
 SQLITE_BATCH_EVENTS = 1_000
 LMDB_COMMIT_EVENTS = 1_000
 FSYNC_THREADS = 16
+BURST_THREADS = 8
 
 
 # ---------------------------------------------------------------------- the operations
@@ -88,6 +89,44 @@ class _ThreadedAppends:
             w.join()
         if self.errors:
             raise self.errors[0]
+
+
+class _Bursts:
+    """`threads` threads that append one event each at the same moment, `bursts` times (a
+    barrier between bursts): the latency of every append, in seconds."""
+
+    def __init__(self, store: cl.EventStore, threads: int, bursts: int) -> None:
+        self.store = store
+        self.bursts = bursts
+        self.gate = threading.Barrier(threads)
+        self.latencies: list[float] = []
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self.workers = [threading.Thread(target=self._work, args=(k,), daemon=True)
+                        for k in range(threads)]
+
+    def _work(self, k: int) -> None:
+        event = cl.NewEvent("Burst", b"x" * 180)
+        try:
+            for _ in range(self.bursts):
+                self.gate.wait()
+                t0 = time.perf_counter()
+                self.store.append(f"burst-{k}", [event])
+                elapsed = time.perf_counter() - t0
+                with self._lock:
+                    self.latencies.append(elapsed)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run(), never swallowed
+            self.errors.append(exc)
+            self.gate.abort()
+
+    def run(self) -> list[float]:
+        for w in self.workers:
+            w.start()
+        for w in self.workers:
+            w.join()
+        if self.errors:
+            raise self.errors[0]
+        return sorted(self.latencies)
 
 
 # ---------------------------------------------------------------------- run_core figures
@@ -257,6 +296,14 @@ def measure_group_commit(ctx: BenchContext, wl: Workload) -> list[Figure]:
                       teardown=lambda _: remove(path)),
     }, ctx.repeats)
     loop_rate = count / median(times["loop"])
+    bursts = 20 if ctx.quick else 100
+    store = cl.EventStore.open(ctx.fresh_dir("bursts"), durability="fsync")
+    try:
+        latencies = _Bursts(store, BURST_THREADS, bursts).run()
+    finally:
+        store.close()
+        remove(Path(store.path))
+    p90 = latencies[int(len(latencies) * 0.9)]
     return [
         Figure(f"append fsync, {FSYNC_THREADS} threads (group commit) vs write+fdatasync loop",
                "ev/s", count / median(times["threads"]), f"write+fdatasync loop, {record} B",
@@ -264,6 +311,12 @@ def measure_group_commit(ctx: BenchContext, wl: Workload) -> list[Figure]:
         Figure("append fsync, 1 thread vs write+fdatasync loop", "ev/s",
                count / median(times["single"]), f"write+fdatasync loop, {record} B", loop_rate,
                kind="info", detail=f"{count:,} events per side"),
+        # Latency, lower is better: the ratio is the median append's over one write+fdatasync
+        # of the loop, so a burst served by two syncs shows ~2x.
+        Figure(f"append fsync, bursts of {BURST_THREADS} threads x 1 event: median latency",
+               "µs", median(latencies) * 1e6, "one write+fdatasync of the loop",
+               1e6 / loop_rate, kind="info",
+               detail=f"{bursts} bursts; p90 {p90 * 1e6:.0f} µs, max {latencies[-1] * 1e6:.0f} µs"),
     ]
 
 

@@ -43,6 +43,7 @@ cdef class Log:
     cdef object _waiters
     cdef CheckpointJob _ckpt
     cdef bint syncing
+    cdef long long last_sync_ns
     cdef uint64_t written_seq
     cdef uint64_t synced_seq
     cdef readonly object failed

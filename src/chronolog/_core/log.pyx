@@ -16,6 +16,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memcmp, memset, memchr
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_CLOEXEC
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 cdef extern from "<fcntl.h>":
     enum: O_NOFOLLOW
 
@@ -75,7 +76,12 @@ cdef enum:
     PREALLOC_MIN_BYTES = 1024 * 1024
     PREALLOC_MAX_BYTES = 32 * 1024 * 1024
 
-# A group-commit waiter whose baton was lost (Log.sync_to) wakes by itself after this long.
+# A group-commit waiter (Log.sync_to) looks every slice, without the GIL, whether its baton
+# got lost: the last sync covered it already, or no sync runs (it should lead one). A slice is
+# twice the last fdatasync, at least BATON_SLICE_NS: longer than most waits in a steady
+# stream of appends, so they cost no extra wake-up there. After BATON_TIMEOUT_NS, or four
+# slices, it looks again under the lock whatever it saw.
+cdef long long BATON_SLICE_NS = 500000
 cdef long long BATON_TIMEOUT_NS = 2000000
 
 cdef extern from "chl_baton.h" nogil:
@@ -85,6 +91,12 @@ cdef extern from "chl_baton.h" nogil:
     void chl_baton_destroy(chl_baton *b)
     void chl_baton_post(chl_baton *b)
     int chl_baton_wait(chl_baton *b, long long timeout_ns)
+
+
+cdef inline long long _monotonic_ns() noexcept nogil:
+    cdef timespec t
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return <long long>t.tv_sec * 1000000000 + t.tv_nsec
 
 
 cdef class _Baton:
@@ -1129,14 +1141,16 @@ cdef class Log:
         (the first waiter: covered, it returns; else it leads the next sync), and every
         caller as it enters here (the first waiter the last sync covered). A woken thread
         thus finds the GIL free instead of joining a herd. A waiter whose baton got lost (its
-        passer did not come back) wakes by itself after BATON_TIMEOUT_NS. In durability
-        "fsync" this is also what makes appends visible to readers."""
+        passer did not come back: a burst) sees it at the end of a slice, without the GIL,
+        and goes on (covered) or leads the next sync. In durability "fsync" this is also what
+        makes appends visible to readers."""
         if self.synced_seq >= seq:
             return 0
         cdef Segment seg
         cdef int fd
         cdef uint64_t target, target_pos, target_off
         cdef bint woken
+        cdef long long waited, piece
         cdef _Baton baton = None, waiter
         cdef chl_baton *give
         cond = self._sync_lock
@@ -1159,7 +1173,19 @@ cdef class Log:
                     with nogil:
                         if give != NULL:
                             chl_baton_post(give)
-                        woken = chl_baton_wait(&waiter.b, BATON_TIMEOUT_NS)
+                        piece = 2 * self.last_sync_ns
+                        if piece < BATON_SLICE_NS:
+                            piece = BATON_SLICE_NS
+                        waited = 0
+                        while True:
+                            woken = chl_baton_wait(&waiter.b, piece)
+                            if woken:
+                                break
+                            # Racy reads, looked at again under the lock: a lost baton.
+                            waited += piece
+                            if (self.synced_seq >= seq or not self.syncing
+                                    or (waited >= BATON_TIMEOUT_NS and waited >= 4 * piece)):
+                                break
                     baton = None
                     cond.acquire()
                     if not woken:
@@ -1198,15 +1224,18 @@ cdef class Log:
 
     cdef int _sync_as_leader(self, Segment seg, int fd, uint64_t target, uint64_t target_pos,
                              uint64_t target_off) except -1:
-        """The leader's fdatasync (the lock released), then what it covered is synced and
-        visible; the first waiter is woken."""
+        """The leader's fdatasync (the lock released, its duration noted for the waiters'
+        slices), then what it covered is synced and visible; the first waiter is woken."""
+        cdef long long began
         cond = self._sync_lock
         try:
             if fd < 0:
                 return 0  # being closed; close() syncs
             try:
                 try:
+                    began = _monotonic_ns()
                     self.io.fdatasync(fd)
+                    self.last_sync_ns = _monotonic_ns() - began
                 finally:
                     self.io.close(fd, True)
             except OSError as exc:
