@@ -35,8 +35,9 @@ def core(name: str, extra: list[str] = (), *, zstd: bool = False) -> Extension:
 setup(
     ext_modules=cythonize(
         [core("crc", CRC), core("fileio"), core("events"), core("segment", CRC),
-         core("index", CSRC), core("log", CSRC),
-         core("scan", CSRC), core("codec", CRC + ZSTD + ["csrc/chl_zjobs.c"], zstd=True)],
+         core("index", CSRC), core("batch", CRC), core("log", CSRC), core("reads", CSRC),
+         core("verify", CSRC), core("compact", CRC), core("scan", CSRC),
+         core("codec", CRC + ZSTD + ["csrc/chl_zjobs.c"], zstd=True)],
         compiler_directives=DIRECTIVES,
         include_path=["src"],
     ),

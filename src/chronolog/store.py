@@ -18,12 +18,15 @@ import pyarrow as pa
 from chronolog import scan as _scan
 from chronolog import subscriptions as _subs
 from chronolog._core.events import AppendResult, NewEvent, RecordedEvent
+from chronolog._core import compact as _compact
+from chronolog._core import reads as _reads
+from chronolog._core import verify as _verify
+from chronolog._core.batch import expected_code
 from chronolog._core.fileio import FileIO
 from chronolog._core.log import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_SEGMENT_BYTES,
     Log,
-    expected_code,
 )
 from chronolog._core.log import (
     FORMAT_VERSION_NUMBER as FORMAT_VERSION,
@@ -343,7 +346,7 @@ class EventStore:
             >>> store.stream_version("order-7")  # doctest: +SKIP
             0
         """
-        count = self._reading().stream_count(stream)
+        count = _reads.stream_count(self._reading(), stream)
         return count - 1 if count else None
 
     def streams(self, prefix: str = "") -> list[str]:
@@ -360,7 +363,7 @@ class EventStore:
             prefix.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidArgumentError("prefix must be valid Unicode (no lone surrogates)") from None
-        return list(self._reading().streams(prefix))
+        return list(_reads.streams(self._reading(), prefix))
 
     def refresh(self) -> int:
         """Read-only handles: pick up what the writer appended; returns the new head.
@@ -382,12 +385,12 @@ class EventStore:
             1
         """
         log = self._reading()
-        segs = log.segment_info()
-        frames, stored, raw = log.frame_totals()
+        segs = _reads.segment_info(log)
+        frames, stored, raw = _compact.frame_totals(log)
         return {
             "path": log.path,
             "events": int(log.head),
-            "streams": int(log.stream_total()),
+            "streams": int(_reads.stream_total(log)),
             "segments": len(segs),
             "bytes": int(sum(s[2] for s in segs)),
             "format_version": FORMAT_VERSION,
@@ -427,10 +430,10 @@ class EventStore:
                                        "compression='zstd'")
         _int_option(sample_events, "sample_events", 1, 1 << 30)
         _int_option(dict_bytes, "dict_bytes", 1024, 1 << 24)
-        samples = log.sample_records(sample_events)
+        samples = _compact.sample_records(log, sample_events)
         data = train(samples, dict_bytes)
         dict_id = int(log.dicts.add(data, log.io))
-        log.use_dictionary(dict_id)
+        _compact.use_dictionary(log, dict_id)
         return dict_id
 
     def verify(self) -> dict[str, Any]:
@@ -442,7 +445,7 @@ class EventStore:
             >>> store.verify()["ok"]  # doctest: +SKIP
             True
         """
-        return dict(self._reading().verify())
+        return dict(_verify.verify(self._reading()))
 
     # ------------------------------------------------------------------ appends
 
@@ -565,7 +568,7 @@ class EventStore:
         else:
             lo = _non_negative(from_version, "from_version", default=0)
             hi = _non_negative(to_version, "to_version", default=_UNBOUNDED - 1) + 1
-        return log.read_stream(stream, lo, hi, backwards, lim)  # a new list each call
+        return _reads.read_stream(log, stream, lo, hi, backwards, lim)  # a new list each call
 
     def read_all(self, from_position: int | None = None, *, backwards: bool = False,
                  limit: int | None = None) -> Iterator[RecordedEvent]:
@@ -596,7 +599,7 @@ class EventStore:
         end = min(head, start + limit)
         p = start
         while p < end:
-            chunk = log.read_positions(p, min(end, p + _READ_CHUNK), False)
+            chunk = _reads.read_positions(log, p, min(end, p + _READ_CHUNK), False)
             yield from chunk
             p += _READ_CHUNK
 
@@ -606,7 +609,7 @@ class EventStore:
         lowest = max(0, stop - limit)
         while stop > lowest:
             lo = max(lowest, stop - _READ_CHUNK)
-            yield from log.read_positions(lo, stop, True)
+            yield from _reads.read_positions(log, lo, stop, True)
             stop = lo
 
     # ------------------------------------------------------------------ the columnar read side
@@ -781,7 +784,7 @@ def compact(path: str | os.PathLike[str], *, compression: str | None = "zstd",
         if compression == "zstd":
             newest = int(log.dicts.newest) if use_dictionary else 0
             target = Compressor(compression_level, log.dicts, newest)
-        segments, before, after = log.compact_sealed(target)
+        segments, before, after = _compact.compact_sealed(log, target)
     finally:
         store.close()
     return {"segments": int(segments), "bytes_before": int(before), "bytes_after": int(after)}

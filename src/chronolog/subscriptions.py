@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from chronolog._core.events import RecordedEvent
+from chronolog._core.reads import read_positions
 from chronolog.errors import InvalidArgumentError, StoreClosedError
 from chronolog.scan import make_scanner
 
@@ -390,7 +391,7 @@ class Subscription(Generic[T]):
                     self._pending.append(batch)
                 self._next = scanner.position if batch is not None else stop
             elif self._types is None and self._prefix is None:
-                self._pending.extend(self._log.read_positions(self._next, stop, False))
+                self._pending.extend(read_positions(self._log, self._next, stop, False))
                 self._next = stop
             else:
                 scanner = make_scanner(self._log, self._next, stop, types=self._types,
@@ -411,7 +412,7 @@ def _read_runs(log: Log, positions: Any) -> list[RecordedEvent]:
         j = i + 1
         while j < n and positions[j] == positions[j - 1] + 1:
             j += 1
-        out.extend(log.read_positions(int(positions[i]), int(positions[j - 1]) + 1, False))
+        out.extend(read_positions(log, int(positions[i]), int(positions[j - 1]) + 1, False))
         i = j
     return out
 

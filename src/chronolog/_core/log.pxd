@@ -4,20 +4,8 @@ from chronolog._core.index cimport CheckpointJob, PositionIndex, StreamIndex, ch
 from chronolog._core.segment cimport Segment, FrameInfo
 from chronolog._core.record cimport RecordView
 from chronolog._core.narrow cimport NarrowPlan
-from chronolog._core.events cimport RecordedEvent
+from chronolog._core.batch cimport ColView
 from chronolog._core.codec cimport Compressor, Decoder, Dictionaries
-
-cdef struct PipeSlot:
-    uint64_t p                      # the event's position
-    const unsigned char *h          # its frame header, offset table entry and record, or NULL
-    const unsigned char *t
-    const unsigned char *r
-    const unsigned char *end        # the end of the frame's segment
-    uint64_t rlim                   # bytes from r that the record may span
-
-cdef struct ColView:
-    const int64_t *offsets
-    const char *data
 
 cdef class Log:
     cdef readonly str path
@@ -110,23 +98,13 @@ cdef class Log:
     cdef object _retry_result(self, int64_t sid, uint64_t count, int64_t expected, uint64_t n, uint64_t n_first, const unsigned char *ids, const char **streams, const uint32_t *slens)
     cdef int _check_open(self) except -1
     cdef bint _view(self, uint64_t position, FrameInfo *fi, RecordView *rv, bint strict, Decoder dec) except -1
-    cdef bint _view_seq(self, uint64_t position, FrameInfo *fi, RecordView *rv, Decoder dec) except -1
     cdef Decoder _decoder(self)
     cdef void _give_back(self, Decoder dec) noexcept
     cdef size_t _plan_narrow(self, ColView *cols, Py_ssize_t n, size_t body) except? 0
     cdef size_t _seal(self, Segment seg, size_t body, uint32_t n, uint64_t first, uint32_t narrow) except 0
     cdef int _index_records(self, Segment seg, FrameInfo *fi) except -1
-    cdef int _collect_stream(self, str stream, bytes s, int64_t sid, uint64_t lo, uint64_t hi, uint64_t v, int64_t step, uint64_t limit, FrameInfo *fi, RecordView *rv, Decoder dec, list out) except -1
-    cdef str _type_str(self, const unsigned char *p, uint32_t n)
-    cdef RecordedEvent _event(self, RecordView *rv, str stream)
     cdef void _release(self) noexcept
-    cdef void _pipe_stage(self, int64_t sid, uint64_t v, int64_t step, uint64_t i, int stage,
-                          PipeSlot *ring) noexcept
     cdef object _append_views(self, ColView *cols, const unsigned char *idp, const unsigned char *idvalid, int64_t id_offset, Py_ssize_t n, bint all_ids, dict expected_versions, int64_t timestamp)
-    cdef int64_t _visible_count(self, int64_t sid) except -1
-    cdef list _streams(self, str prefix)
-    cdef list _read_positions(self, uint64_t start, uint64_t stop, bint backwards)
-    cdef list _read_stream(self, str stream, bytes s, uint64_t lo, uint64_t hi, bint backwards, uint64_t limit)
     cdef bint _rebuild_indexes(self) except -1
     cdef int _make_sound(self) except -1
     cdef int _unsound(self) except -1

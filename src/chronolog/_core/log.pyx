@@ -1,50 +1,45 @@
-"""The log: opening and recovery, the append path (framing, group commit) and reads by
-position and by stream. Format: format.pxd; indexes: index.pyx; segments: segment.pyx.
+"""The log: opening and recovery, the append path (framing, writes, group commit), index
+checkpoints and the checked lookup of one position. Format: format.pxd; what an append is
+made of: batch.pyx; reads: reads.pyx; verify: verify.pyx; compression tools: compact.pyx.
 """
 import collections
 import os
 import re
 import threading
 
-cimport cython
-
-cdef extern from *:
-    void __builtin_prefetch(const void *addr) nogil
-from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memcmp, memset, memchr
-from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_CLOEXEC
+from libc.string cimport memcmp, memset, memchr
+from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_CLOEXEC
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 cdef extern from "<fcntl.h>":
     enum: O_NOFOLLOW
 
 from chronolog._core.format cimport (
-    FORMAT_VERSION, OLDEST_FORMAT_VERSION, STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES, FRAME_HEADER_BYTES,
-    FRAME_TRAILER_BYTES, FRAME_OVERHEAD_BYTES, RECORD_HEADER_BYTES, EVENT_ID_BYTES, FRAME_MAGIC,
-    TRAILER_MAGIC, CODEC_NONE, CODEC_ZSTD, RECORD_HAS_ID, NARROW_MIN_EVENTS, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES,
-    CHL_STORE_MAGIC, CHL_MAX_BODY_BYTES, ld16, ld32, ld64, st16, st32, st64, chl_crc32c,
-    chl_crc32c_extend, chl_crc32c_extend_record)
-from chronolog._core.fileio cimport FileIO, chl_wpipe, chl_wpipe_submit, chl_wpipe_reap
-from chronolog._core.events cimport NewEvent, RecordedEvent, AppendResult
+    FORMAT_VERSION, OLDEST_FORMAT_VERSION, STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    FRAME_HEADER_BYTES, FRAME_OVERHEAD_BYTES, FRAME_MAGIC, CODEC_NONE, CODEC_ZSTD,
+    NARROW_MIN_EVENTS, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES, CHL_STORE_MAGIC,
+    CHL_MAX_BODY_BYTES, ld16, ld32, ld64, st32, st64, chl_crc32c)
+from chronolog._core.batch cimport (
+    ANY, NO_STREAM, STREAM_EXISTS, WPIPE_MIN_BYTES, ColView, ArrowColumn, stream_utf8,
+    payload_bytes, event_id16, packed_column, expectation_holds, col_view, col_len, col_ptr,
+    size_batch, encode_batch)
+from chronolog._core.fileio cimport FileIO, chl_wpipe, chl_wpipe_reap
+from chronolog._core.events cimport NewEvent, AppendResult
 from chronolog._core.record cimport (
-    RecordView, record_bytes, put_record, put_record_raw, seal_records, seal_frame, seal_frame_crc,
+    RecordView, record_bytes, record_problem, put_record, seal_frame, seal_frame_crc,
     view_record, view_record_at)
-from chronolog._core.narrow cimport (
-    NarrowPlan, NarrowView, narrow_free, narrow_reserve, narrow_plan, narrow_encode, view_narrow,
-    narrow_disagrees)
+from chronolog._core.narrow cimport NarrowPlan, narrow_free, narrow_reserve, narrow_plan
 from chronolog._core.codec cimport Compressor, Decoder, Dictionaries
-from chronolog._core.codec import DEFAULT_BLOCK_BYTES, train as _train_dictionary
+from chronolog._core.codec import DEFAULT_BLOCK_BYTES
 from chronolog._core.segment cimport (
-    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK, FRAME_SHORT)
-from chronolog._core.index cimport PositionIndex, StreamIndex, chl_streams, chl_stream
-from chronolog._core.index cimport chl_streams_find, chl_streams_intern, chl_streams_push
-from chronolog._core.index cimport chl_streams_intern_batch, chl_streams_push_batch
-from chronolog._core.index cimport chl_streams_count, chl_streams_position, chl_streams_at
-from chronolog._core.index cimport chl_streams_materialize
+    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK)
+from chronolog._core.index cimport (
+    CheckpointJob, PositionIndex, StreamIndex, chl_streams, chl_stream, chl_streams_find,
+    chl_streams_intern, chl_streams_intern_batch, chl_streams_push_batch, chl_streams_count,
+    chl_streams_position, chl_streams_at, chl_streams_materialize)
 from chronolog._core.segment import segment_name, encode_segment_header, decode_segment_header
-from chronolog._core import index as _index
 
 from chronolog.errors import (
     CorruptionError, EventTooLargeError, InvalidArgumentError, InvalidEventError,
@@ -52,21 +47,10 @@ from chronolog.errors import (
     StoreNotFoundError, WrongExpectedVersionError)
 
 cdef enum:
-    ANY = -2
-    NO_STREAM = -1
-    STREAM_EXISTS = -4
     DURABILITY_OS = 0
     DURABILITY_FSYNC = 1
     DURABILITY_INTERVAL = 2
     NOGIL_BATCH = 2048   # encode batches at least this long with the GIL released
-    PIPE_STAGES = 5      # read_stream's prefetch pipeline (_collect_stream): its stages,
-    PIPE_STEP = 4        # the events between two stages,
-    PIPE_DEPTH = 20      # how far ahead the first stage runs (PIPE_STEP * PIPE_STAGES),
-    PIPE_RING = 32       # and its ring of per-event slots (a power of two > PIPE_DEPTH)
-    # Frames at least WPIPE_MIN_BYTES long (uncompressed) are written while being encoded, in
-    # chunks of WPIPE_CHUNK_BYTES (csrc/chl_wpipe.h; docs/design.md "Pipelined writes").
-    WPIPE_MIN_BYTES = 512 * 1024
-    WPIPE_CHUNK_BYTES = 256 * 1024
     # Outside "fsync" mode, every WRITEBACK_HINT_BYTES of the active segment a helper thread
     # asks the kernel to start writing them back (Log._writeback_due), so that sealing it (one
     # fdatasync) does not wait for the whole segment to reach the disk.
@@ -123,202 +107,6 @@ MAX_SEGMENT_BYTES_LIMIT = 1 << 31
 QUARANTINE_BYTES = 1 << 20
 
 
-_RECORD_PROBLEMS = {1: "record offset or length out of bounds",
-                    2: "record fields do not add up to its length",
-                    3: "record CRC32C mismatch"}
-
-
-cdef bytes _stream_utf8(object stream):
-    """Validate a stream name; return its UTF-8 bytes."""
-    if not isinstance(stream, str):
-        raise InvalidStreamNameError(stream, f"a stream name must be a str, got {type(stream).__name__}")
-    if not stream:
-        raise InvalidStreamNameError(stream, "a stream name must not be empty")
-    cdef bytes b
-    try:
-        b = (<str>stream).encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidStreamNameError(stream, "a stream name must be valid Unicode (no lone surrogates)") from None
-    if len(b) > MAX_STREAM_NAME_BYTES:
-        raise InvalidStreamNameError(
-            stream[:40] + "...", f"a stream name is at most {MAX_STREAM_NAME_BYTES} bytes of UTF-8, this one is {len(b)}")
-    if memchr(PyBytes_AS_STRING(b), 0, len(b)) != NULL:
-        raise InvalidStreamNameError(stream, "a stream name must not contain NUL characters")
-    return b
-
-
-cdef bytes _payload(object value, str what, Py_ssize_t i):
-    if type(value) is bytes:
-        return <bytes>value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    raise InvalidEventError(f"event {i}: {what} must be bytes, got {type(value).__name__}")
-
-
-cdef bytes _id16(object value, Py_ssize_t i):
-    if isinstance(value, (bytes, bytearray)) and len(value) == 16:
-        return bytes(value)
-    b = getattr(value, "bytes", None)
-    if isinstance(b, bytes) and len(b) == 16:
-        return b
-    raise InvalidEventError(f"event {i}: an id must be a uuid.UUID, 16 bytes or None, got {value!r}")
-
-
-cdef tuple _packed(list values):
-    """(keep-alive, joined bytes, address of int64 offsets) for a list of bytes."""
-    import array
-    cdef bytes joined = b"".join(values)
-    offs = array.array("q", [0])
-    cdef long long at = 0
-    for v in values:
-        at += len(<bytes>v)
-        offs.append(at)
-    cdef size_t addr = offs.buffer_info()[0]
-    return (offs, joined, addr)
-
-
-def expected_code(object expected):
-    """Map an expected_version argument to the core's integer code, refusing bad values."""
-    if isinstance(expected, bool) or not isinstance(expected, int):
-        raise InvalidArgumentError(
-            f"expected_version must be ANY, NO_STREAM, STREAM_EXISTS or a version >= 0, got {expected!r}")
-    if expected >= 0 or expected in (ANY, NO_STREAM, STREAM_EXISTS):
-        if expected >= (1 << 62):
-            raise InvalidArgumentError(f"expected_version {expected} is out of range")
-        return int(expected)
-    raise InvalidArgumentError(
-        f"expected_version must be ANY, NO_STREAM, STREAM_EXISTS or a version >= 0, got {expected!r}")
-
-
-cdef inline bint expectation_holds(int64_t expected, uint64_t count) noexcept nogil:
-    if expected == ANY:
-        return True
-    if expected == NO_STREAM:
-        return count == 0
-    if expected == STREAM_EXISTS:
-        return count > 0
-    return count > 0 and <int64_t>(count - 1) == expected
-
-
-
-cdef class _Col:
-    """A binary/string Arrow array (64-bit offsets, no nulls) seen as raw pointers."""
-    cdef const int64_t *offsets
-    cdef const char *data
-    cdef object keep
-
-    def __cinit__(self, arr, str what):
-        if arr.null_count:
-            raise InvalidEventError(f"{what} must not contain nulls")
-        bufs = arr.buffers()
-        self.keep = arr
-        self.offsets = (<const int64_t *><size_t>bufs[1].address) + <Py_ssize_t>arr.offset
-        self.data = <const char *><size_t>bufs[2].address if bufs[2] is not None else NULL
-
-
-
-# ColView (log.pxd): a column as raw pointers; offsets NULL means an absent column.
-
-
-cdef inline ColView col_view(_Col c) noexcept:
-    cdef ColView v
-    v.offsets = NULL if c is None else c.offsets
-    v.data = NULL if c is None else c.data
-    return v
-
-
-cdef inline uint64_t col_len(const ColView *c, Py_ssize_t i) noexcept nogil:
-    return 0 if c.offsets == NULL else <uint64_t>(c.offsets[i + 1] - c.offsets[i])
-
-
-cdef inline const char *col_ptr(const ColView *c, Py_ssize_t i) noexcept nogil:
-    return NULL if c.offsets == NULL else c.data + c.offsets[i]
-
-
-cdef inline bint id_present(const unsigned char *idp, const unsigned char *idvalid,
-                            int64_t id_offset, Py_ssize_t i) noexcept nogil:
-    return idp != NULL and (idvalid == NULL or
-                            (idvalid[(id_offset + i) >> 3] >> ((id_offset + i) & 7)) & 1)
-
-
-cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigned char *idvalid,
-                    int64_t id_offset, Py_ssize_t n, size_t max_event, size_t *body,
-                    Py_ssize_t *bad) noexcept nogil:
-    """Pass 1 of append_columns: check each event's sizes; sum the body. cols: streams,
-    types, metadatas, datas. Returns 0, or the problem (1 stream name, 2 type, 3 too large)
-    with its event in bad."""
-    cdef Py_ssize_t i
-    cdef uint64_t slen, tlen
-    cdef size_t rec
-    for i in range(n):
-        slen = col_len(&cols[0], i)
-        tlen = col_len(&cols[1], i)
-        if slen == 0 or slen > MAX_STREAM_NAME_BYTES or memchr(col_ptr(&cols[0], i), 0, slen) != NULL:
-            bad[0] = i
-            return 1
-        if tlen == 0 or tlen > MAX_TYPE_NAME_BYTES:
-            bad[0] = i
-            return 2
-        rec = record_bytes(slen, tlen, col_len(&cols[2], i), col_len(&cols[3], i),
-                           id_present(idp, idvalid, id_offset, i))
-        if rec > max_event:
-            bad[0] = i
-            return 3
-        body[0] += rec + 4
-    return 0
-
-
-cdef uint32_t encode_batch(unsigned char *bp, size_t body, const ColView *cols,
-                           const unsigned char *idp, const unsigned char *idvalid, int64_t id_offset,
-                           Py_ssize_t n, uint64_t first, const uint64_t *vers,
-                           int64_t timestamp, const NarrowPlan *plan, size_t narrow,
-                           const int64_t *sids, chl_wpipe *w) noexcept nogil:
-    """Pass 5 of append_columns: the narrow region (`narrow` bytes planned in `plan`, when not
-    0), every record after it, and the offset table, into the raw body. With a write pipeline
-    `w`, each WPIPE_CHUNK_BYTES of finished records is submitted to it as soon as encoded, and
-    the body's CRC32C is returned, built record by record from each record's own CRC
-    (chl_crc32c_extend_record: no second pass over the bytes where the CPU can combine CRCs);
-    the rest of the body is left for the caller to submit. Without one, returns 0."""
-    cdef Py_ssize_t i
-    cdef size_t at = narrow, sent = 0
-    cdef size_t ro[3]
-    cdef size_t rl[3]
-    cdef int k = 0, j
-    cdef uint32_t crc = 0
-    cdef unsigned char *b = bp + FRAME_HEADER_BYTES
-    if narrow:
-        narrow_encode(plan, b, narrow, cols[0].offsets, cols[0].data, cols[1].offsets,
-                      cols[1].data, sids, n)
-    if w != NULL:
-        crc = chl_crc32c_extend(0, b, narrow)
-    for i in range(n):
-        st32(b + body - 4 * (n - i), <uint32_t>at)
-        ro[k] = at
-        rl[k] = put_record_raw(b + at, col_ptr(&cols[0], i), col_len(&cols[0], i),
-                               col_ptr(&cols[1], i), col_len(&cols[1], i),
-                               idp + 16 * (id_offset + i) if id_present(idp, idvalid, id_offset, i) else NULL,
-                               col_ptr(&cols[2], i), col_len(&cols[2], i),
-                               col_ptr(&cols[3], i), col_len(&cols[3], i), first + i, vers[i],
-                               timestamp)
-        at += rl[k]
-        k += 1
-        if k < 3 and i + 1 < n:
-            continue
-        # Records in threes: their CRCs side by side, then (pipelined) into the body CRC.
-        seal_records(b, ro, rl, k)
-        if w != NULL:
-            for j in range(k):
-                crc = chl_crc32c_extend_record(crc, b + ro[j], rl[j])
-            # Whole chunks, and the last chunk's worth in quarters: what is left for the
-            # helper after the last record (the appender waits for it) stays short.
-            if at - sent >= WPIPE_CHUNK_BYTES or (
-                    body - at < WPIPE_CHUNK_BYTES and at - sent >= WPIPE_CHUNK_BYTES // 4):
-                chl_wpipe_submit(w, at)
-                sent = at
-        k = 0
-    if w != NULL:
-        crc = chl_crc32c_extend(crc, b + at, body - at)  # the offset table
-    return crc
 
 
 cdef class Log:
@@ -707,7 +495,7 @@ cdef class Log:
         for i in range(fi.count):
             rc = view_record(fi, i, fi.codec != CODEC_NONE, &rv)  # the body CRC covers stored bytes only
             if rc:
-                raise CorruptionError(seg.path, fi.offset, f"record {i}: {_RECORD_PROBLEMS[rc]}")
+                raise CorruptionError(seg.path, fi.offset, f"record {i}: {record_problem(rc, '')}")
             if rv.position != self.written + i:
                 raise CorruptionError(seg.path, fi.offset, f"record {i} has position "
                                       f"{rv.position}, expected {self.written + i}")
@@ -1329,7 +1117,7 @@ cdef class Log:
     def append(self, stream, events, int64_t expected, int64_t timestamp):
         """Append events of one stream as one frame; see EventStore.append."""
         self._check_writable()
-        cdef bytes s = _stream_utf8(stream)
+        cdef bytes s = stream_utf8(stream)
         cdef const char *sp = PyBytes_AS_STRING(s)
         cdef uint32_t slen = <uint32_t>PyBytes_GET_SIZE(s)
         # A private tuple: another thread cannot swap an event between sizing and encoding.
@@ -1433,8 +1221,8 @@ cdef class Log:
         cdef Py_ssize_t n = len(streams)
         if n == 0:
             raise InvalidArgumentError("append_batch needs at least one event")
-        cdef _Col cs = _Col(streams, "streams"), ct = _Col(types, "types"), cd = _Col(datas, "datas")
-        cdef _Col cm = _Col(metas, "metadatas") if metas is not None else None
+        cdef ArrowColumn cs = ArrowColumn(streams, "streams"), ct = ArrowColumn(types, "types"), cd = ArrowColumn(datas, "datas")
+        cdef ArrowColumn cm = ArrowColumn(metas, "metadatas") if metas is not None else None
         cdef const unsigned char *idp = NULL
         cdef const unsigned char *idvalid = NULL
         cdef int64_t id_offset = 0
@@ -1465,7 +1253,7 @@ cdef class Log:
                 or (ids is not None and len(ids) != n):
             raise InvalidArgumentError("the columns must be parallel: every one needs a value "
                                        f"per event ({n} streams)")
-        sb = [_stream_utf8(x) for x in streams]
+        sb = [stream_utf8(x) for x in streams]
         tb = []
         for i in range(n):
             t = types[i]
@@ -1475,8 +1263,8 @@ cdef class Log:
                 tb.append((<str>t).encode("utf-8"))
             except UnicodeEncodeError:
                 raise InvalidEventError(f"event {i}: the event type must be valid Unicode") from None
-        db = [_payload(x, "data", i) for i, x in enumerate(datas)]
-        mb = [_payload(x, "metadata", i) for i, x in enumerate(metas)] if metas is not None else None
+        db = [payload_bytes(x, "data", i) for i, x in enumerate(datas)]
+        mb = [payload_bytes(x, "metadata", i) for i, x in enumerate(metas)] if metas is not None else None
         cdef bytes idbuf = None, valid = None
         cdef bint all_ids = False
         if ids is not None:
@@ -1489,11 +1277,11 @@ cdef class Log:
                     parts.append(bytes(16))
                     all_ids = False
                 else:
-                    parts.append(_id16(v, i))
+                    parts.append(event_id16(v, i))
                     bits[i >> 3] |= 1 << (i & 7)
             idbuf = b"".join(parts)
             valid = bytes(bits)
-        keep = [_packed(sb), _packed(tb), _packed(mb) if mb is not None else None, _packed(db)]
+        keep = [packed_column(sb), packed_column(tb), packed_column(mb) if mb is not None else None, packed_column(db)]
         cdef ColView cols[4]
         cdef const char *buf
         for i in range(4):
@@ -1524,7 +1312,7 @@ cdef class Log:
             problem = size_batch(cols, idp, idvalid, id_offset, n, max_event, &body, &bad)
         if problem == 1:
             name = bytes(col_ptr(&cols[0], bad)[:col_len(&cols[0], bad)]).decode("utf-8", "replace")
-            _stream_utf8(name)  # raises the precise reason
+            stream_utf8(name)  # raises the precise reason
             raise InvalidStreamNameError(name, f"event {bad}: a stream name must be 1..{MAX_STREAM_NAME_BYTES} bytes")
         if problem == 2:
             raise InvalidEventError(f"event {bad}: the event type must be 1..{MAX_TYPE_NAME_BYTES} bytes of UTF-8")
@@ -1589,7 +1377,7 @@ cdef class Log:
                 # Pass 4: every expected version, before anything is written.
                 if expected_versions:
                     for name, code in expected_versions.items():
-                        b = _stream_utf8(name)
+                        b = stream_utf8(name)
                         sid = chl_streams_find(self.st, PyBytes_AS_STRING(b), len(b))
                         count = chl_streams_count(self.st, sid) if sid >= 0 else 0
                         if not expectation_holds(code, count):
@@ -1632,7 +1420,7 @@ cdef class Log:
             self.sync_to(seq)
         return AppendResult(first, first + n - 1, next_version)
 
-    # ---------------------------------------------------------------- reads
+    # ---------------------------------------------------------------- lookups (reads: reads.pyx)
 
     cdef int _check_open(self) except -1:
         if self.closed:
@@ -1711,7 +1499,7 @@ cdef class Log:
             if rc == 0 and reason is None and rv.position != position:
                 rc = 4
             if rc:
-                reason = f"record of position {position}: " + _RECORD_PROBLEMS.get(rc, "record holds another position")
+                reason = f"record of position {position}: " + record_problem(rc, "record holds another position")
         if reason is None:
             if fi.codec == CODEC_NONE:
                 self.pidx.set_one_roff(position, <uint32_t>(rv.rec - seg.map) + 1)
@@ -1721,50 +1509,6 @@ cdef class Log:
         if strict:
             raise CorruptionError(seg.path, off, reason)
         return False
-
-    cdef bint _view_seq(self, uint64_t position, FrameInfo *fi, RecordView *rv,
-                        Decoder dec) except -1:
-        """Sequential read: check each frame whole once (header CRC, trailer, body CRC32C;
-        a compressed frame is decoded whole with `dec`), then view its records without
-        per-record CRCs. Raises CorruptionError."""
-        cdef uint64_t e = self.pidx.get(position)
-        cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
-        if ordinal >= <uint64_t>len(self.segments):
-            raise CorruptionError(self.path, None, f"position index names a missing segment for position {position}")
-        cdef Segment seg = self.segments[ordinal]
-        cdef FrameStatus status
-        cdef int rc
-        if seg.map_len < seg.end:
-            seg.ensure_mapped(seg.end, 0)
-        if fi.body == NULL or fi.stored == NULL or fi.offset != off or fi.end > seg.end \
-                or <uint64_t>(fi.stored - seg.map) != off + FRAME_HEADER_BYTES:
-            fi.stored = NULL
-            fi.body = NULL
-            status = check_frame(seg.map, seg.end, off, seg.salt, True, fi)
-            if status != FRAME_OK:
-                fi.stored = NULL
-                fi.body = NULL
-                raise CorruptionError(seg.path, off, frame_status_reason(status))
-            if not (fi.first_position <= position < fi.first_position + fi.count):
-                fi.stored = NULL
-                fi.body = NULL
-                raise CorruptionError(seg.path, off, f"frame does not hold position {position}")
-            if fi.codec != CODEC_NONE:
-                try:
-                    dec.decode_frame(fi, seg.path)
-                except BaseException:
-                    fi.stored = NULL
-                    fi.body = NULL
-                    raise
-        rc = view_record(fi, <uint32_t>(position - fi.first_position), fi.codec != CODEC_NONE, rv)
-        if rc == 0 and rv.position != position:
-            rc = 4
-        if rc:
-            fi.stored = NULL
-            fi.body = NULL
-            raise CorruptionError(seg.path, off, f"record of position {position}: " +
-                                  _RECORD_PROBLEMS.get(rc, "record holds another position"))
-        return True
 
     cdef Decoder _decoder(self):
         """A Decoder for one reading call (from a small pool: creating one costs a zstd
@@ -1776,252 +1520,6 @@ cdef class Log:
     cdef void _give_back(self, Decoder dec) noexcept:
         if dec is not None and len(self._decoders) < 8:
             self._decoders.append(dec)
-
-    cdef str _type_str(self, const unsigned char *p, uint32_t n):
-        """Event type names repeat: decode each distinct one once (a short linear cache)."""
-        cdef Py_ssize_t i, k = len(self._types)
-        cdef bytes key
-        for i in range(0, k, 2):
-            key = <bytes>self._types[i]
-            if PyBytes_GET_SIZE(key) == n and memcmp(PyBytes_AS_STRING(key), p, n) == 0:
-                return <str>self._types[i + 1]
-        cdef str t = PyUnicode_DecodeUTF8(<const char *>p, n, "strict")
-        if k < 128:
-            self._types.append(PyBytes_FromStringAndSize(<const char *>p, n))
-            self._types.append(t)
-        return t
-
-    cdef RecordedEvent _event(self, RecordView *rv, str stream):
-        cdef RecordedEvent ev = RecordedEvent.__new__(RecordedEvent)
-        ev.position = rv.position
-        ev.version = rv.version
-        ev.timestamp = rv.timestamp
-        ev.stream = stream if stream is not None else PyUnicode_DecodeUTF8(<const char *>rv.stream, rv.slen, "strict")
-        ev.type = self._type_str(rv.etype, rv.tlen)
-        ev.metadata = PyBytes_FromStringAndSize(<const char *>rv.meta, rv.mlen) if rv.mlen else b""
-        ev.data = PyBytes_FromStringAndSize(<const char *>rv.data, rv.dlen)
-        ev._id = PyBytes_FromStringAndSize(<const char *>rv.eid, 16) if rv.eid != NULL else None
-        return ev
-
-    cdef int64_t _visible_count(self, int64_t sid) except -1:
-        """How many of the stream's events are visible (position < head). A position past
-        the log means a damaged stream index: CorruptionError (the caller rebuilds)."""
-        if sid < 0:
-            return 0
-        cdef uint64_t c = chl_streams_count(self.st, sid), p
-        while c > 0:
-            p = chl_streams_position(self.st, sid, c - 1)
-            if p >= self.written:
-                raise CorruptionError(self.path, None, "stream index points past the log")
-            if p < self.head:
-                break
-            c -= 1
-        return <int64_t>c
-
-    def read_positions(self, uint64_t start, uint64_t stop, bint backwards=False):
-        """RecordedEvents of positions [start, stop) (clipped to head), in order or reversed."""
-        self._check_open()
-        try:
-            return self._read_positions(start, stop, backwards)
-        except CorruptionError:
-            if not self._rebuild_indexes():
-                raise
-            return self._read_positions(start, stop, backwards)
-
-    cdef list _read_positions(self, uint64_t start, uint64_t stop, bint backwards):
-        if stop > self.head:
-            stop = self.head
-        cdef list out = []
-        cdef FrameInfo fi
-        cdef RecordView rv
-        cdef uint64_t p
-        fi.stored = NULL
-        fi.body = NULL
-        if start >= stop:
-            return out
-        cdef Decoder dec = self._decoder()
-        try:
-            if backwards:
-                p = stop
-                while p > start:
-                    p -= 1
-                    self._view_seq(p, &fi, &rv, dec)
-                    out.append(self._event(&rv, None))
-            else:
-                for p in range(start, stop):
-                    self._view_seq(p, &fi, &rv, dec)
-                    out.append(self._event(&rv, None))
-        finally:
-            self._give_back(dec)
-        return out
-
-    def stream_count(self, stream):
-        """The number of visible events in `stream` (0 when it does not exist)."""
-        self._check_open()
-        cdef bytes s = _stream_utf8(stream)
-        cdef int64_t c
-        try:
-            c = self._visible_count(chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s)))
-            self._unsound()
-            return c
-        except CorruptionError:
-            if not self._rebuild_indexes():
-                raise
-            return self._visible_count(chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s)))
-
-    def read_stream(self, stream, uint64_t lo, uint64_t hi, bint backwards, uint64_t limit):
-        """RecordedEvents of `stream` with lo <= version < hi (clipped), at most `limit`,
-        ascending or (backwards) descending."""
-        self._check_open()
-        cdef bytes s = _stream_utf8(stream)
-        try:
-            return self._read_stream(stream, s, lo, hi, backwards, limit)
-        except CorruptionError:
-            if not self._rebuild_indexes():
-                raise
-            return self._read_stream(stream, s, lo, hi, backwards, limit)
-
-    cdef list _read_stream(self, str stream, bytes s, uint64_t lo, uint64_t hi, bint backwards,
-                           uint64_t limit):
-        cdef int64_t sid = chl_streams_find(self.st, PyBytes_AS_STRING(s), len(s))
-        cdef list out = []
-        cdef uint64_t count = <uint64_t>self._visible_count(sid)
-        self._unsound()
-        if hi > count:
-            hi = count
-        if lo >= hi or limit == 0:
-            return out
-        cdef FrameInfo fi
-        cdef RecordView rv
-        cdef uint64_t v, p, taken = 0
-        cdef int64_t step = -1 if backwards else 1
-        fi.stored = NULL
-        fi.body = NULL
-        v = hi - 1 if backwards else lo
-        cdef Decoder dec = self._decoder()
-        try:
-            self._collect_stream(stream, s, sid, lo, hi, v, step, limit, &fi, &rv, dec, out)
-        finally:
-            self._give_back(dec)
-        return out
-
-    cdef int _collect_stream(self, str stream, bytes s, int64_t sid, uint64_t lo, uint64_t hi,
-                             uint64_t v, int64_t step, uint64_t limit, FrameInfo *fi,
-                             RecordView *rv, Decoder dec, list out) except -1:
-        # A stream's events lie in different frames: reading one waits on about five cache
-        # misses in a row (position index entry, frame header, offset table entry, record
-        # header, the rest of the record). A software pipeline hides them: stage k of event
-        # j + PIPE_DEPTH - PIPE_STEP * k runs while event j is read, and loads what the stage before
-        # prefetched PIPE_STEP events earlier (_pipe_stage); the read itself finds the whole
-        # record cached PIPE_STEP events after the last stage.
-        cdef uint64_t n = (v - lo + 1) if step < 0 else (hi - v)
-        cdef uint64_t j, p, vj
-        cdef int64_t k
-        cdef PipeSlot ring[PIPE_RING]
-        if n > limit:
-            n = limit
-        for j in range(n + PIPE_DEPTH):
-            # Stage k works on event j - PIPE_STEP * k; the last ones first (they load what
-            # earlier iterations prefetched); event j - PIPE_DEPTH is read below.
-            for k in range(PIPE_STAGES - 1, -1, -1):
-                if j >= PIPE_STEP * <uint64_t>k and j - PIPE_STEP * <uint64_t>k < n:
-                    self._pipe_stage(sid, v, step, j - PIPE_STEP * <uint64_t>k, <int>k, ring)
-            if j < PIPE_DEPTH:
-                continue
-            vj = v + step * <int64_t>(j - PIPE_DEPTH)
-            p = chl_streams_position(self.st, sid, vj)
-            if p >= self.written:
-                raise CorruptionError(self.path, None, f"stream index points past the log at "
-                                      f"{stream!r} version {vj}")
-            self._view(p, fi, rv, True, dec)
-            if rv.version != vj or rv.slen != len(s) or memcmp(rv.stream, PyBytes_AS_STRING(s), rv.slen) != 0:
-                raise CorruptionError(self.path, None, f"stream index disagrees with the log at "
-                                      f"{stream!r} version {vj}")
-            out.append(self._event(rv, stream))
-        return 0
-
-    cdef void _pipe_stage(self, int64_t sid, uint64_t v, int64_t step, uint64_t i, int stage,
-                          PipeSlot *ring) noexcept:
-        """Stage `stage` (0..PIPE_STAGES-1) of the read of the i-th event from version v: load
-        what the previous stage prefetched, prefetch what the next one loads. Only a hint:
-        any doubt about an address (bounds) ends the event's pipeline; nothing read here is
-        trusted (_view checks everything again)."""
-        cdef PipeSlot *q = &ring[i % PIPE_RING]
-        cdef uint64_t p, e, ordinal, off, first, count, raw, nrec, x
-        cdef Segment seg
-        cdef chl_stream *cs
-        cdef uint32_t ro
-        if stage == 0:    # the stream's position of the event; its position index entry
-            q.h = q.t = q.r = NULL
-            p = chl_streams_position(self.st, sid, v + step * <int64_t>i)
-            q.p = p
-            if p < self.written:
-                if p < self.pidx.roff_cap:
-                    __builtin_prefetch(self.pidx.roff + p)
-                if p < self.pidx.base_count:  # from the checkpoint: its record offset may be unknown
-                    __builtin_prefetch(self.pidx.slot(p))
-            # ... and the stream's positions a cache line ahead (a wrapped version misses both)
-            cs = chl_streams_at(self.st, sid)
-            x = v + step * <int64_t>(i + 8)
-            if x < cs.base_count:
-                __builtin_prefetch(cs.base + x)
-            elif x - cs.base_count < cs.delta_count:
-                __builtin_prefetch(cs.delta + (x - cs.base_count))
-        elif stage == 1:  # the entry; the frame header
-            if q.p >= self.written:
-                return
-            ro = self.pidx.roff_at(q.p)
-            if ro != 0:
-                # Record offset known: straight to the record (stages 2 and 3 idle).
-                seg = self._segment_of(q.p)
-                if seg.map != NULL and <uint64_t>ro - 1 + RECORD_HEADER_BYTES <= seg.end \
-                        and seg.end <= seg.map_len:
-                    q.r = seg.map + ro - 1
-                    q.rlim = seg.end - (ro - 1)
-                    __builtin_prefetch(q.r)
-                    __builtin_prefetch(q.r + RECORD_HEADER_BYTES - 1)
-                return
-            e = self.pidx.get(q.p)
-            ordinal = e >> 32
-            off = e & 0xFFFFFFFF
-            if ordinal < <uint64_t>len(self.segments):
-                seg = <Segment>self.segments[ordinal]
-                if seg.map != NULL and off + FRAME_OVERHEAD_BYTES <= seg.end and seg.end <= seg.map_len:
-                    q.h = seg.map + off
-                    q.end = seg.map + seg.end
-                    __builtin_prefetch(q.h)
-                    __builtin_prefetch(q.h + 39)  # the last field _view reads (dict id)
-        elif stage == 2:  # the header; the offset table entry (codec 0 frames)
-            if q.h == NULL or ld16(q.h + 28) != CODEC_NONE:
-                return
-            first = ld64(q.h + 16)
-            count = ld32(q.h + 24)
-            raw = ld32(q.h + 32)
-            if count and q.p >= first and q.p - first < count and 4 * count <= raw \
-                    and <uint64_t>(q.end - q.h) >= FRAME_OVERHEAD_BYTES + raw:
-                q.t = q.h + FRAME_HEADER_BYTES + raw - 4 * count + 4 * (q.p - first)
-                __builtin_prefetch(q.t)
-        elif stage == 3:  # the table entry; the record's header
-            if q.t == NULL:
-                return
-            raw = ld32(q.h + 32)
-            off = ld32(q.t)
-            if off + RECORD_HEADER_BYTES <= raw:
-                q.r = q.h + FRAME_HEADER_BYTES + off
-                q.rlim = raw - off
-                __builtin_prefetch(q.r)
-                __builtin_prefetch(q.r + RECORD_HEADER_BYTES - 1)
-        else:             # the record's length; the rest of the record (its CRC reads it all)
-            if q.r == NULL:
-                return
-            nrec = ld32(q.r)
-            if nrec <= q.rlim:
-                x = 64
-                while x < nrec:
-                    __builtin_prefetch(q.r + x)
-                    x += 64
-                if nrec > 64:
-                    __builtin_prefetch(q.r + nrec - 1)
 
     cdef bint _rebuild_indexes(self) except -1:
         """A read found the indexes disagreeing with the segments (a damaged or stale index
@@ -2068,50 +1566,6 @@ cdef class Log:
             self.checkpoint_through = 0
         return 0
 
-    def streams(self, str prefix=""):
-        """Names of the streams that hold visible events, in order of first appearance."""
-        self._check_open()
-        try:
-            return self._streams(prefix)
-        except CorruptionError:
-            if not self._rebuild_indexes():
-                raise
-            return self._streams(prefix)
-
-    cdef list _streams(self, str prefix):
-        cdef bytes pre = prefix.encode("utf-8", "surrogatepass")
-        cdef Py_ssize_t plen = len(pre)
-        cdef uint64_t i
-        cdef chl_stream *s
-        cdef uint64_t first
-        cdef list out = []
-        for i in range(self.st.n_streams):
-            s = chl_streams_at(self.st, i)
-            if s.base_count + s.delta_count and s.name_len >= plen \
-                    and memcmp(s.name, PyBytes_AS_STRING(pre), plen) == 0:
-                first = chl_streams_position(self.st, i, 0)
-                if first >= self.written:
-                    raise CorruptionError(self.path, None, "stream index points past the log")
-                if first < self.head:
-                    out.append((first, PyUnicode_DecodeUTF8(s.name, s.name_len, "strict")))
-        self._unsound()
-        # Order of first appearance in the log (not of stream ids, which a refused batch
-        # may have handed out): the same after any rebuild.
-        out.sort()
-        return [name for _, name in out]
-
-    def stream_total(self):
-        """How many streams hold events."""
-        cdef uint64_t i, n = 0
-        self._check_open()
-        chl_streams_materialize(self.st)
-        if self.st.unsound:
-            self._rebuild_indexes()
-        for i in range(self.st.n_streams):
-            if chl_streams_count(self.st, i):
-                n += 1
-        return n
-
     def refresh(self):
         """Read-only handles: index what the writer appended since; returns the new head."""
         self._check_open()
@@ -2121,300 +1575,7 @@ cdef class Log:
                 self._rebuild_unlocked()
         return self.head
 
-    def segment_info(self):
-        """(name, first position, bytes) of every segment."""
-        return [(s.name, s.first_position, s.end) for s in self.segments]
-
-    # ---------------------------------------------------------------- compression tools
-
-    def sample_records(self, uint64_t n):
-        """Up to n whole records (bytes), spread evenly over the visible log: what a zstd
-        dictionary is trained on (records, not just payloads, are what frames compress)."""
-        self._check_open()
-        cdef uint64_t head = self.head, i, p
-        cdef FrameInfo fi
-        cdef RecordView rv
-        fi.stored = NULL
-        fi.body = NULL
-        out = []
-        if head == 0 or n == 0:
-            return out
-        if n > head:
-            n = head
-        cdef Decoder dec = self._decoder()
-        try:
-            for i in range(n):
-                p = i * head // n
-                self._view(p, &fi, &rv, True, dec)
-                out.append(PyBytes_FromStringAndSize(<const char *>rv.rec, rv.rec_len))
-        finally:
-            self._give_back(dec)
-        return out
-
-    def use_dictionary(self, uint32_t dict_id):
-        """Compress new frames with stored dictionary `dict_id` (compression must be on)."""
-        if self.compressor is None:
-            raise InvalidArgumentError("this store was opened without compression; open it with "
-                                       "compression='zstd' to use a dictionary")
-        with self._lock:
-            self.compressor.use_dictionary(self.dicts, dict_id)
-
-    def frame_totals(self):
-        """(frames, stored bytes, decoded bytes) over every frame, from their headers only."""
-        self._check_open()
-        cdef Segment seg
-        cdef uint64_t off, frames = 0, stored = 0, raw = 0
-        cdef const unsigned char *h
-        for seg in self.segments:
-            if seg.map_len < seg.end:
-                seg.ensure_mapped(seg.end, 0)
-            off = SEGMENT_HEADER_BYTES
-            while off + FRAME_OVERHEAD_BYTES <= seg.end:
-                h = seg.map + off
-                if ld32(h) != FRAME_MAGIC:
-                    break
-                frames += 1
-                stored += FRAME_OVERHEAD_BYTES + ld32(h + 4)
-                raw += FRAME_OVERHEAD_BYTES + ld32(h + 32)
-                off += FRAME_OVERHEAD_BYTES + ld32(h + 4)
-        return frames, stored, raw
-
-    def compact_sealed(self, Compressor target):
-        """Rewrite every sealed segment with `target` (None: uncompressed), offline.
-
-        Pass 0 verifies the whole log (nothing is rewritten if anything is wrong); pass 1
-        drops the index checkpoints (they name frame offsets that change); pass 2, per
-        segment, writes `<name>.compact` (same first position, records byte for byte, a new
-        salt), fsyncs it and renames it over the segment, then fsyncs the directory. A crash
-        leaves each segment old or new, never neither; the next open rebuilds the indexes.
-        The Log must be closed afterwards (its mappings describe the old files).
-        Returns (segments rewritten, bytes before, bytes after)."""
-        self._check_writable()
-        import time
-        cdef Segment seg
-        cdef FrameInfo fi
-        cdef FrameStatus status
-        cdef uint64_t off, before = 0, after = 0, salt, woff
-        cdef size_t stored, cap, body
-        cdef uint32_t k, drop
-        cdef int fd
-        cdef unsigned char *fb
-        cdef unsigned char *z
-        cdef Decoder dec = self._decoder()
-        rewritten = 0
-        # Pass 0: verify everything first (every frame and record CRC, density): compaction
-        # re-seals frames with fresh CRCs, so it must never carry damage over, and it rewrites
-        # nothing at all when anything is wrong.
-        report = self.verify()
-        if not report["ok"]:
-            first = report["problems"][0]
-            self._give_back(dec)
-            raise CorruptionError(os.path.join(self.path, first["segment"] or ""), first["offset"],
-                                  first["reason"] + "; compact rewrote nothing")
-        with self._lock:
-            self._checkpoint_join()
-            # Pass 1: the checkpoints go first, so no stale offsets can outlive a crash.
-            for name in ("positions.idx", "streams.idx"):
-                try:
-                    self.io.unlink(os.path.join(self.path, "index", name))
-                except FileNotFoundError:
-                    pass
-            self.io.fsync_dir(os.path.join(self.path, "index"))
-            self.checkpoint_through = 0xFFFFFFFFFFFFFFFF  # never checkpoint from this handle
-            # Pass 2: segment by segment.
-            for seg in self.segments[:len(self.segments) - 1]:
-                seg.ensure_mapped(seg.end, 0)
-                tmp = seg.path + ".compact"
-                salt = int.from_bytes(os.urandom(8), "little")
-                hdr = encode_segment_header(seg.first_position, salt, self.store_id, time.time_ns())
-                fd = self.io.create_new(tmp)
-                try:
-                    self.io.pwrite_all(fd, <const char *>hdr, SEGMENT_HEADER_BYTES, 0)
-                    woff = SEGMENT_HEADER_BYTES
-                    off = SEGMENT_HEADER_BYTES
-                    while off < seg.end:
-                        status = check_frame(seg.map, seg.end, off, seg.salt, True, &fi)
-                        if status != FRAME_OK:
-                            raise CorruptionError(seg.path, off, frame_status_reason(status))
-                        if fi.codec != CODEC_NONE:
-                            dec.decode_frame(&fi, seg.path)
-                        # Compressed frames carry no narrow region: drop it (records and
-                        # offsets move down by its size); kept if compressing does not pay.
-                        drop = fi.narrow if target is not None else 0
-                        body = fi.raw_bytes - drop
-                        fb = self._frame_buffer(fi.raw_bytes + FRAME_OVERHEAD_BYTES)
-                        memcpy(fb + FRAME_HEADER_BYTES, fi.body + drop, body)
-                        for k in range(fi.count if drop else 0):
-                            st32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k),
-                                 ld32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k)) - drop)
-                        stored = 0
-                        if target is not None:
-                            cap = target.bound(body, fi.count)
-                            if cap + FRAME_OVERHEAD_BYTES > self.zbuf_cap:
-                                z = <unsigned char *>realloc(self.zbuf, cap + FRAME_OVERHEAD_BYTES)
-                                if z == NULL:
-                                    raise MemoryError()
-                                self.zbuf = z
-                                self.zbuf_cap = cap + FRAME_OVERHEAD_BYTES
-                            with nogil:
-                                stored = target.compress_body(fb + FRAME_HEADER_BYTES, body, fi.count,
-                                                              self.zbuf + FRAME_HEADER_BYTES, cap)
-                        if stored:
-                            seal_frame(self.zbuf, stored, body, CODEC_ZSTD, target.dict_id, salt,
-                                       fi.first_position, fi.count, SEGMENT_HEADER_BYTES, 0)
-                            self.io.pwrite_all(fd, self.zbuf, stored + FRAME_OVERHEAD_BYTES, woff)
-                            woff += stored + FRAME_OVERHEAD_BYTES
-                        else:
-                            if drop:  # as it was, narrow region included
-                                body = fi.raw_bytes
-                                memcpy(fb + FRAME_HEADER_BYTES, fi.body, body)
-                            seal_frame(fb, body, body, CODEC_NONE, 0, salt, fi.first_position,
-                                       fi.count, SEGMENT_HEADER_BYTES, fi.narrow)
-                            self.io.pwrite_all(fd, fb, body + FRAME_OVERHEAD_BYTES, woff)
-                            woff += body + FRAME_OVERHEAD_BYTES
-                        off = fi.end
-                    self.io.fsync(fd)
-                finally:
-                    self.io.close(fd)
-                self.io.rename(tmp, seg.path)
-                self.io.fsync_dir(self.path)
-                before += seg.end
-                after += woff
-                rewritten += 1
-        self._give_back(dec)
-        return rewritten, before, after
-
-    # ---------------------------------------------------------------- verify and close
-
-    def verify(self):
-        """Check every frame and record of every segment (CRCs, density of positions and
-        versions) and the indexes against them. Returns a dict report; never raises for
-        damage, which it reports with the first problem's segment and offset."""
-        self._check_open()
-        chl_streams_materialize(self.st)
-        if self.st.unsound:
-            self._rebuild_indexes()
-        from chronolog._core.index import StreamIndex as _SI
-        cdef StreamIndex fresh = _SI()
-        cdef Segment seg
-        cdef FrameInfo fi
-        cdef RecordView rv
-        cdef NarrowView nv
-        cdef int64_t bad_rec
-        cdef FrameStatus status
-        cdef uint64_t position = 0, off, size, frames = 0, nbytes = 0, entry
-        cdef uint32_t i
-        cdef int rc
-        cdef int64_t sid
-        problems = []
-        notes = []
-        cdef Decoder vdec = Decoder(self.dicts)
-
-        def problem(path, offset, reason):
-            problems.append({"segment": os.path.basename(path), "offset": offset, "reason": reason})
-
-        for seg in list(self.segments):
-            off = SEGMENT_HEADER_BYTES
-            size = seg.end
-            seg.ensure_mapped(size, 0)
-            nbytes += seg.file_size()
-            if seg.first_position != position:
-                problem(seg.path, 24, f"segment starts at position {seg.first_position}, expected {position}")
-                break
-            while off < size:
-                status = check_frame(seg.map, size, off, seg.salt, True, &fi)
-                if status != FRAME_OK:
-                    problem(seg.path, off, frame_status_reason(status))
-                    break
-                if fi.codec != CODEC_NONE:
-                    try:
-                        vdec.decode_frame(&fi, seg.path)
-                    except CorruptionError as exc:
-                        problem(seg.path, off, exc.reason)
-                        break
-                if fi.first_position != position:
-                    problem(seg.path, off, f"frame starts at position {fi.first_position}, expected {position}")
-                    break
-                for i in range(fi.count):
-                    rc = view_record(&fi, i, True, &rv)
-                    if rc == 0 and rv.position != position:
-                        rc = 4
-                    if rc:
-                        problem(seg.path, off, f"record {i}: " + _RECORD_PROBLEMS.get(rc, "position out of sequence"))
-                        break
-                    sid = chl_streams_intern(fresh.t, <const char *>rv.stream, rv.slen, 1)
-                    if rv.version != chl_streams_count(fresh.t, sid):
-                        problem(seg.path, off, f"record {i}: version {rv.version} out of sequence")
-                        break
-                    chl_streams_push(fresh.t, sid, position)
-                    entry = self.pidx.get(position) if position < self.written else 0
-                    if position >= self.written or entry != ((<uint64_t>seg.ordinal << 32) | off):
-                        problem(seg.path, off, f"position index disagrees at position {position}")
-                        break
-                    position += 1
-                if problems:
-                    break
-                if fi.narrow:
-                    rc = view_narrow(&fi, True, &nv)
-                    if rc:
-                        problem(seg.path, off, "narrow region: " + ("CRC32C mismatch" if rc == 2
-                                                                    else "layout out of bounds"))
-                        break
-                    bad_rec = narrow_disagrees(&fi, &nv)
-                    if bad_rec == -2:
-                        raise MemoryError()
-                    if bad_rec >= 0:
-                        problem(seg.path, off, f"record {bad_rec}: the narrow region names another "
-                                "stream or type")
-                        break
-                frames += 1
-                off = fi.end
-            if problems:
-                break
-            size = seg.file_size()
-            if size > seg.end:
-                if seg is not self.segments[len(self.segments) - 1]:
-                    problem(seg.path, seg.end, "bytes after the last frame of a sealed segment")
-                    break
-                # The newest segment's tail: a later complete frame means damage; anything
-                # else is a torn tail (or, for a reader, a write in progress) that the
-                # writer's next open cuts.
-                seg.ensure_mapped(size, 0)
-                claim = self._later_claim(seg, seg.end, size)
-                if claim > <int64_t>seg.end:
-                    problem(seg.path, seg.end, "a frame that does not check, though a later frame "
-                            "records it as synced (damage)")
-                    break
-                if claim >= 0:
-                    problem(seg.path, seg.end, "a frame that does not check, followed by complete "
-                            "frames that were never synced (a power loss); the writer's next open "
-                            "cuts them and keeps their bytes in a .torn file")
-                    break
-                notes.append({"segment": seg.name, "offset": seg.end,
-                              "reason": f"incomplete tail of {size - seg.end} bytes (an append in "
-                                        "progress, or a torn tail the writer's next open cuts)"})
-        cdef uint64_t k, c, v
-        cdef const chl_stream *fs
-        cdef bint same
-        if not problems:
-            if position != self.written:
-                problems.append({"segment": None, "offset": None, "reason": f"log holds {position} events, the index {self.written}"})
-            for k in range(fresh.t.n_streams):
-                fs = &fresh.t.streams[k]
-                sid = chl_streams_find(self.st, fs.name, fs.name_len)
-                c = fs.base_count + fs.delta_count
-                same = sid >= 0 and chl_streams_count(self.st, sid) == c
-                v = 0
-                while same and v < c:
-                    same = chl_streams_position(self.st, sid, v) == chl_streams_position(fresh.t, k, v)
-                    v += 1
-                if not same:
-                    problems.append({"segment": None, "offset": None,
-                                     "reason": f"stream index disagrees for {bytes(fs.name[:fs.name_len])!r}"})
-                    break
-        return {"ok": not problems, "events": position, "frames": frames,
-                "segments": len(self.segments), "bytes": nbytes, "problems": problems,
-                "notes": notes}
+    # ---------------------------------------------------------------- close
 
     cdef void _release(self) noexcept:
         cdef Segment seg

@@ -121,6 +121,18 @@ cdef struct RecordView:
     const unsigned char *data
 
 
+cdef inline str record_problem(int rc, str other):
+    """What a problem code of view_record/view_record_at means (`other`: a code of the
+    caller's own, such as a record holding another position)."""
+    if rc == 1:
+        return "record offset or length out of bounds"
+    if rc == 2:
+        return "record fields do not add up to its length"
+    if rc == 3:
+        return "record CRC32C mismatch"
+    return other
+
+
 cdef inline int view_record(const FrameInfo *fi, uint32_t i, bint check_crc,
                             RecordView *rv) noexcept nogil:
     # Locate record i of a checked, decoded frame; 0 when sound, else a problem code

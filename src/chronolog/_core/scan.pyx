@@ -16,7 +16,7 @@ from chronolog._core.format cimport (
 from chronolog._core.segment cimport (
     Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK,
     FRAME_BAD_BODY_CRC)
-from chronolog._core.record cimport RecordView, view_record
+from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_offsets, narrow_stream_ix
 from chronolog._core.index cimport (
     chl_streams, chl_streams_new, chl_streams_free, chl_streams_find, chl_streams_intern,
@@ -73,9 +73,6 @@ _TYPES = {
 SCHEMA = pa.schema([pa.field(c, _TYPES[c], nullable=(c == "id")) for c in COLUMNS])
 _NARROW_PROBLEMS = {1: "layout out of bounds", 2: "CRC32C mismatch",
                     3: "a stream or type index out of range"}
-_RECORD_PROBLEMS = {1: "record offset or length out of bounds",
-                    2: "record fields do not add up to its length",
-                    3: "record CRC32C mismatch"}
 
 
 def schema_of(columns=None):
@@ -640,7 +637,7 @@ cdef class Scanner:
         if self.problem == PROBLEM_FRAME:
             reason = frame_status_reason(<FrameStatus>self.detail)
         elif self.problem == PROBLEM_RECORD:
-            reason = f"record of position {self.pos}: " + _RECORD_PROBLEMS.get(self.detail, "bad record")
+            reason = f"record of position {self.pos}: " + record_problem(self.detail, "bad record")
         elif self.problem == PROBLEM_NARROW:
             reason = f"narrow region of the frame of position {self.pos}: " + \
                 _NARROW_PROBLEMS.get(self.detail, "bad region")

@@ -1,0 +1,171 @@
+"""What an append is made of: its arguments checked (stream names, payloads, ids, expected
+versions), its columns seen as raw pointers, and the passes that size and encode the body of
+a batch frame (format: format.pxd). The append path (log.pyx) drives them.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.string cimport memchr
+
+from chronolog._core.format cimport (
+    FRAME_HEADER_BYTES, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES, st32, chl_crc32c_extend,
+    chl_crc32c_extend_record)
+from chronolog._core.fileio cimport chl_wpipe, chl_wpipe_submit
+from chronolog._core.narrow cimport NarrowPlan, narrow_encode
+from chronolog._core.record cimport record_bytes, put_record_raw, seal_records
+
+from chronolog.errors import InvalidArgumentError, InvalidEventError, InvalidStreamNameError
+
+
+cdef bytes stream_utf8(object stream):
+    """Validate a stream name; return its UTF-8 bytes."""
+    if not isinstance(stream, str):
+        raise InvalidStreamNameError(stream, f"a stream name must be a str, got {type(stream).__name__}")
+    if not stream:
+        raise InvalidStreamNameError(stream, "a stream name must not be empty")
+    cdef bytes b
+    try:
+        b = (<str>stream).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidStreamNameError(stream, "a stream name must be valid Unicode (no lone surrogates)") from None
+    if len(b) > MAX_STREAM_NAME_BYTES:
+        raise InvalidStreamNameError(
+            stream[:40] + "...", f"a stream name is at most {MAX_STREAM_NAME_BYTES} bytes of UTF-8, this one is {len(b)}")
+    if memchr(PyBytes_AS_STRING(b), 0, len(b)) != NULL:
+        raise InvalidStreamNameError(stream, "a stream name must not contain NUL characters")
+    return b
+
+
+cdef bytes payload_bytes(object value, str what, Py_ssize_t i):
+    if type(value) is bytes:
+        return <bytes>value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidEventError(f"event {i}: {what} must be bytes, got {type(value).__name__}")
+
+
+cdef bytes event_id16(object value, Py_ssize_t i):
+    if isinstance(value, (bytes, bytearray)) and len(value) == 16:
+        return bytes(value)
+    b = getattr(value, "bytes", None)
+    if isinstance(b, bytes) and len(b) == 16:
+        return b
+    raise InvalidEventError(f"event {i}: an id must be a uuid.UUID, 16 bytes or None, got {value!r}")
+
+
+cdef tuple packed_column(list values):
+    """(keep-alive, joined bytes, address of int64 offsets) for a list of bytes."""
+    import array
+    cdef bytes joined = b"".join(values)
+    offs = array.array("q", [0])
+    cdef long long at = 0
+    for v in values:
+        at += len(<bytes>v)
+        offs.append(at)
+    cdef size_t addr = offs.buffer_info()[0]
+    return (offs, joined, addr)
+
+
+def expected_code(object expected):
+    """Map an expected_version argument to the core's integer code, refusing bad values."""
+    if isinstance(expected, bool) or not isinstance(expected, int):
+        raise InvalidArgumentError(
+            f"expected_version must be ANY, NO_STREAM, STREAM_EXISTS or a version >= 0, got {expected!r}")
+    if expected >= 0 or expected in (ANY, NO_STREAM, STREAM_EXISTS):
+        if expected >= (1 << 62):
+            raise InvalidArgumentError(f"expected_version {expected} is out of range")
+        return int(expected)
+    raise InvalidArgumentError(
+        f"expected_version must be ANY, NO_STREAM, STREAM_EXISTS or a version >= 0, got {expected!r}")
+
+
+cdef class ArrowColumn:
+    """A binary/string Arrow array (64-bit offsets, no nulls) seen as raw pointers."""
+
+    def __cinit__(self, arr, str what):
+        if arr.null_count:
+            raise InvalidEventError(f"{what} must not contain nulls")
+        bufs = arr.buffers()
+        self.keep = arr
+        self.offsets = (<const int64_t *><size_t>bufs[1].address) + <Py_ssize_t>arr.offset
+        self.data = <const char *><size_t>bufs[2].address if bufs[2] is not None else NULL
+
+
+
+cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigned char *idvalid,
+                    int64_t id_offset, Py_ssize_t n, size_t max_event, size_t *body,
+                    Py_ssize_t *bad) noexcept nogil:
+    """Pass 1 of append_columns: check each event's sizes; sum the body. cols: streams,
+    types, metadatas, datas. Returns 0, or the problem (1 stream name, 2 type, 3 too large)
+    with its event in bad."""
+    cdef Py_ssize_t i
+    cdef uint64_t slen, tlen
+    cdef size_t rec
+    for i in range(n):
+        slen = col_len(&cols[0], i)
+        tlen = col_len(&cols[1], i)
+        if slen == 0 or slen > MAX_STREAM_NAME_BYTES or memchr(col_ptr(&cols[0], i), 0, slen) != NULL:
+            bad[0] = i
+            return 1
+        if tlen == 0 or tlen > MAX_TYPE_NAME_BYTES:
+            bad[0] = i
+            return 2
+        rec = record_bytes(slen, tlen, col_len(&cols[2], i), col_len(&cols[3], i),
+                           id_present(idp, idvalid, id_offset, i))
+        if rec > max_event:
+            bad[0] = i
+            return 3
+        body[0] += rec + 4
+    return 0
+
+
+cdef uint32_t encode_batch(unsigned char *bp, size_t body, const ColView *cols,
+                           const unsigned char *idp, const unsigned char *idvalid, int64_t id_offset,
+                           Py_ssize_t n, uint64_t first, const uint64_t *vers,
+                           int64_t timestamp, const NarrowPlan *plan, size_t narrow,
+                           const int64_t *sids, chl_wpipe *w) noexcept nogil:
+    """Pass 5 of append_columns: the narrow region (`narrow` bytes planned in `plan`, when not
+    0), every record after it, and the offset table, into the raw body. With a write pipeline
+    `w`, each WPIPE_CHUNK_BYTES of finished records is submitted to it as soon as encoded, and
+    the body's CRC32C is returned, built record by record from each record's own CRC
+    (chl_crc32c_extend_record: no second pass over the bytes where the CPU can combine CRCs);
+    the rest of the body is left for the caller to submit. Without one, returns 0."""
+    cdef Py_ssize_t i
+    cdef size_t at = narrow, sent = 0
+    cdef size_t ro[3]
+    cdef size_t rl[3]
+    cdef int k = 0, j
+    cdef uint32_t crc = 0
+    cdef unsigned char *b = bp + FRAME_HEADER_BYTES
+    if narrow:
+        narrow_encode(plan, b, narrow, cols[0].offsets, cols[0].data, cols[1].offsets,
+                      cols[1].data, sids, n)
+    if w != NULL:
+        crc = chl_crc32c_extend(0, b, narrow)
+    for i in range(n):
+        st32(b + body - 4 * (n - i), <uint32_t>at)
+        ro[k] = at
+        rl[k] = put_record_raw(b + at, col_ptr(&cols[0], i), col_len(&cols[0], i),
+                               col_ptr(&cols[1], i), col_len(&cols[1], i),
+                               idp + 16 * (id_offset + i) if id_present(idp, idvalid, id_offset, i) else NULL,
+                               col_ptr(&cols[2], i), col_len(&cols[2], i),
+                               col_ptr(&cols[3], i), col_len(&cols[3], i), first + i, vers[i],
+                               timestamp)
+        at += rl[k]
+        k += 1
+        if k < 3 and i + 1 < n:
+            continue
+        # Records in threes: their CRCs side by side, then (pipelined) into the body CRC.
+        seal_records(b, ro, rl, k)
+        if w != NULL:
+            for j in range(k):
+                crc = chl_crc32c_extend_record(crc, b + ro[j], rl[j])
+            # Whole chunks, and the last chunk's worth in quarters: what is left for the
+            # helper after the last record (the appender waits for it) stays short.
+            if at - sent >= WPIPE_CHUNK_BYTES or (
+                    body - at < WPIPE_CHUNK_BYTES and at - sent >= WPIPE_CHUNK_BYTES // 4):
+                chl_wpipe_submit(w, at)
+                sent = at
+        k = 0
+    if w != NULL:
+        crc = chl_crc32c_extend(crc, b + at, body - at)  # the offset table
+    return crc

@@ -1,0 +1,10 @@
+"""Type stubs of chronolog._core.verify (compiled): the whole-store check."""
+
+from typing import Any
+
+from chronolog._core.log import Log
+
+def verify(log: Log) -> dict[str, Any]:
+    """Check every frame and record of every segment and the indexes against them."""
+
+__all__ = ["verify"]

@@ -1,0 +1,150 @@
+"""verify(): every frame and record of a store checked against its CRCs, the density of its
+positions and versions, and its indexes; a report naming the first problem's segment and
+offset (what `store.verify()` and `chronolog verify` return).
+"""
+import os
+
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+from chronolog._core.format cimport SEGMENT_HEADER_BYTES, CODEC_NONE
+from chronolog._core.codec cimport Decoder
+from chronolog._core.index cimport (
+    StreamIndex, chl_stream, chl_streams_find, chl_streams_intern, chl_streams_push,
+    chl_streams_count, chl_streams_position, chl_streams_materialize)
+from chronolog._core.log cimport Log
+from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_disagrees
+from chronolog._core.record cimport RecordView, record_problem, view_record
+from chronolog._core.segment cimport (
+    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK)
+
+from chronolog.errors import CorruptionError
+
+
+def verify(Log log):
+    """Check every frame and record of every segment (CRCs, density of positions and
+    versions) and the indexes against them. Returns a dict report; never raises for
+    damage, which it reports with the first problem's segment and offset."""
+    log._check_open()
+    chl_streams_materialize(log.st)
+    if log.st.unsound:
+        log._rebuild_indexes()
+    cdef StreamIndex fresh = StreamIndex()
+    cdef Segment seg
+    cdef FrameInfo fi
+    cdef RecordView rv
+    cdef NarrowView nv
+    cdef int64_t bad_rec
+    cdef FrameStatus status
+    cdef uint64_t position = 0, off, size, frames = 0, nbytes = 0, entry
+    cdef uint32_t i
+    cdef int rc
+    cdef int64_t sid
+    problems = []
+    notes = []
+    cdef Decoder vdec = Decoder(log.dicts)
+
+    def problem(path, offset, reason):
+        problems.append({"segment": os.path.basename(path), "offset": offset, "reason": reason})
+
+    for seg in list(log.segments):
+        off = SEGMENT_HEADER_BYTES
+        size = seg.end
+        seg.ensure_mapped(size, 0)
+        nbytes += seg.file_size()
+        if seg.first_position != position:
+            problem(seg.path, 24, f"segment starts at position {seg.first_position}, expected {position}")
+            break
+        while off < size:
+            status = check_frame(seg.map, size, off, seg.salt, True, &fi)
+            if status != FRAME_OK:
+                problem(seg.path, off, frame_status_reason(status))
+                break
+            if fi.codec != CODEC_NONE:
+                try:
+                    vdec.decode_frame(&fi, seg.path)
+                except CorruptionError as exc:
+                    problem(seg.path, off, exc.reason)
+                    break
+            if fi.first_position != position:
+                problem(seg.path, off, f"frame starts at position {fi.first_position}, expected {position}")
+                break
+            for i in range(fi.count):
+                rc = view_record(&fi, i, True, &rv)
+                if rc == 0 and rv.position != position:
+                    rc = 4
+                if rc:
+                    problem(seg.path, off, f"record {i}: " + record_problem(rc, "position out of sequence"))
+                    break
+                sid = chl_streams_intern(fresh.t, <const char *>rv.stream, rv.slen, 1)
+                if rv.version != chl_streams_count(fresh.t, sid):
+                    problem(seg.path, off, f"record {i}: version {rv.version} out of sequence")
+                    break
+                chl_streams_push(fresh.t, sid, position)
+                entry = log.pidx.get(position) if position < log.written else 0
+                if position >= log.written or entry != ((<uint64_t>seg.ordinal << 32) | off):
+                    problem(seg.path, off, f"position index disagrees at position {position}")
+                    break
+                position += 1
+            if problems:
+                break
+            if fi.narrow:
+                rc = view_narrow(&fi, True, &nv)
+                if rc:
+                    problem(seg.path, off, "narrow region: " + ("CRC32C mismatch" if rc == 2
+                                                                else "layout out of bounds"))
+                    break
+                bad_rec = narrow_disagrees(&fi, &nv)
+                if bad_rec == -2:
+                    raise MemoryError()
+                if bad_rec >= 0:
+                    problem(seg.path, off, f"record {bad_rec}: the narrow region names another "
+                            "stream or type")
+                    break
+            frames += 1
+            off = fi.end
+        if problems:
+            break
+        size = seg.file_size()
+        if size > seg.end:
+            if seg is not log.segments[len(log.segments) - 1]:
+                problem(seg.path, seg.end, "bytes after the last frame of a sealed segment")
+                break
+            # The newest segment's tail: a later complete frame means damage; anything
+            # else is a torn tail (or, for a reader, a write in progress) that the
+            # writer's next open cuts.
+            seg.ensure_mapped(size, 0)
+            claim = log._later_claim(seg, seg.end, size)
+            if claim > <int64_t>seg.end:
+                problem(seg.path, seg.end, "a frame that does not check, though a later frame "
+                        "records it as synced (damage)")
+                break
+            if claim >= 0:
+                problem(seg.path, seg.end, "a frame that does not check, followed by complete "
+                        "frames that were never synced (a power loss); the writer's next open "
+                        "cuts them and keeps their bytes in a .torn file")
+                break
+            notes.append({"segment": seg.name, "offset": seg.end,
+                          "reason": f"incomplete tail of {size - seg.end} bytes (an append in "
+                                    "progress, or a torn tail the writer's next open cuts)"})
+    cdef uint64_t k, c, v
+    cdef const chl_stream *fs
+    cdef bint same
+    if not problems:
+        if position != log.written:
+            problems.append({"segment": None, "offset": None, "reason": f"log holds {position} events, the index {log.written}"})
+        for k in range(fresh.t.n_streams):
+            fs = &fresh.t.streams[k]
+            sid = chl_streams_find(log.st, fs.name, fs.name_len)
+            c = fs.base_count + fs.delta_count
+            same = sid >= 0 and chl_streams_count(log.st, sid) == c
+            v = 0
+            while same and v < c:
+                same = chl_streams_position(log.st, sid, v) == chl_streams_position(fresh.t, k, v)
+                v += 1
+            if not same:
+                problems.append({"segment": None, "offset": None,
+                                 "reason": f"stream index disagrees for {bytes(fs.name[:fs.name_len])!r}"})
+                break
+    return {"ok": not problems, "events": position, "frames": frames,
+            "segments": len(log.segments), "bytes": nbytes, "problems": problems,
+            "notes": notes}
