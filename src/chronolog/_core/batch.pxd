@@ -10,6 +10,7 @@ cdef enum:
     ANY = -2
     NO_STREAM = -1
     STREAM_EXISTS = -4
+    NOGIL_BATCH = 2048   # encode batches at least this long with the GIL released
     # Frames at least WPIPE_MIN_BYTES long (uncompressed) are written while being encoded, in
     # chunks of WPIPE_CHUNK_BYTES (csrc/chl_wpipe.h; docs/design.md "Pipelined writes").
     WPIPE_MIN_BYTES = 512 * 1024

@@ -90,7 +90,6 @@ cdef class ArrowColumn:
         self.data = <const char *><size_t>bufs[2].address if bufs[2] is not None else NULL
 
 
-
 cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigned char *idvalid,
                     int64_t id_offset, Py_ssize_t n, size_t max_event, size_t *body,
                     Py_ssize_t *bad) noexcept nogil:

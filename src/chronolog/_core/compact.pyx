@@ -14,6 +14,7 @@ from chronolog._core.format cimport (
     CODEC_ZSTD, ld32, st32)
 from chronolog._core.codec cimport Compressor, Decoder
 from chronolog._core.log cimport Log
+from chronolog._core.reads cimport view_position
 from chronolog._core.record cimport RecordView, seal_frame
 from chronolog._core.segment cimport (
     Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK)
@@ -147,7 +148,7 @@ def sample_records(Log log, uint64_t n):
     try:
         for i in range(n):
             p = i * head // n
-            log._view(p, &fi, &rv, True, dec)
+            view_position(log, p, &fi, &rv, True, dec)
             out.append(PyBytes_FromStringAndSize(<const char *>rv.rec, rv.rec_len))
     finally:
         log._give_back(dec)

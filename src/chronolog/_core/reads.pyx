@@ -1,6 +1,7 @@
-"""Reads of a Log: by position (in order or reversed), by stream (a prefetching pipeline),
-the stream listing, and the RecordedEvents they return. The log's own lookup (Log._view)
-and its index rebuild on doubt are in log.pyx.
+"""Reads of a Log: the checked lookup of one position (view_position, also what the append
+path's idempotent retries read), reads by position (in order or reversed) and by stream (a
+prefetching pipeline), the stream listing, and the RecordedEvents they return. A read that
+finds the indexes in doubt has them rebuilt (RecoveredLog._rebuild_indexes) and reads again.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -8,15 +9,16 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp
 
 from chronolog._core.format cimport (
-    FRAME_HEADER_BYTES, FRAME_OVERHEAD_BYTES, RECORD_HEADER_BYTES, CODEC_NONE, ld16, ld32, ld64)
+    FRAME_HEADER_BYTES, FRAME_OVERHEAD_BYTES, RECORD_HEADER_BYTES, FRAME_MAGIC, CODEC_NONE, CODEC_ZSTD,
+    ld16, ld32, ld64)
 from chronolog._core.batch cimport stream_utf8
 from chronolog._core.codec cimport Decoder
 from chronolog._core.events cimport RecordedEvent
 from chronolog._core.index cimport (
     chl_stream, chl_streams_find, chl_streams_count, chl_streams_position, chl_streams_at,
     chl_streams_materialize)
-from chronolog._core.log cimport Log
-from chronolog._core.record cimport RecordView, record_problem, view_record
+from chronolog._core.recovery cimport RecoveredLog
+from chronolog._core.record cimport RecordView, record_problem, view_record, view_record_at
 from chronolog._core.segment cimport (
     Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK)
 
@@ -41,7 +43,91 @@ cdef struct PipeSlot:
     uint64_t rlim                   # bytes from r that the record may span
 
 
-cdef bint _view_seq(Log log, uint64_t position, FrameInfo *fi, RecordView *rv,
+cdef bint view_position(RecoveredLog log, uint64_t position, FrameInfo *fi, RecordView *rv,
+                        bint strict, Decoder dec) except -1:
+    """Random read: find the record at `position` (< written) with the fewest cache
+    misses. Checked: the frame's magic, extent and range (bounds), the record's CRC32C and
+    position, so what is returned is exactly what was written. The frame's own CRCs and
+    trailer are checked by sequential reads (_view_seq), scans and verify(). A compressed
+    frame decodes only the block holding the record (with `dec`).
+    A problem raises CorruptionError when strict, else returns False."""
+    cdef uint32_t ro = log.pidx.roff_at(position)
+    cdef Segment seg
+    if ro != 0:
+        # The record's offset is known: read it without the position entry, the frame
+        # header and the offset table. Its bounds (the segment's end), CRC and position
+        # make it exactly what was written; anything else takes the checked path below.
+        seg = log._segment_of(position)
+        if seg.map_len < seg.end:
+            seg.ensure_mapped(seg.end, 0)
+        if view_record_at(seg.map, ro - 1, seg.end, True, rv) == 0 and rv.position == position:
+            return True
+    cdef uint64_t e = log.pidx.get(position)
+    cdef uint64_t ordinal = e >> 32, off = e & 0xFFFFFFFF
+    if ordinal >= <uint64_t>len(log.segments):
+        if strict:
+            raise CorruptionError(log.path, None, f"position index names a missing segment for position {position}")
+        return False
+    seg = log.segments[ordinal]
+    cdef const unsigned char *h
+    cdef const unsigned char *block
+    cdef uint64_t in_block = 0, limit = 0
+    cdef int rc = 0
+    cdef str reason = None
+    if seg.map_len < seg.end:
+        seg.ensure_mapped(seg.end, 0)
+    if fi.stored == NULL or fi.offset != off or fi.end > seg.end \
+            or <uint64_t>(fi.stored - seg.map) != off + FRAME_HEADER_BYTES:
+        h = seg.map + off
+        fi.stored = NULL
+        fi.body = NULL
+        if off + FRAME_OVERHEAD_BYTES > seg.end or ld32(h) != FRAME_MAGIC:
+            reason = "no frame where the position index points"
+        else:
+            fi.offset = off
+            fi.first_position = ld64(h + 16)
+            fi.count = ld32(h + 24)
+            fi.codec = ld16(h + 28)
+            fi.body_bytes = ld32(h + 4)
+            fi.raw_bytes = ld32(h + 32)
+            fi.dict_id = ld32(h + 36)
+            fi.end = off + FRAME_OVERHEAD_BYTES + fi.body_bytes
+            if fi.end > seg.end or fi.count == 0 or <uint64_t>fi.count * 4 > fi.body_bytes \
+                    or (fi.codec == CODEC_NONE and fi.raw_bytes != fi.body_bytes):
+                reason = "frame extends past the end of its segment"
+            elif fi.codec != CODEC_NONE and fi.codec != CODEC_ZSTD:
+                reason = "frame uses an unknown codec"
+            else:
+                fi.stored = h + FRAME_HEADER_BYTES
+                fi.body = fi.stored if fi.codec == CODEC_NONE else NULL
+    if reason is None and not (fi.first_position <= position < fi.first_position + fi.count):
+        reason = f"frame does not hold position {position}"
+    if reason is None:
+        if fi.codec == CODEC_NONE:
+            rc = view_record(fi, <uint32_t>(position - fi.first_position), True, rv)
+        else:
+            try:
+                block = dec.record_block(fi, <uint32_t>(position - fi.first_position),
+                                         seg.path, &in_block, &limit)
+                rc = view_record_at(block, in_block, limit, True, rv)
+            except CorruptionError as exc:
+                reason = exc.reason
+        if rc == 0 and reason is None and rv.position != position:
+            rc = 4
+        if rc:
+            reason = f"record of position {position}: " + record_problem(rc, "record holds another position")
+    if reason is None:
+        if fi.codec == CODEC_NONE:
+            log.pidx.set_one_roff(position, <uint32_t>(rv.rec - seg.map) + 1)
+        return True
+    fi.stored = NULL
+    fi.body = NULL
+    if strict:
+        raise CorruptionError(seg.path, off, reason)
+    return False
+
+
+cdef bint _view_seq(RecoveredLog log, uint64_t position, FrameInfo *fi, RecordView *rv,
                     Decoder dec) except -1:
     """Sequential read: check each frame whole once (header CRC, trailer, body CRC32C;
     a compressed frame is decoded whole with `dec`), then view its records without
@@ -86,7 +172,7 @@ cdef bint _view_seq(Log log, uint64_t position, FrameInfo *fi, RecordView *rv,
     return True
 
 
-cdef str _type_str(Log log, const unsigned char *p, uint32_t n):
+cdef str _type_str(RecoveredLog log, const unsigned char *p, uint32_t n):
     """Event type names repeat: decode each distinct one once (a short linear cache)."""
     cdef Py_ssize_t i, k = len(log._types)
     cdef bytes key
@@ -101,7 +187,7 @@ cdef str _type_str(Log log, const unsigned char *p, uint32_t n):
     return t
 
 
-cdef RecordedEvent _event(Log log, RecordView *rv, str stream):
+cdef RecordedEvent _event(RecoveredLog log, RecordView *rv, str stream):
     cdef RecordedEvent ev = RecordedEvent.__new__(RecordedEvent)
     ev.position = rv.position
     ev.version = rv.version
@@ -114,7 +200,7 @@ cdef RecordedEvent _event(Log log, RecordView *rv, str stream):
     return ev
 
 
-cdef int64_t _visible_count(Log log, int64_t sid) except -1:
+cdef int64_t _visible_count(RecoveredLog log, int64_t sid) except -1:
     """How many of the stream's events are visible (position < head). A position past
     the log means a damaged stream index: CorruptionError (the caller rebuilds)."""
     if sid < 0:
@@ -130,7 +216,7 @@ cdef int64_t _visible_count(Log log, int64_t sid) except -1:
     return <int64_t>c
 
 
-def read_positions(Log log, uint64_t start, uint64_t stop, bint backwards=False):
+def read_positions(RecoveredLog log, uint64_t start, uint64_t stop, bint backwards=False):
     """RecordedEvents of positions [start, stop) (clipped to head), in order or reversed."""
     log._check_open()
     try:
@@ -141,7 +227,7 @@ def read_positions(Log log, uint64_t start, uint64_t stop, bint backwards=False)
         return _read_positions(log, start, stop, backwards)
 
 
-cdef list _read_positions(Log log, uint64_t start, uint64_t stop, bint backwards):
+cdef list _read_positions(RecoveredLog log, uint64_t start, uint64_t stop, bint backwards):
     if stop > log.head:
         stop = log.head
     cdef list out = []
@@ -169,7 +255,7 @@ cdef list _read_positions(Log log, uint64_t start, uint64_t stop, bint backwards
     return out
 
 
-def stream_count(Log log, stream):
+def stream_count(RecoveredLog log, stream):
     """The number of visible events in `stream` (0 when it does not exist)."""
     log._check_open()
     cdef bytes s = stream_utf8(stream)
@@ -184,7 +270,7 @@ def stream_count(Log log, stream):
         return _visible_count(log, chl_streams_find(log.st, PyBytes_AS_STRING(s), len(s)))
 
 
-def read_stream(Log log, stream, uint64_t lo, uint64_t hi, bint backwards, uint64_t limit):
+def read_stream(RecoveredLog log, stream, uint64_t lo, uint64_t hi, bint backwards, uint64_t limit):
     """RecordedEvents of `stream` with lo <= version < hi (clipped), at most `limit`,
     ascending or (backwards) descending."""
     log._check_open()
@@ -197,7 +283,7 @@ def read_stream(Log log, stream, uint64_t lo, uint64_t hi, bint backwards, uint6
         return _read_stream(log, stream, s, lo, hi, backwards, limit)
 
 
-cdef list _read_stream(Log log, str stream, bytes s, uint64_t lo, uint64_t hi, bint backwards,
+cdef list _read_stream(RecoveredLog log, str stream, bytes s, uint64_t lo, uint64_t hi, bint backwards,
                        uint64_t limit):
     cdef int64_t sid = chl_streams_find(log.st, PyBytes_AS_STRING(s), len(s))
     cdef list out = []
@@ -209,7 +295,7 @@ cdef list _read_stream(Log log, str stream, bytes s, uint64_t lo, uint64_t hi, b
         return out
     cdef FrameInfo fi
     cdef RecordView rv
-    cdef uint64_t v, p, taken = 0
+    cdef uint64_t v
     cdef int64_t step = -1 if backwards else 1
     fi.stored = NULL
     fi.body = NULL
@@ -222,7 +308,7 @@ cdef list _read_stream(Log log, str stream, bytes s, uint64_t lo, uint64_t hi, b
     return out
 
 
-cdef int _collect_stream(Log log, str stream, bytes s, int64_t sid, uint64_t lo, uint64_t hi,
+cdef int _collect_stream(RecoveredLog log, str stream, bytes s, int64_t sid, uint64_t lo, uint64_t hi,
                          uint64_t v, int64_t step, uint64_t limit, FrameInfo *fi,
                          RecordView *rv, Decoder dec, list out) except -1:
     # A stream's events lie in different frames: reading one waits on about five cache
@@ -250,7 +336,7 @@ cdef int _collect_stream(Log log, str stream, bytes s, int64_t sid, uint64_t lo,
         if p >= log.written:
             raise CorruptionError(log.path, None, f"stream index points past the log at "
                                   f"{stream!r} version {vj}")
-        log._view(p, fi, rv, True, dec)
+        view_position(log, p, fi, rv, True, dec)
         if rv.version != vj or rv.slen != len(s) or memcmp(rv.stream, PyBytes_AS_STRING(s), rv.slen) != 0:
             raise CorruptionError(log.path, None, f"stream index disagrees with the log at "
                                   f"{stream!r} version {vj}")
@@ -258,7 +344,7 @@ cdef int _collect_stream(Log log, str stream, bytes s, int64_t sid, uint64_t lo,
     return 0
 
 
-cdef void _pipe_stage(Log log, int64_t sid, uint64_t v, int64_t step, uint64_t i, int stage,
+cdef void _pipe_stage(RecoveredLog log, int64_t sid, uint64_t v, int64_t step, uint64_t i, int stage,
                       PipeSlot *ring) noexcept:
     """Stage `stage` (0..PIPE_STAGES-1) of the read of the i-th event from version v: load
     what the previous stage prefetched, prefetch what the next one loads. Only a hint:
@@ -342,7 +428,7 @@ cdef void _pipe_stage(Log log, int64_t sid, uint64_t v, int64_t step, uint64_t i
                 __builtin_prefetch(q.r + nrec - 1)
 
 
-def streams(Log log, str prefix=""):
+def streams(RecoveredLog log, str prefix=""):
     """Names of the streams that hold visible events, in order of first appearance."""
     log._check_open()
     try:
@@ -353,7 +439,7 @@ def streams(Log log, str prefix=""):
         return _streams(log, prefix)
 
 
-cdef list _streams(Log log, str prefix):
+cdef list _streams(RecoveredLog log, str prefix):
     cdef bytes pre = prefix.encode("utf-8", "surrogatepass")
     cdef Py_ssize_t plen = len(pre)
     cdef uint64_t i
@@ -376,7 +462,7 @@ cdef list _streams(Log log, str prefix):
     return [name for _, name in out]
 
 
-def stream_total(Log log):
+def stream_total(RecoveredLog log):
     """How many streams hold events."""
     cdef uint64_t i, n = 0
     log._check_open()
@@ -389,6 +475,6 @@ def stream_total(Log log):
     return n
 
 
-def segment_info(Log log):
+def segment_info(RecoveredLog log):
     """(name, first position, bytes) of every segment."""
     return [(s.name, s.first_position, s.end) for s in log.segments]

@@ -2,9 +2,9 @@
 
 from typing import Any
 
-from chronolog._core.log import Log
+from chronolog._core.recovery import RecoveredLog
 
-def verify(log: Log) -> dict[str, Any]:
+def verify(log: RecoveredLog) -> dict[str, Any]:
     """Check every frame and record of every segment and the indexes against them."""
 
 __all__ = ["verify"]

@@ -11,7 +11,7 @@ from chronolog._core.codec cimport Decoder
 from chronolog._core.index cimport (
     StreamIndex, chl_stream, chl_streams_find, chl_streams_intern, chl_streams_push,
     chl_streams_count, chl_streams_position, chl_streams_materialize)
-from chronolog._core.log cimport Log
+from chronolog._core.recovery cimport RecoveredLog
 from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_disagrees
 from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.segment cimport (
@@ -20,7 +20,7 @@ from chronolog._core.segment cimport (
 from chronolog.errors import CorruptionError
 
 
-def verify(Log log):
+def verify(RecoveredLog log):
     """Check every frame and record of every segment (CRCs, density of positions and
     versions) and the indexes against them. Returns a dict report; never raises for
     damage, which it reports with the first problem's segment and offset."""

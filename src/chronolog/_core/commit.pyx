@@ -1,0 +1,276 @@
+"""The Log's second layer: what makes appends durable. Group commit (sync_to: one leader
+fdatasyncs for everyone who wrote, the others wait for a baton; docs/design.md "Group
+commit"), fail-stop after a write or sync error, and the index checkpoints, which are never
+more durable than the events they cover.
+"""
+import os
+import threading
+
+from libc.stdint cimport uint64_t
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from chronolog._core.index cimport CheckpointJob
+from chronolog._core.recovery cimport RecoveredLog, DURABILITY_FSYNC
+from chronolog._core.segment cimport Segment, FrameInfo
+
+from chronolog.errors import StoreFailedError
+
+# A group-commit waiter (sync_to) looks every slice, without the GIL, whether its baton got
+# lost: the last sync covered it already, or no sync runs (it should lead one). A slice is
+# twice the last fdatasync, between BATON_SLICE_NS and BATON_TIMEOUT_NS: longer than most
+# waits in a steady stream of appends, so they cost no extra wake-up there, and never longer
+# than the fixed timeout it replaced. After four slices (2-8 ms) it looks again under the
+# lock whatever it saw.
+cdef long long BATON_SLICE_NS = 500000
+cdef long long BATON_TIMEOUT_NS = 2000000
+
+cdef extern from "chl_baton.h" nogil:
+    ctypedef struct chl_baton:
+        pass
+    int chl_baton_init(chl_baton *b)
+    void chl_baton_destroy(chl_baton *b)
+    void chl_baton_post(chl_baton *b)
+    int chl_baton_wait(chl_baton *b, long long timeout_ns)
+
+
+cdef inline long long _monotonic_ns() noexcept nogil:
+    cdef timespec t
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return <long long>t.tv_sec * 1000000000 + t.tv_nsec
+
+
+cdef class _Baton:
+    """One wait of a group-commit waiter (sync_to): posted once, by whoever wakes it."""
+    cdef chl_baton b
+
+    def __cinit__(self):
+        if chl_baton_init(&self.b) != 0:
+            raise MemoryError("cannot make the condition a group commit waiter sleeps on")
+
+    def __dealloc__(self):
+        chl_baton_destroy(&self.b)
+
+
+cdef class GroupCommitLog(RecoveredLog):
+    """A recovered log that syncs what its writers wrote, together (group commit), stops at
+    the first write or sync error (fail-stop), and writes index checkpoints.
+
+    Invariants:
+        - synced_seq <= written_seq (bytes written by this handle, in order);
+        - at most one sync runs (`syncing`), with _sync_lock released during its fdatasync;
+        - after a write or fsync error, `failed` is set and no append succeeds again.
+
+    Thread-safety: any thread may call sync_to; _sync_lock guards the waiters' queue, the
+    `syncing` flag and the active segment's descriptor against a roll.
+    """
+
+    # ---------------------------------------------------------------- fail-stop and group commit
+
+    cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1:
+        """Fail-stop: no append succeeds after this. Cut what this handle wrote past `keep`
+        in `seg` (best effort: nothing there was acknowledged), then raise."""
+        self.failed = exc
+        try:
+            if seg is not None and seg.wfd >= 0:
+                self.io.ftruncate(seg.wfd, keep)
+        except OSError:
+            pass  # the open after a restart cuts the torn tail instead
+        raise StoreFailedError(self.path, exc) from exc
+
+    cdef int sync_to(self, uint64_t seq) except -1:
+        """Group commit: return once every byte written up to `seq` is on stable storage.
+
+        One caller at a time is the leader: it snapshots what has been written and
+        fdatasyncs it with the lock released, while other appenders keep writing and queue
+        up (docs/design.md, "Group commit"). Waiters are woken one at a time, each by a
+        thread that is about to give up the GIL (a baton): the leader when its sync is done
+        (the first waiter: covered, it returns; else it leads the next sync), and every
+        caller as it enters here (the first waiter the last sync covered). A woken thread
+        thus finds the GIL free instead of joining a herd. A waiter whose baton got lost (its
+        passer did not come back: a burst) sees it at the end of a slice, without the GIL,
+        and goes on (covered) or leads the next sync. In durability "fsync" this is also what
+        makes appends visible to readers."""
+        if self.synced_seq >= seq:
+            return 0
+        cdef Segment seg
+        cdef int fd
+        cdef uint64_t target, target_pos, target_off
+        cdef bint woken
+        cdef long long waited, piece
+        cdef _Baton baton = None, waiter
+        cdef chl_baton *give
+        cond = self._sync_lock
+        try:
+            with cond:
+                baton = self._covered_waiter()
+                while True:
+                    if self.synced_seq >= seq:
+                        return 0
+                    if self.failed is not None:
+                        raise StoreFailedError(self.path, self.failed)
+                    if not self.syncing:
+                        break
+                    waiter = _Baton()
+                    entry = (seq, waiter)
+                    self._waiters.append(entry)
+                    cond.release()
+                    # The baton goes on once the GIL is given up: its taker finds it free.
+                    give = &baton.b if baton is not None else NULL
+                    with nogil:
+                        if give != NULL:
+                            chl_baton_post(give)
+                        piece = 2 * self.last_sync_ns
+                        if piece < BATON_SLICE_NS:
+                            piece = BATON_SLICE_NS
+                        elif piece > BATON_TIMEOUT_NS:
+                            piece = BATON_TIMEOUT_NS  # a slow disk: a lost baton costs <= 2 ms
+                        waited = 0
+                        while True:
+                            woken = chl_baton_wait(&waiter.b, piece)
+                            if woken:
+                                break
+                            # Racy reads, looked at again under the lock: a lost baton.
+                            waited += piece
+                            if self.synced_seq >= seq or not self.syncing or waited >= 4 * piece:
+                                break
+                    baton = None
+                    cond.acquire()
+                    if not woken:
+                        try:
+                            self._waiters.remove(entry)
+                        except ValueError:
+                            pass  # popped by a waker just now
+                seg = self._lead(&target, &target_pos, &target_off, &fd)
+        finally:
+            if baton is not None:
+                chl_baton_post(&baton.b)
+        return self._sync_as_leader(seg, fd, target, target_pos, target_off)
+
+    cdef Segment _lead(self, uint64_t *target, uint64_t *target_pos, uint64_t *target_off,
+                       int *fd):
+        """With the sync lock held: become the group commit's leader and snapshot what its
+        fdatasync covers (fd: a duplicate of the active segment's descriptor, or -1)."""
+        self.syncing = True
+        # A consistent snapshot (the GIL is held): every byte counted in written_seq is in
+        # this segment or in an older one, which the roll synced before sealing it.
+        target[0] = self.written_seq
+        target_pos[0] = self.written
+        cdef Segment seg = self.segments[len(self.segments) - 1]
+        target_off[0] = seg.end
+        fd[0] = -1
+        if seg.wfd >= 0:
+            # dup under the lock: a roll closes the old segment's descriptor under the
+            # same lock, so it cannot vanish between the snapshot and here.
+            try:
+                fd[0] = self.io.dup(seg.wfd)
+            except OSError as exc:
+                self.syncing = False
+                self._wake_waiter()
+                self._fail(exc, None, 0)
+        return seg
+
+    cdef int _sync_as_leader(self, Segment seg, int fd, uint64_t target, uint64_t target_pos,
+                             uint64_t target_off) except -1:
+        """The leader's fdatasync (the lock released, its duration noted for the waiters'
+        slices), then what it covered is synced and visible; the first waiter is woken."""
+        cdef long long began
+        cond = self._sync_lock
+        try:
+            if fd < 0:
+                return 0  # being closed; close() syncs
+            try:
+                try:
+                    began = _monotonic_ns()
+                    self.io.fdatasync(fd)
+                    self.last_sync_ns = _monotonic_ns() - began
+                finally:
+                    self.io.close(fd, True)
+            except OSError as exc:
+                # Unsynced appends were not acknowledged: cut them in "fsync" mode; in
+                # "interval" mode they were, so they stay.
+                if self.dmode == DURABILITY_FSYNC and seg.ordinal == self.durable_ordinal:
+                    self._fail(exc, seg, self.durable_offset)
+                self._fail(exc, None, 0)
+            if target > self.synced_seq:
+                self.synced_seq = target
+            if seg.ordinal > self.durable_ordinal or target_off > self.durable_offset:
+                self.durable_ordinal = seg.ordinal
+                self.durable_offset = target_off
+            if target_pos > self.head:
+                self.head = target_pos
+        finally:
+            with cond:
+                self.syncing = False
+                self._wake_waiter()
+        return 0
+
+    cdef object _covered_waiter(self):
+        """With the sync lock held: the baton of the first waiter when the last sync covered
+        it (taken off the queue: the caller posts it, which wakes it), else None."""
+        if self._waiters and self._waiters[0][0] <= self.synced_seq:
+            return self._waiters.popleft()[1]
+        return None
+
+    cdef int _wake_waiter(self) except -1:
+        """With the sync lock held, a sync just ended: wake the first waiter (covered, it
+        returns; else it leads the next sync), or every waiter when the store failed (each
+        raises)."""
+        cdef _Baton w
+        while self._waiters:
+            w = self._waiters.popleft()[1]
+            chl_baton_post(&w.b)
+            if self.failed is None:
+                break
+        return 0
+
+    def sync(self):
+        """fdatasync everything written so far (the interval thread and close call this)."""
+        if not self.readonly and not self.closed and self.failed is None:
+            self.sync_to(self.written_seq)
+
+    # ---------------------------------------------------------------- index checkpoints
+
+    def checkpoint(self):
+        """Write both index checkpoints for everything up to head (the writer only)."""
+        self._check_open()
+        with self._lock:
+            self._checkpoint()
+
+    cdef int _checkpoint(self) except -1:
+        """Write the checkpoints now (after any one still being written). They are derived:
+        failing to write them (a full disk) loses nothing, it only makes the next open scan
+        more; so an OSError here is swallowed."""
+        self._checkpoint_begin(False)
+        return 0
+
+    cdef int _checkpoint_begin(self, bint background) except -1:
+        """Start a checkpoint of both indexes through `written` (docs/design.md, "Index
+        checkpoints in the background"): build it in memory with the lock held, then write it
+        here, or from a background thread when `background` (the roll: the appender goes on;
+        the next append, checkpoint, rebuild or close adopts what it wrote)."""
+        self._checkpoint_join()
+        if self.readonly or self.written == self.checkpoint_through \
+                or self.checkpoint_through == 0xFFFFFFFFFFFFFFFF:
+            return 0
+        cdef FrameInfo fi
+        cdef CheckpointJob job = CheckpointJob(self.io, self.written)
+        idx = os.path.join(self.path, "index")
+        try:
+            # An index must never be more durable than the events it covers: after a power
+            # loss it would name events the segments no longer hold. Sync them first.
+            if self.written_seq > self.synced_seq:
+                self.sync_to(self.written_seq)
+            self._make_sound()
+            self.pidx.image(job, os.path.join(idx, "positions.idx"), self.store_id)
+            self.sidx.image(job, os.path.join(idx, "streams.idx"), self.store_id, self.written,
+                            self._anchor_of(self.written - 1, &fi))
+        except OSError:
+            return 0
+        self._ckpt = job
+        if background:
+            job.thread = threading.Thread(target=job.run, name="chronolog-checkpoint")
+            job.thread.start()
+        else:
+            job.run()
+            self._checkpoint_join()
+        return 0

@@ -1,0 +1,8 @@
+"""Type stubs of chronolog._core.write (compiled): frames into the active segment."""
+
+from chronolog._core.commit import GroupCommitLog
+
+class WritingLog(GroupCommitLog):
+    """A log that writes sealed frames at the end of its active segment and rolls segments."""
+
+__all__ = ["WritingLog"]
