@@ -9,8 +9,10 @@ build:  ## compile the core in place (for an editable install)
 test:  ## the README's pytest command, against the current environment
 	$(PYTHON) -m pytest
 
-lint:
+lint:  ## what tests/integration/test_code_quality.py checks (settings: pyproject.toml)
 	ruff check src tests benchmarks tools
+	mypy
+	cython-lint src/chronolog/_core/*.pyx src/chronolog/_core/*.pxd
 
 wheel:
 	$(PYTHON) -m build --wheel

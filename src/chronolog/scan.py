@@ -45,7 +45,7 @@ def make_scanner(
     columns: Iterable[str] | None = None,
 ) -> Scanner:
     """A compiled Scanner over [from_position, to_position) of `log`, arguments checked."""
-    start = _position(from_position, "from_position", 0)
+    start = _position(from_position, "from_position", None) or 0
     stop = _position(to_position, "to_position", None)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")

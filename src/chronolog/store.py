@@ -17,11 +17,11 @@ import pyarrow as pa
 
 from chronolog import scan as _scan
 from chronolog import subscriptions as _subs
-from chronolog._core.events import AppendResult, NewEvent, RecordedEvent
 from chronolog._core import compact as _compact
 from chronolog._core import reads as _reads
 from chronolog._core import verify as _verify
 from chronolog._core.batch import expected_code
+from chronolog._core.events import AppendResult, NewEvent, RecordedEvent
 from chronolog._core.fileio import FileIO
 from chronolog._core.log import (
     DEFAULT_MAX_EVENT_BYTES,

@@ -55,7 +55,7 @@ def _index_count(path: Path) -> int:
 
 
 def _first_position_of_newest_segment(path: Path) -> int:
-    return int(sorted(p for p in os.listdir(path) if p.endswith(".seg"))[-1][:-4])
+    return int(max(p for p in os.listdir(path) if p.endswith(".seg"))[:-4])
 
 
 def _renames_of_streams_idx(trace: _Ops) -> int:
@@ -95,7 +95,7 @@ def test_reads_are_the_same_before_and_after_the_checkpoint_is_adopted(
             # Right after the roll the stream index reads from the checkpoint's image in memory.
             before = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
             all_before = as_tuples(store.read_all())
-            _wait_for(lambda: _renames_of_streams_idx(trace) == roll and not any(
+            _wait_for(lambda roll=roll: _renames_of_streams_idx(trace) == roll and not any(
                 t.name == "chronolog-checkpoint" for t in threading.enumerate()))
             store.append("late", [cl.NewEvent("L", b"after %d" % roll)])  # adopts it
             after = {s: as_tuples(store.read_stream(s)) for s in store.streams()}

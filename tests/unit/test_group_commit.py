@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 import chronolog as cl
-from chronolog.errors import StoreFailedError
 from chronolog._core.fileio import FileIO
+from chronolog.errors import StoreFailedError
 
 
 def _append_from_threads(store: cl.EventStore, threads: int, per_thread: int) -> list[BaseException]:

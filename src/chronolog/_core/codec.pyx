@@ -32,7 +32,7 @@ from libc.string cimport memcpy, memmove
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from chronolog._core.format cimport (
-    FORMAT_VERSION, OLDEST_FORMAT_VERSION, FRAME_HEADER_BYTES, ld32, ld64, st32, st64, chl_crc32c)
+    FORMAT_VERSION, OLDEST_FORMAT_VERSION, ld32, ld64, st32, chl_crc32c)
 from chronolog._core.segment cimport FrameInfo
 from chronolog.errors import CorruptionError, InvalidArgumentError
 
@@ -428,7 +428,7 @@ cdef class Decoder:
         if jobs == NULL:
             raise MemoryError()
         cdef const ZSTD_DDict *dd = NULL
-        cdef int threads = 1, rc
+        cdef int threads = 1
         try:
             for k in range(n_blocks):
                 st_k = ld32(s + 4 + 8 * <uint64_t>k)
@@ -453,7 +453,7 @@ cdef class Decoder:
                 if self.dctx[1] != NULL:
                     threads = 2
             with nogil:
-                rc = chl_zdecompress_jobs(jobs, n_blocks, self.dctx, threads, dd)
+                chl_zdecompress_jobs(jobs, n_blocks, self.dctx, threads, dd)  # per job: below
             for k in range(n_blocks):
                 if ZSTD_isError(jobs[k].result) or jobs[k].result != jobs[k].dst_cap:
                     raise CorruptionError(path, fi.offset, "compressed block does not decode")
@@ -464,7 +464,7 @@ cdef class Decoder:
 
     cdef int decode_frame(self, FrameInfo *fi, str path) except -1:
         """Decode a whole codec-1 frame; fi.body then points at the decoded body."""
-        cdef uint32_t n_blocks, k
+        cdef uint32_t n_blocks
         self._layout(fi, path, &n_blocks)
         cdef size_t need = fi.raw_bytes
         cdef unsigned char *p
@@ -481,7 +481,7 @@ cdef class Decoder:
     cdef bytes decode_frame_into(self, FrameInfo *fi, str path):
         """Decode a whole codec-1 frame into a new bytes object (which the caller keeps alive
         while fi.body, pointing into it, is used)."""
-        cdef uint32_t n_blocks, k
+        cdef uint32_t n_blocks
         self._layout(fi, path, &n_blocks)
         cdef bytes out = PyBytes_FromStringAndSize(NULL, fi.raw_bytes)
         cdef unsigned char *o = <unsigned char *>PyBytes_AS_STRING(out)

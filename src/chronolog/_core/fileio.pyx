@@ -96,7 +96,7 @@ cdef class FileIO:
         self._faults = {}
         self.counts = {op: 0 for op in _OPS}
 
-    def inject(self, str op, *, int after=0, int errno=_errno.EIO, bint persistent=False):
+    def inject(self, str op, *, int after=0, int errno=_errno.EIO, bint persistent=False):  # no-cython-lint
         """Fail the (after+1)-th call of `op` from now with `errno` (every later one too when
         persistent)."""
         if op not in _OPS:

@@ -47,17 +47,17 @@ place; nothing is hashed or inserted per stream (chl_streams.h):
 """
 import os
 
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memcpy, memcmp, memmove, memset
+from libc.string cimport memcpy, memcmp, memmove
 from posix.mman cimport (mmap, munmap, madvise, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE,
                          MAP_ANONYMOUS, MAP_FAILED, MADV_DONTNEED)
-from posix.fcntl cimport O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_CLOEXEC
+from posix.fcntl cimport O_WRONLY, O_CLOEXEC
 from posix.stat cimport struct_stat, fstat
 from posix.unistd cimport close as c_close
 
 from chronolog._core.format cimport (
-    FORMAT_VERSION, MAX_STREAM_NAME_BYTES, ld32, ld64, st32, st64, chl_crc32c, chl_crc32c_extend)
+    FORMAT_VERSION, ld32, ld64, st32, st64, chl_crc32c, chl_crc32c_extend)
 from chronolog._core.fileio cimport FileIO
 
 cdef enum:

@@ -176,4 +176,3 @@ cdef inline int view_record_at(const unsigned char *base, uint64_t off, uint64_t
     rv.meta = p; p += rv.mlen
     rv.data = p
     return 0
-

@@ -66,10 +66,10 @@ class _EventMethod:
                 fields.append((p.name, typ) if p.default is p.empty else (p.name, typ, p.default))
             cls_name = self.spec if self.spec.isidentifier() and not keyword.iskeyword(self.spec) \
                 else "Event"
-            self._cls = msgspec.defstruct(
+            self._cls = typing.cast("type[DomainEvent]", msgspec.defstruct(
                 cls_name, fields, bases=(DomainEvent,), kw_only=True, frozen=True,
                 module=self.fn.__module__,
-                namespace={"event_type": self.spec, "schema_version": self.schema_version})
+                namespace={"event_type": self.spec, "schema_version": self.schema_version}))
             self._positional = True
         else:
             cls = self.spec
@@ -282,9 +282,9 @@ class Aggregate:
         return f"{type(self).__name__}(id={self.id!r}, version={self.version})"
 
 
-def _table(cls: type) -> _Table:
+def _table(cls: type[Aggregate]) -> _Table:
     """The class's dispatch table, built on first use (when every annotation resolves)."""
-    table = cls.__dict__.get("_chronolog_table")
+    table: _Table | None = cls.__dict__.get("_chronolog_table")
     if table is not None:
         return table
     by_class: dict[type, Handler] = {}

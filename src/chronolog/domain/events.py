@@ -3,6 +3,7 @@ codecs (compact JSON by default, msgpack on request; never pickle)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import msgspec
@@ -102,6 +103,9 @@ class EventCodec:
         self.event_type = cls.event_type
         self.schema_version = cls.schema_version
         self.encoding = cls.encoding
+        self.encode: Callable[[Any], bytes]
+        self.decode: Callable[[bytes], DomainEvent]
+        self.decode_raw: Callable[[bytes], Any]
         if cls.encoding == "json":
             self.metadata = b'{"v":%d}' % cls.schema_version
             self.encode = msgspec.json.Encoder().encode

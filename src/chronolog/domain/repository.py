@@ -84,12 +84,12 @@ def append_aggregates(store: EventStore, aggregates: Sequence[Aggregate],
             metas.append(codec.metadata)
             new_ids.append(ids(index).bytes if ids is not None else kept[j])
             index += 1
-    for stream, ev, version in extra:
+    for stream, new, version in extra:
         streams.append(stream)
-        types.append(ev.type)
-        datas.append(ev.data)
-        metas.append(ev.metadata)
-        new_ids.append(ev.id.bytes if ev.id is not None else uuid.uuid4().bytes)
+        types.append(new.type)
+        datas.append(new.data)
+        metas.append(new.metadata)
+        new_ids.append(new.id.bytes if new.id is not None else uuid.uuid4().bytes)
         expected[stream] = version
     if not streams:
         return None

@@ -108,7 +108,7 @@ class StateCodec:
         state = self.state_of(agg)
         try:
             data = self._encode(state)
-            ok = self.state_of(self.restore(agg.id, agg.version, data)) == state  # type: ignore[arg-type]
+            ok = self.state_of(self.restore(agg.id, agg.version, data)) == state
         except (TypeError, ValueError, msgspec.MsgspecError):
             ok = False
         if ok:
