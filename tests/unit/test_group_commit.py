@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 import chronolog as cl
 from chronolog._core.fileio import FileIO
 from chronolog.errors import StoreFailedError
@@ -70,3 +72,134 @@ def test_a_failed_group_fdatasync_fails_every_waiter(store_path: Path) -> None:
         assert store.head == 1
     with cl.EventStore.open(store_path, durability="fsync") as again:
         assert [e.data for e in again.read_all()] == [b"0"]
+
+
+def _hold_first_sync_of(thread_name: str, io: FileIO, after_write_to: str | None = None,
+                        ) -> tuple[threading.Event, threading.Event]:
+    """Trace hook: the first fsync/fdatasync completed in thread `thread_name` (after it wrote
+    a frame to a file whose name ends with `after_write_to`, when given) signals `synced`,
+    then waits for `release` before the log sees it return."""
+    synced, release = threading.Event(), threading.Event()
+    previous = io.trace
+    armed = [after_write_to is None]
+
+    def trace(op: str, path: object, offset: int, data: object) -> None:
+        if previous is not None:
+            previous(op, path, offset, data)
+        if threading.current_thread().name != thread_name or synced.is_set():
+            return
+        if op == "write" and after_write_to is not None and str(path).endswith(after_write_to) \
+                and offset > 0:  # a frame, not the segment's header
+            armed[0] = True
+        elif op == "fsync" and armed[0]:
+            synced.set()
+            assert release.wait(30), "never released"
+
+    io.trace = trace
+    return synced, release
+
+
+def _append_with_a_failing_write(store: cl.EventStore, io: FileIO, stream: str) -> None:
+    io.inject("write", after=0)
+    with pytest.raises(StoreFailedError):
+        store.append(stream, [cl.NewEvent("E", b"fails")])
+
+
+def _append_in_thread(store: cl.EventStore, name: str, stream: str, data: bytes,
+                      outcome: list[object]) -> threading.Thread:
+    def run() -> None:
+        try:
+            outcome.append(store.append(stream, [cl.NewEvent("E", data)]))
+        except StoreFailedError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
+    return thread
+
+
+def test_an_append_whose_sync_overlaps_a_failed_write_is_not_acknowledged(store_path: Path) -> None:
+    """A write error cuts every unsynced frame (their appenders have not been answered).
+    An fdatasync already under way when it happens covered frames that are now cut: its
+    appenders must get StoreFailedError, never a result for an event the store lost."""
+    io = FileIO()
+    outcome: list[object] = []
+    with cl.EventStore.open(store_path, durability="fsync", io=io) as store:
+        store.append("warm", [cl.NewEvent("E", b"0")])
+        synced, release = _hold_first_sync_of("leader", io)
+        leader = _append_in_thread(store, "leader", "a", b"in flight", outcome)
+        assert synced.wait(30), "the leader never synced"
+        _append_with_a_failing_write(store, io, "b")
+        release.set()
+        leader.join(30)
+        assert not leader.is_alive()
+        io.trace = None
+        io.clear()
+    acknowledged = [r for r in outcome if isinstance(r, cl.AppendResult)]
+    with cl.EventStore.open(store_path, durability="fsync") as again:
+        stored = [e.data for e in again.read_all()]
+    assert stored == [b"0"] + ([b"in flight"] if acknowledged else [])
+    assert not acknowledged, "the leader's append was acknowledged, though the failed write cut it"
+
+
+def test_a_failed_write_after_a_roll_cuts_the_unsynced_frames_of_the_new_segment(
+        store_path: Path) -> None:
+    """The roll waits for the sync of the segment it seals (a's, held), then b writes into the
+    new segment and leads its sync (held); a write error meanwhile cuts every unsynced frame
+    of the new segment, and no append that raised is found after a reopen."""
+    io = FileIO()
+    outcome_a: list[object] = []
+    outcome_b: list[object] = []
+    payload = b"x" * 1500  # two frames fill a 4 KiB segment; the third rolls
+    with cl.EventStore.open(store_path, durability="fsync", io=io, max_segment_bytes=4096) as store:
+        store.append("warm", [cl.NewEvent("E", payload)])
+        synced_a, release_a = _hold_first_sync_of("a", io)
+        a = _append_in_thread(store, "a", "a", payload, outcome_a)
+        assert synced_a.wait(30), "a never synced"
+        # b's append rolls: the roll waits for a's sync (which covers the sealed segment), then
+        # b writes into the new segment and leads its sync, held here.
+        second_segment = f"{store.head + 1:020d}.seg"
+        synced_b, release_b = _hold_first_sync_of("b", io, after_write_to=second_segment)
+        b = _append_in_thread(store, "b", "b", payload, outcome_b)
+        b.join(0.05)  # b's roll most likely waits for a's sync now (the same outcome if not)
+        release_a.set()
+        a.join(30)
+        assert synced_b.wait(30), "b never led the new segment's sync"
+        _append_with_a_failing_write(store, io, "c")
+        release_b.set()
+        b.join(30)
+        assert not a.is_alive() and not b.is_alive()
+        io.trace = None
+        io.clear()
+    assert isinstance(outcome_a[0], cl.AppendResult)  # a's frame is in the sealed segment
+    assert isinstance(outcome_b[0], StoreFailedError)
+    with cl.EventStore.open(store_path, durability="fsync") as again:
+        assert [e.stream for e in again.read_all()] == ["warm", "a"]
+
+
+def test_a_roll_in_fsync_mode_syncs_nothing_the_group_commit_already_synced(
+        store_path: Path) -> None:
+    """The roll seals the active segment through the group commit (one sync of a segment at a
+    time): when every append was synced, sealing adds no fdatasync, only the new segment's
+    header is synced. Every append is still durable and readable after the rolls."""
+    io = FileIO()
+    segment_syncs: list[str] = []
+
+    def trace(op: str, path: object, offset: int, data: object) -> None:
+        if op == "fsync" and str(path).endswith(".seg"):
+            segment_syncs.append(str(path))
+
+    payload = b"x" * 1500  # two frames fill a 4 KiB segment
+    io.trace = trace  # from the open on, so that every descriptor's path is known
+    with cl.EventStore.open(store_path, durability="fsync", io=io, max_segment_bytes=4096) as store:
+        del segment_syncs[:]
+        for i in range(10):
+            store.append("s", [cl.NewEvent("E", payload + b"%d" % i)])
+        io.trace = None
+        segments = sorted(store_path.glob("*.seg"))
+    rolls = len(segments) - 1
+    assert rolls == 4
+    # One fdatasync per append, one fsync of each new segment's header.
+    assert len(segment_syncs) == 10 + rolls, segment_syncs
+    with cl.EventStore.open(store_path, durability="fsync") as again:
+        assert [e.data for e in again.read_all()] == [payload + b"%d" % i for i in range(10)]

@@ -172,7 +172,8 @@ cdef class GroupCommitLog(RecoveredLog):
     cdef int _sync_as_leader(self, Segment seg, int fd, uint64_t target, uint64_t target_pos,
                              uint64_t target_off) except -1:
         """The leader's fdatasync (the lock released, its duration noted for the waiters'
-        slices), then what it covered is synced and visible; the first waiter is woken."""
+        slices), then what it covered is synced and visible; the first waiter is woken. If the
+        store failed meanwhile, nothing it covered is acknowledged (StoreFailedError)."""
         cdef long long began
         cond = self._sync_lock
         try:
@@ -191,9 +192,15 @@ cdef class GroupCommitLog(RecoveredLog):
                 if self.dmode == DURABILITY_FSYNC and seg.ordinal == self.durable_ordinal:
                     self._fail(exc, seg, self.durable_offset)
                 self._fail(exc, None, 0)
+            if self.failed is not None:
+                # A write failed while this sync ran, and its fail-stop cut every frame past
+                # the last completed sync, some of which this one covered: acknowledge none.
+                raise StoreFailedError(self.path, self.failed)
             if target > self.synced_seq:
                 self.synced_seq = target
-            if seg.ordinal > self.durable_ordinal or target_off > self.durable_offset:
+            # (A sync of a sealed segment that ends after a roll moves nothing back.)
+            if seg.ordinal > self.durable_ordinal or (
+                    seg.ordinal == self.durable_ordinal and target_off > self.durable_offset):
                 self.durable_ordinal = seg.ordinal
                 self.durable_offset = target_off
             if target_pos > self.head:
@@ -255,11 +262,12 @@ cdef class GroupCommitLog(RecoveredLog):
         cdef FrameInfo fi
         cdef CheckpointJob job = CheckpointJob(self.io, self.written)
         idx = os.path.join(self.path, "index")
+        # An index must never be more durable than the events it covers: after a power loss
+        # it would name events the segments no longer hold. Sync them first (a failure here
+        # fail-stops the store: it is not one of the checkpoint's own, which are swallowed).
+        if self.written_seq > self.synced_seq:
+            self.sync_to(self.written_seq)
         try:
-            # An index must never be more durable than the events it covers: after a power
-            # loss it would name events the segments no longer hold. Sync them first.
-            if self.written_seq > self.synced_seq:
-                self.sync_to(self.written_seq)
             self._make_sound()
             self.pidx.image(job, os.path.join(idx, "positions.idx"), self.store_id)
             self.sidx.image(job, os.path.join(idx, "streams.idx"), self.store_id, self.written,

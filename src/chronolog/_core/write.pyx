@@ -19,6 +19,8 @@ from chronolog._core.record cimport seal_frame, seal_frame_crc
 from chronolog._core.recovery cimport RecoveredLog, DURABILITY_FSYNC
 from chronolog._core.segment cimport Segment
 
+from chronolog.errors import StoreFailedError
+
 cdef enum:
     # Outside "fsync" mode, every WRITEBACK_HINT_BYTES of the active segment a helper thread
     # asks the kernel to start writing them back (_writeback_due), so that sealing it (one
@@ -68,19 +70,26 @@ cdef class WritingLog(GroupCommitLog):
         if seg.end > SEGMENT_HEADER_BYTES and seg.end + frame_bytes > self.max_segment_bytes:
             try:
                 seg = self._roll()
+            except StoreFailedError:
+                raise  # its sync failed: already fail-stopped, with the OSError as its cause
             except OSError as exc:
                 self._fail(exc, None, 0)
         return seg
 
     cdef Segment _roll(self):
-        """Seal the active segment (synced unless durability is 'os') and start the next."""
-        # Sealed segments are always on stable storage, whatever the durability mode (one
-        # fdatasync per segment): after a power loss only the newest segment can be torn.
+        """Seal the active segment (synced, whatever the durability mode) and start the next."""
+        # Sealed segments are always on stable storage (at most one fdatasync per segment):
+        # after a power loss only the newest segment can be torn.
         cdef Segment old = self.segments[len(self.segments) - 1]
         with nogil:
             chl_wpipe_reap(&self.wpipe)  # its writeback hint uses old.wfd
         self._release_reserved(old)
-        self.io.fdatasync(old.wfd)
+        # Through the group commit, never beside it: a leader may be syncing this segment
+        # through a dup of its descriptor (the same open file), and Linux reports a writeback
+        # error to only one of two concurrent fdatasyncs of an open file, so the other could
+        # acknowledge lost appends. It also makes what it covers synced and visible, and costs
+        # nothing when a sync covered it already.
+        self.sync_to(self.written_seq)
         cdef Segment seg = self._new_segment(self.written)
         self.hinted = 0
         self.allocated = 0
