@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import chronolog as cl
+from chronolog._core.fileio import FileIO
 from chronolog.errors import InvalidArgumentError, ReadOnlyError, StoreClosedError
 
 
@@ -18,6 +19,20 @@ def test_open_creates_the_store_directory_with_header_segment_and_index(store_pa
     with cl.EventStore.open(store_path, durability="os"):
         names = set(os.listdir(store_path))
     assert {"chronolog.store", "00000000000000000000.seg", "index", "LOCK"} <= names
+
+
+def test_creating_a_store_syncs_its_directory_and_the_directory_entry_in_its_parent(
+        store_path: Path) -> None:
+    """A new store survives a power loss right after its first open: the store header and
+    first segment are synced, then the store directory, then its parent (its own entry)."""
+    io = FileIO()
+    synced_dirs: list[str] = []
+    io.trace = lambda op, path, offset, data: synced_dirs.append(os.path.realpath(path)) \
+        if op == "fsync_dir" else None
+    with cl.EventStore.open(store_path, durability="fsync", io=io):
+        io.trace = None
+    assert os.path.realpath(store_path) in synced_dirs
+    assert os.path.realpath(store_path.parent) in synced_dirs
 
 
 def test_a_new_store_is_empty(store: cl.EventStore) -> None:
