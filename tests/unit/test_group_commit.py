@@ -4,6 +4,7 @@ up the GIL), and a waiter whose baton is never passed still returns."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -203,3 +204,38 @@ def test_a_roll_in_fsync_mode_syncs_nothing_the_group_commit_already_synced(
     assert len(segment_syncs) == 10 + rolls, segment_syncs
     with cl.EventStore.open(store_path, durability="fsync") as again:
         assert [e.data for e in again.read_all()] == [payload + b"%d" % i for i in range(10)]
+
+
+def _payload_ending_segment_at(tmp: Path, end: int) -> bytes:
+    """A payload whose single-event frame ends the first segment exactly at `end`."""
+    with cl.EventStore.open(tmp, durability="os") as probe:
+        probe.append("warm", [cl.NewEvent("E", b"")])
+        overhead = probe.stats()["bytes"]
+    return b"0" * (end - overhead)
+
+
+def test_a_handle_that_cut_frames_at_a_page_boundary_reads_only_what_is_left(
+        store_path: Path, tmp_path: Path) -> None:
+    """The fail-stop cut ends the file on a page boundary, below frames this handle wrote:
+    its stats and verify stop at the cut (reading its mapping past the file's end would kill
+    the process with SIGBUS), and verify checks what was acknowledged."""
+    io = FileIO()
+    outcome: list[object] = []
+    warm = _payload_ending_segment_at(tmp_path / "probe", 8192)
+    with cl.EventStore.open(store_path, durability="fsync", io=io) as store:
+        store.append("warm", [cl.NewEvent("E", warm)])
+        assert store.stats()["bytes"] == 8192
+        synced, release = _hold_first_sync_of("leader", io)
+        leader = _append_in_thread(store, "leader", "a", b"a" * 20_000, outcome)
+        assert synced.wait(30), "the leader never synced"
+        _append_with_a_failing_write(store, io, "b")
+        release.set()
+        leader.join(30)
+        io.trace = None
+        io.clear()
+        assert isinstance(outcome[0], StoreFailedError)
+        assert os.path.getsize(min(store_path.glob("*.seg"))) == 8192
+        assert store.stats()["frames"] == 1
+        report = store.verify()
+        assert report["ok"] and report["events"] == 1, report
+        assert "stopped accepting writes" in report["notes"][0]["reason"]

@@ -73,6 +73,10 @@ cdef class GroupCommitLog(RecoveredLog):
         try:
             if seg is not None and seg.wfd >= 0:
                 self.io.ftruncate(seg.wfd, keep)
+                # What reads the segment's bytes (stats, verify) must stop at the cut: its
+                # mapping past the file's new end is no memory any more (SIGBUS).
+                if seg.end > keep:
+                    seg.end = keep
         except OSError:
             pass  # the open after a restart cuts the torn tail instead
         raise StoreFailedError(self.path, exc) from exc
