@@ -708,6 +708,12 @@ class EventStore:
     def checkpoint(self) -> None:
         """Write the index checkpoints now (open then costs only the events after it).
 
+        The events they cover are synced first; a checkpoint that cannot be written is
+        skipped (they are derived: the next open scans more instead).
+
+        Raises:
+            StoreFailedError: syncing the events failed, or the store failed earlier.
+
         Example:
             >>> store.checkpoint()  # doctest: +SKIP
         """
