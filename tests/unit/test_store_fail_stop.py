@@ -154,3 +154,20 @@ def test_after_an_fsync_failure_the_failed_append_is_not_visible_to_reads(open_s
     assert s.head == len(acknowledged)
     assert [e.data for e in s.read_all()] == acknowledged
     assert s.stream_version("s") == len(acknowledged) - 1
+
+
+def test_a_checkpoint_whose_sync_fails_fail_stops_the_store(open_store, store_path: Path) -> None:
+    """The events a checkpoint covers are synced first; that sync failing is not one of the
+    checkpoint's own (absorbed) errors: checkpoint() raises and so does every later append."""
+    io = FileIO()
+    s = open_store(durability="os", io=io)
+    s.append("s", [cl.NewEvent("T", b"acknowledged")])
+    io.inject("fsync", after=0, errno=errno.EIO)
+    with pytest.raises(StoreFailedError) as failed:
+        s.checkpoint()
+    assert failed.value.cause.errno == errno.EIO
+    with pytest.raises(StoreFailedError):
+        s.append("s", [cl.NewEvent("T", b"refused")])
+    io.clear()
+    s.close()
+    assert _reopened_datas(store_path) == [b"acknowledged"]
