@@ -37,7 +37,7 @@ setup(
         [core("crc", CRC), core("fileio"), core("events"), core("segment", CRC),
          core("index", CSRC), core("batch", CRC), core("recovery", CSRC), core("reads", CSRC),
          core("commit", CSRC), core("write", CRC), core("log", CSRC),
-         core("verify", CSRC), core("compact", CRC), core("scan", CSRC),
+         core("verify", CSRC), core("compact", CRC), core("columns"), core("scan", CSRC),
          core("codec", CRC + ZSTD + ["csrc/chl_zjobs.c"], zstd=True)],
         compiler_directives=DIRECTIVES,
         include_path=["src"],

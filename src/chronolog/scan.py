@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from chronolog._core.scan import COLUMNS, Scanner, schema_of
+from chronolog._core.columns import COLUMNS, schema_of
+from chronolog._core.scan import Scanner
 from chronolog.errors import InvalidArgumentError
 
 if TYPE_CHECKING:

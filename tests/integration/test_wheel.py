@@ -17,7 +17,7 @@ import chronolog
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = Path(chronolog.__file__).resolve().parent
 COMPILED = ("crc", "fileio", "events", "segment", "index", "batch", "recovery", "commit", "write",
-            "log", "reads", "verify", "compact", "scan", "codec")
+            "log", "reads", "verify", "compact", "columns", "scan", "codec")
 REQUIRE_INSTALLED = os.environ.get("CHRONOLOG_REQUIRE_INSTALLED") == "1"
 installed_only = pytest.mark.skipif(
     not REQUIRE_INSTALLED,

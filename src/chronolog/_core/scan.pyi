@@ -6,11 +6,6 @@ import pyarrow as pa
 
 from chronolog._core.log import Log
 
-COLUMNS: tuple[str, ...]
-SCHEMA: pa.Schema
-
-def schema_of(columns: Iterable[str] | None = None) -> pa.Schema: ...
-
 class Scanner(Iterator[pa.RecordBatch]):
     start: int
     stop: int
