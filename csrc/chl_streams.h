@@ -2,8 +2,8 @@
  * positions of the stream's events, by version.
  *
  * A stream's positions live in two parts: `base`, a read-only array inside a memory-mapped
- * index checkpoint (streams.idx), and `delta`, a malloc'd growable array of what was appended
- * since. Version v is base[v] when v < base_count, else delta[v - base_count].
+ * index checkpoint (streams.idx), and `delta`, a growable array of what was appended since
+ * (carved from chunks the table owns). Version v is base[v] when v < base_count, else delta[v - base_count].
  * `pending` is scratch space for one append in progress (events of the stream in the batch
  * not yet committed); it is zero between appends.
  *
@@ -49,7 +49,7 @@ typedef struct {
     const char *name;
     uint64_t hash;
     const uint64_t *base; /* may be NULL */
-    uint64_t *delta;      /* capacity: chl_delta_cap(delta_count) */
+    uint64_t *delta;      /* capacity: 4, then the power of two >= delta_count */
     uint64_t base_count;
     uint64_t delta_count;
     uint64_t pending;
@@ -67,6 +67,8 @@ typedef struct {
     uint64_t n_slots;     /* power of two */
     uint64_t n_in_slots;  /* streams in the memory table */
     chl_arena_chunk *arena;
+    chl_arena_chunk *delta_arena; /* the chunks of the delta arrays (chl_streams.c) ... */
+    chl_arena_chunk *delta_spare; /* ... and those free for reuse */
     uint64_t delta_events; /* total events held in delta arrays */
     /* The base (a mapped checkpoint; all NULL/0 when there is none). */
     const uint32_t *base_slots;

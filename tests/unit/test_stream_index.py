@@ -386,3 +386,29 @@ def test_streams_of_many_events_between_and_across_checkpoints_read_back_whole(
     again = open_store()
     for name, datas in expected.items():
         assert [e.data for e in again.read_stream(name)] == datas
+
+
+def test_delta_arrays_reused_after_checkpoints_keep_every_streams_positions(
+        open_store: Callable[..., cl.EventStore]) -> None:
+    # Delta arrays are carved from chunks that a checkpoint hands back for reuse; a stream
+    # of 140,000 events since the last checkpoint needs an array larger than one chunk
+    # (1 MiB). Streams written before and after each checkpoint, interleaved, must keep
+    # their own positions whatever array their entries moved to.
+    s = open_store()
+    names = _names("r", 3000)
+    expected: dict[str, list[int]] = {}
+    for k in range(3):
+        for r in range(3 + k):
+            batch = names[k * 500:k * 500 + 2000]
+            first = s.append_batch(batch, ["T"] * len(batch), [b"%d" % r] * len(batch)).first_position
+            for i, name in enumerate(batch):
+                expected.setdefault(name, []).append(first + i)
+        big = 140_000 if k == 1 else 10
+        first = s.append_batch(["big"] * big, ["T"] * big, [b"b"] * big).first_position
+        expected.setdefault("big", []).extend(range(first, first + big))
+        s.checkpoint()
+    for name, positions in expected.items():
+        assert [e.position for e in s.read_stream(name)] == positions, name
+    s.close()
+    again = open_store()
+    assert {n: [e.position for e in again.read_stream(n)] for n in expected} == expected

@@ -1,8 +1,8 @@
 """The derived indexes of the log: position -> frame, and stream -> positions by version.
 
 Both are rebuilt from the segments whenever missing, damaged or stale (DESIGN invariant 1).
-In memory each is a read-only base (a mapping of its checkpoint file) plus a malloc'd delta
-of what was appended since. A checkpoint is built in memory (the stream index's image becomes
+In memory each is a read-only base (a mapping of its checkpoint file) plus a delta of what
+was appended since. A checkpoint is built in memory (the stream index's image becomes
 its base at once), written by a CheckpointJob, then adopted: the file is mapped in place of
 the image and the entries it covers leave the position index's delta.
 
