@@ -134,7 +134,9 @@ class AppendNotifier:
 
 class _DirectoryWatch:
     """inotify on the store directory (Linux): a segment written or created by another
-    process makes `wait` return. A self-pipe lets another thread interrupt a wait."""
+    process makes `wait` return, and so does a rewrite of index/visible (in "fsync" mode an
+    append becomes visible there, after its frame was written). A self-pipe lets another
+    thread interrupt a wait."""
 
     IN_MODIFY = 0x00000002
     IN_MOVED_TO = 0x00000080
@@ -152,6 +154,9 @@ class _DirectoryWatch:
             err = ctypes.get_errno()
             os.close(fd)
             raise OSError(err, "inotify_add_watch failed")
+        # The index directory exists once a writer opened the store; without it (or out of
+        # watches) appends still wake the reader through their segment writes.
+        libc.inotify_add_watch(fd, os.fsencode(os.path.join(path, "index")), mask)
         self.fd = fd
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.poller = select.poll()

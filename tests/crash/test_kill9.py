@@ -133,10 +133,19 @@ def _run_and_kill(store_dir: Path, durability: str, rng: random.Random) -> _Repo
 
 
 def _check_store(
-    store_dir: Path, readonly: bool, model: list[Described], rep: _Report
-) -> list[Described]:
-    """Reopen and check everything; return the store's events (the next model)."""
+    store_dir: Path, readonly: bool, model: list[Described], rep: _Report,
+    adoptable: list[Described],
+) -> tuple[list[Described], list[Described]]:
+    """Reopen and check everything; return the store's events (the next model) and the events
+    of an append a reader did not see and the next writer may still adopt (`adoptable`).
+
+    A reader sees only what the writer acknowledged (index/visible): in "fsync" mode the
+    append in flight at the kill may be whole in the file yet invisible to it, and the next
+    writer's recovery keeps it (whole) or cuts it (torn)."""
     if rep.start_head is not None:
+        if adoptable and rep.start_head == len(model) + len(adoptable):
+            model = model + adoptable  # the child's open kept it whole
+        adoptable = []
         assert rep.start_head == len(model), (
             f"the child opened the store at head {rep.start_head}, after the last check it "
             f"held {len(model)} events"
@@ -169,6 +178,8 @@ def _check_store(
             (e.stream, e.version, child.event_digest(e.type, e.data, e.metadata, e.id_bytes))
             for e in events
         ]
+    if adoptable and stored[len(model):len(model) + len(adoptable)] == adoptable:
+        model, adoptable = model + adoptable, []
     expected = model + rep.acked
     assert len(stored) >= len(expected), (
         f"acknowledged events lost: the store holds {len(stored)}, {len(expected)} were acknowledged"
@@ -186,17 +197,20 @@ def _check_store(
         assert first == len(expected) and extra == intent, (
             "the events beyond the acknowledged are not exactly the append that was in flight"
         )
-    return stored
+    elif readonly and rep.in_flight is not None:
+        adoptable = rep.in_flight[1]
+    return stored, adoptable
 
 
 def _kill_loop(tmp_path: Path, durability: str, iterations: int, seed: int) -> None:
     rng = random.Random(seed)
     store_dir = tmp_path / "store-0"
     model: list[Described] = []
+    adoptable: list[Described] = []
     for it in range(iterations):
         if it and it % ITERATIONS_PER_STORE == 0:
             store_dir = tmp_path / f"store-{it}"
-            model = []
+            model, adoptable = [], []
         rep = _run_and_kill(store_dir, durability, rng)
         if not store_dir.joinpath("chronolog.store").exists():
             assert not rep.acked, "appends were acknowledged but the store was never created"
@@ -204,7 +218,8 @@ def _kill_loop(tmp_path: Path, durability: str, iterations: int, seed: int) -> N
         # Alternate: the writer's open recovers here, or the next child's open does. (A store
         # killed before its first segment existed has nothing a reader could open.)
         readonly = bool(it % 2) and any(store_dir.glob("*.seg"))
-        model = _check_store(store_dir, readonly=readonly, model=model, rep=rep)
+        model, adoptable = _check_store(store_dir, readonly=readonly, model=model, rep=rep,
+                                        adoptable=adoptable)
 
 
 @pytest.mark.parametrize("durability", ["os", "fsync"])

@@ -78,6 +78,39 @@ def test_subscription_yields_every_event_once_while_another_process_appends(
     assert seen == list(range(2, 605))
 
 
+def test_a_readonly_subscription_gets_each_fsync_append_without_a_later_write(
+        open_store: Any, store_path: Path, subscribe: Any) -> None:
+    """In "fsync" mode another process's append becomes visible when the writer publishes
+    index/visible after its fdatasync, not when its frame is written: the subscription must
+    wake for that too, or the last append waits for a write that never comes."""
+    open_store().close()
+    script = textwrap.dedent(f"""
+        import sys, time, chronolog as cl
+        with cl.EventStore.open({str(store_path)!r}, durability="fsync") as s:
+            for i in range(6):
+                s.append("f", [cl.NewEvent("T", b"%d" % i)])
+                time.sleep(0.02)
+            print("appended", flush=True)
+            sys.stdin.readline()
+    """)
+    reader = open_store(readonly=True)
+    sub = subscribe(reader, 0, timeout=3 * GENEROUS_S)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    try:
+        started = time.monotonic()
+        seen = _collect(sub, 5)
+        # (Without a wake-up for the mark, the last append came with the timeout's last look.)
+        assert time.monotonic() - started < GENEROUS_S
+    finally:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == b"appended\n"
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        sub.close()
+    assert seen == list(range(6))
+
+
 def test_close_from_another_thread_ends_a_blocked_iteration(
         store: cl.EventStore, subscribe: Any) -> None:
     sub = subscribe(store)

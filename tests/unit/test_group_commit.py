@@ -5,6 +5,7 @@ up the GIL), and a waiter whose baton is never passed still returns."""
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from pathlib import Path
 
@@ -239,3 +240,110 @@ def test_a_handle_that_cut_frames_at_a_page_boundary_reads_only_what_is_left(
         report = store.verify()
         assert report["ok"] and report["events"] == 1, report
         assert "stopped accepting writes" in report["notes"][0]["reason"]
+
+
+# ---------------------------------------------------------------- what readers see
+
+
+def test_a_reader_sees_an_fsync_append_only_once_its_sync_returned(store_path: Path) -> None:
+    """Readers (other handles, other processes) see what the writer acknowledged: an append
+    whose frame is whole in the file but whose fdatasync has not returned stays invisible."""
+    io = FileIO()
+    outcome: list[object] = []
+    with cl.EventStore.open(store_path, durability="fsync", io=io) as store:
+        store.append("warm", [cl.NewEvent("E", b"0")])
+        with cl.EventStore.open(store_path, readonly=True) as reader:
+            assert reader.head == 1
+            synced, release = _hold_first_sync_of("leader", io)
+            leader = _append_in_thread(store, "leader", "a", b"in flight", outcome)
+            assert synced.wait(30), "the leader never synced"
+            assert reader.refresh() == 1
+            assert reader.stream_version("a") is None
+            release.set()
+            leader.join(30)
+            assert isinstance(outcome[0], cl.AppendResult)
+            assert reader.refresh() == 2
+            assert [e.data for e in reader.read_stream("a")] == [b"in flight"]
+
+
+def test_a_reader_never_sees_the_frames_a_fail_stop_cut(store_path: Path, tmp_path: Path) -> None:
+    """A failed write cuts the unsynced frames (never acknowledged): a reader had not seen
+    them, so it reads on without an error, and sees the next writer's appends in their place.
+    (Before the visibility mark, it indexed them, then found them gone: CorruptionError, or
+    SIGBUS reading its mapping past the file's new end.)"""
+    io = FileIO()
+    outcome: list[object] = []
+    warm = _payload_ending_segment_at(tmp_path / "probe", 8192)
+    store = cl.EventStore.open(store_path, durability="fsync", io=io)
+    store.append("warm", [cl.NewEvent("E", warm)])
+    with cl.EventStore.open(store_path, readonly=True) as reader:
+        synced, release = _hold_first_sync_of("leader", io)
+        leader = _append_in_thread(store, "leader", "a", b"a" * 20_000, outcome)
+        assert synced.wait(30), "the leader never synced"
+        assert reader.refresh() == 1
+        _append_with_a_failing_write(store, io, "b")
+        release.set()
+        leader.join(30)
+        io.trace = None
+        io.clear()
+        store.close()
+        assert isinstance(outcome[0], StoreFailedError)
+        assert os.path.getsize(min(store_path.glob("*.seg"))) == 8192
+        assert [e.stream for e in reader.read_all()] == ["warm"]
+        assert reader.verify()["ok"]
+        with cl.EventStore.open(store_path, durability="fsync") as again:
+            again.append("c", [cl.NewEvent("E", b"after")])
+        assert [(e.position, e.stream) for e in reader.read_all()] == [(0, "warm"), (1, "c")]
+
+
+@pytest.mark.parametrize("durability", ["os", "interval"])
+def test_a_reader_sees_appends_acknowledged_before_any_sync(store_path: Path, durability: str) -> None:
+    """In "os" and "interval" modes an append is acknowledged once written: readers see it
+    before any fdatasync."""
+    io = FileIO()
+    with cl.EventStore.open(store_path, durability=durability, io=io, flush_interval_ms=60_000) as store, \
+            cl.EventStore.open(store_path, readonly=True) as reader:
+        syncs = io.counts["fsync"]
+        store.append("a", [cl.NewEvent("E", b"1")])
+        assert reader.refresh() == 1
+        assert io.counts["fsync"] == syncs
+
+
+def test_a_failed_visibility_mark_delays_readers_and_fails_nothing(store_path: Path) -> None:
+    io = FileIO()
+    with cl.EventStore.open(store_path, durability="fsync", io=io) as store, \
+            cl.EventStore.open(store_path, readonly=True) as reader:
+        io.inject("publish", after=0)
+        result = store.append("a", [cl.NewEvent("E", b"1")])
+        assert result.last_position == 0
+        assert reader.refresh() == 0  # the mark still says 0
+        store.append("a", [cl.NewEvent("E", b"2")])
+        assert reader.refresh() == 2
+
+
+@pytest.mark.parametrize("mark", [None, b"", b"\x07" * 16, "3"])
+def test_without_a_mark_that_checks_a_reader_sees_every_complete_frame(
+        store_path: Path, mark: bytes | str | None) -> None:
+    """index/visible is derived: missing (a store written before it), cut short or damaged,
+    a new reader reads every complete frame, as readers did before the mark; a mark that
+    checks bounds what it reads (here with no checkpoint: every frame is in the tail)."""
+    with cl.EventStore.open(store_path, durability="fsync") as store:
+        store.append_batch(["a", "b", "a"], ["E"] * 3, [b"1", b"2", b"3"])
+        store.append("a", [cl.NewEvent("E", b"4")])
+    for name in ("positions.idx", "streams.idx"):
+        (store_path / "index" / name).unlink()
+    visible = store_path / "index" / "visible"
+    if mark is None:
+        visible.unlink()
+    elif isinstance(mark, str):
+        value = int(mark)
+        visible.write_bytes(struct.pack("<QQ", value, value ^ 0x564953494245314C))
+    else:
+        visible.write_bytes(mark)
+    with cl.EventStore.open(store_path, readonly=True) as reader:
+        if isinstance(mark, str):
+            assert reader.head == 3
+            assert [e.data for e in reader.read_stream("a")] == [b"1", b"3"]
+        else:
+            assert reader.head == 4
+            assert [e.data for e in reader.read_stream("a")] == [b"1", b"3", b"4"]

@@ -143,7 +143,7 @@ def test_deleting_the_index_directory_and_reopening_gives_identical_results(
 
 def test_a_closed_store_has_index_files(rolled: cl.EventStore, store_path: Path) -> None:
     rolled.close()
-    assert sorted(os.listdir(store_path / "index")) == ["positions.idx", "streams.idx"]
+    assert sorted(os.listdir(store_path / "index")) == ["positions.idx", "streams.idx", "visible"]
 
 
 def _damage(path: Path, how: str) -> None:

@@ -209,6 +209,8 @@ cdef class GroupCommitLog(RecoveredLog):
                 self.durable_offset = target_off
             if target_pos > self.head:
                 self.head = target_pos
+                if self.dmode == DURABILITY_FSYNC:
+                    self._publish(target_pos)
         finally:
             with cond:
                 self.syncing = False

@@ -18,6 +18,7 @@ cdef class FileIO:
     cdef int create_new(self, str path) except -1
     cdef int dup(self, int fd) except -1
     cdef int pwrite_all(self, int fd, const void *buf, size_t n, uint64_t offset) except -1
+    cdef int publish(self, int fd, uint64_t value) except -1
     cdef int pipe_start(self, chl_wpipe *w, int fd, const unsigned char *frame, uint64_t offset,
                         uint64_t hint_from, uint64_t hint_bytes) except -1
     cdef int pipe_finish(self, chl_wpipe *w, int fd, const unsigned char *frame, size_t n,

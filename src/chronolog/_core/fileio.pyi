@@ -7,7 +7,7 @@ class FileIO:
     """Thin wrappers over the POSIX calls the log uses, with optional fault injection.
 
     Ops: open, write, fsync (fsync and fdatasync), truncate, rename, unlink, fsync_dir,
-    allocate.
+    allocate, publish (the readers' visibility mark, index/visible).
     """
 
     @property

@@ -9,6 +9,7 @@ from libc.errno cimport errno, EINTR
 from posix.fcntl cimport O_RDONLY, O_DIRECTORY
 from posix.unistd cimport close as c_close, dup as c_dup, fsync as c_fsync, ftruncate as c_ftruncate
 from posix.types cimport off_t
+from chronolog._core.format cimport CHL_VISIBLE_CHECK, VISIBLE_MARK_BYTES, st64
 
 cdef extern from "<unistd.h>" nogil:
     int c_fdatasync "fdatasync" (int fd)
@@ -51,7 +52,7 @@ cdef enum:
     SMALL_WRITE_BYTES = 64 * 1024
 
 
-_OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir", "allocate")
+_OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir", "allocate", "publish")
 
 
 cdef inline _raise_os(int err, str what, str path=None):
@@ -66,14 +67,16 @@ cdef class FileIO:
     `inject(op, after=N, errno=E, persistent=False)` makes the (N+1)-th call of `op` from now
     fail with `E` (and every later one when persistent). Ops: open, write, fsync (fsync and
     fdatasync), truncate, rename, unlink, fsync_dir, allocate (a failed allocate is ignored:
-    it only reserves blocks ahead of the writes). `counts` tallies the calls per op.
+    it only reserves blocks ahead of the writes), publish (the readers' visibility mark).
+    `counts` tallies the calls per op.
 
     `trace`, when set to a callable, is called after every successful operation as
     `trace(op, path, offset, data)`: ("open", path, flags, None), ("write", path, offset,
     bytes), ("fsync", path, 0, None), ("truncate", path, size, None), ("rename", src, 0, dst),
     ("unlink", path, 0, None), ("fsync_dir", path, 0, None), ("close", path, 0, None),
     ("allocate", path, offset, length) (blocks reserved, size unchanged), ("writeback", path,
-    offset, length) (writeback of that range asked for: a hint, nothing changes). The
+    offset, length) (writeback of that range asked for: a hint, nothing changes), ("publish",
+    path, 0, bytes) (the visibility mark rewritten: a write of those bytes at offset 0). The
     torture suite replays it to simulate a power loss (what was fsynced survives, the rest may
     not).
 
@@ -190,6 +193,20 @@ cdef class FileIO:
             _raise_os(err, "write")
         if self.trace is not None:
             self.trace("write", self._paths.get(fd), offset, (<const char *>buf)[:n])
+        return 0
+
+    cdef int publish(self, int fd, uint64_t value) except -1:
+        """Rewrite the visibility mark of index/visible (format.pxd): `value` and its check
+        word, one 16-byte pwrite at offset 0, with the GIL held (a few microseconds)."""
+        self._fault("publish")
+        cdef unsigned char buf[VISIBLE_MARK_BYTES]
+        st64(buf, value)
+        st64(buf + 8, value ^ CHL_VISIBLE_CHECK)
+        cdef int err = chl_pwrite_all(fd, buf, VISIBLE_MARK_BYTES, 0)
+        if err:
+            _raise_os(err, "write")
+        if self.trace is not None:
+            self.trace("publish", self._paths.get(fd), 0, (<const char *>buf)[:VISIBLE_MARK_BYTES])
         return 0
 
     cdef int pipe_start(self, chl_wpipe *w, int fd, const unsigned char *frame, uint64_t offset,

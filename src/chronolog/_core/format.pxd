@@ -84,8 +84,15 @@
 #
 # Derived index files (index/): see index.pyx for their layout; they are validated on open and
 # rebuilt from the segments whenever missing, damaged or stale.
+#
+# index/visible (VISIBLE_MARK_BYTES = 16): how far readers in other processes may read,
+# rewritten in place by the writer (docs/design.md, "What readers see"):
+#     0  u64    V: the positions below V are acknowledged; VISIBLE_ALL = every complete frame
+#     8  u64    V ^ VISIBLE_CHECK (a read torn by a concurrent rewrite does not check)
+# Missing or not checking: readers keep their last V (VISIBLE_ALL when the file is missing).
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
+from posix.unistd cimport pread
 
 cdef enum:
     FORMAT_VERSION = 3
@@ -98,6 +105,7 @@ cdef enum:
     RECORD_HEADER_BYTES = 48
     EVENT_ID_BYTES = 16
     FRAME_MAGIC = 0x464C4843
+    VISIBLE_MARK_BYTES = 16
     TRAILER_MAGIC = 0x46484C43
     CODEC_NONE = 0
     CODEC_ZSTD = 1
@@ -115,10 +123,15 @@ cdef extern from *:
     #define CHL_SEGMENT_MAGIC "CHLOGSEG"
     /* The largest decoded frame body: a whole append must fit (u32 offsets in the body). */
     #define CHL_MAX_BODY_BYTES ((uint64_t)0xF0000000u)
+    /* index/visible: the mark's "every complete frame" value and its check word. */
+    #define CHL_VISIBLE_ALL UINT64_MAX
+    #define CHL_VISIBLE_CHECK 0x564953494245314cULL
     """
     const char *CHL_STORE_MAGIC
     const char *CHL_SEGMENT_MAGIC
     uint64_t CHL_MAX_BODY_BYTES
+    uint64_t CHL_VISIBLE_ALL
+    uint64_t CHL_VISIBLE_CHECK
 
 cdef inline uint16_t ld16(const unsigned char *p) noexcept nogil:
     cdef uint16_t v
@@ -153,3 +166,17 @@ cdef extern from "chl_crc32c.h":
     uint32_t chl_crc32c_extend_record(uint32_t crc, const unsigned char *rec, size_t n) nogil
     uint32_t chl_crc32c_portable(uint32_t crc, const void *buf, size_t n) nogil
     int chl_crc32c_is_hardware() nogil
+
+
+cdef inline uint64_t read_visible_mark(int fd, uint64_t last) noexcept nogil:
+    """The mark of index/visible open at `fd`, or `last` when it does not check three times
+    in a row (a rewrite under way each time, or a file cut short)."""
+    cdef unsigned char buf[VISIBLE_MARK_BYTES]
+    cdef uint64_t v
+    cdef int _try
+    for _try in range(3):
+        if pread(fd, buf, VISIBLE_MARK_BYTES, 0) == VISIBLE_MARK_BYTES:
+            v = ld64(buf)
+            if ld64(buf + 8) == v ^ CHL_VISIBLE_CHECK:
+                return v
+    return last

@@ -35,6 +35,8 @@ cdef class RecoveredLog:
     cdef object _lock
     cdef CheckpointJob _ckpt
     cdef readonly object failed
+    cdef int visible_fd        # index/visible: the writer publishes, readers read it
+    cdef uint64_t visible      # readers: the last mark read
     cdef readonly bint closed
     cdef int64_t *sids
     cdef uint64_t *vers
@@ -51,6 +53,8 @@ cdef class RecoveredLog:
     cdef uint64_t _load_checkpoints(self) except? 0xFFFFFFFFFFFFFFFF
     cdef uint32_t _anchor_of(self, uint64_t position, FrameInfo *fi) except? 0
     cdef int _catch_up(self, bint recover) except -1
+    cdef uint64_t _visible_mark(self) except? 0
+    cdef int _publish(self, uint64_t value) except -1
     cdef int _scan_tail(self, bint recover) except -1
     cdef int64_t _later_claim(self, Segment seg, uint64_t off, uint64_t size) except -2
     cdef int _quarantine(self, Segment seg, uint64_t off, uint64_t size) except -1

@@ -16,7 +16,8 @@ cdef extern from "<fcntl.h>":
 
 from chronolog._core.format cimport (
     FORMAT_VERSION, OLDEST_FORMAT_VERSION, STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES,
-    FRAME_HEADER_BYTES, CODEC_NONE, CHL_STORE_MAGIC, ld32, st32, st64, chl_crc32c)
+    FRAME_HEADER_BYTES, CODEC_NONE, CHL_STORE_MAGIC, CHL_VISIBLE_ALL as VISIBLE_ALL, ld32, st32,
+    st64, chl_crc32c, read_visible_mark)
 from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.codec cimport Decoder, Dictionaries
 from chronolog._core.segment cimport (
@@ -31,6 +32,7 @@ from chronolog.errors import (
 
 _SEGMENT_RE = re.compile(r"^(\d{20})\.seg$")
 STORE_FILE = "chronolog.store"
+VISIBLE_FILE = os.path.join("index", "visible")
 # A torn tail is the part of one append a crash interrupted (or, after a power loss, the
 # unsynced appends): cutting more than this keeps a copy anyway (nothing is deleted).
 QUARANTINE_BYTES = 1 << 20
@@ -56,6 +58,8 @@ cdef class RecoveredLog:
     def __cinit__(self):
         self.sids = NULL
         self.vers = NULL
+        self.visible_fd = -1
+        self.visible = VISIBLE_ALL
 
     def __dealloc__(self):
         free(self.sids)
@@ -108,6 +112,9 @@ cdef class RecoveredLog:
             self.io.fdatasync(seg.wfd)
             self.durable_ordinal = seg.ordinal
             self.durable_offset = seg.end
+            self.visible_fd = self.io.open(os.path.join(self.path, VISIBLE_FILE),
+                                           O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            self._publish(self.head if self.dmode == DURABILITY_FSYNC else VISIBLE_ALL)
         self.checkpoint_through = through
 
     cdef _create_store(self, str store_file):
@@ -237,11 +244,37 @@ cdef class RecoveredLog:
             self.head = self.written
         return 0
 
+    cdef uint64_t _visible_mark(self) except? 0:
+        """Readers: the positions below this are acknowledged by the writer (index/visible;
+        docs/design.md, "What readers see"). Every complete frame while the file is missing (a
+        store of before the mark); the last mark read when it does not check."""
+        if self.visible_fd < 0:
+            try:
+                self.visible_fd = self.io.open(os.path.join(self.path, VISIBLE_FILE),
+                                               O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0)
+            except OSError:
+                return self.visible
+        self.visible = read_visible_mark(self.visible_fd, self.visible)
+        return self.visible
+
+    cdef int _publish(self, uint64_t value) except -1:
+        """The writer: readers may read the positions below `value` (VISIBLE_ALL: every
+        complete frame). A failed rewrite is ignored: the file is derived, and readers only
+        lag behind until the next one succeeds."""
+        if self.visible_fd >= 0:
+            try:
+                self.io.publish(self.visible_fd, value)
+            except OSError:
+                pass
+        return 0
+
     cdef int _scan_tail(self, bint recover) except -1:
         cdef Segment seg
         cdef uint64_t size, off, ordinal, e
         cdef FrameStatus status
         cdef FrameInfo fi
+        # Readers index only what the writer acknowledged; the writer, every complete frame.
+        cdef uint64_t visible = VISIBLE_ALL if recover else self._visible_mark()
         # Pass 1: where head's frame starts: right after the frame of head - 1.
         if self.written == 0:
             ordinal = 0
@@ -271,6 +304,8 @@ cdef class RecoveredLog:
                 if fi.first_position != self.written:
                     raise CorruptionError(seg.path, off, f"frame starts at position "
                                           f"{fi.first_position}, expected {self.written}")
+                if fi.first_position + fi.count > visible:
+                    return 0  # written, not yet acknowledged: look again later
                 self._index_frame(seg, &fi)
                 off = fi.end
                 seg.end = off
@@ -609,6 +644,9 @@ cdef class RecoveredLog:
         self.segments = []
         self.pidx.clear()
         self.sidx.clear()
+        if self.visible_fd >= 0:
+            self.io.close(self.visible_fd)
+            self.visible_fd = -1
 
     def _check_invariants(self):
         """Debug check: head == position index count; stream counts add up to head."""
