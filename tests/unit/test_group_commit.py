@@ -237,6 +237,8 @@ def test_a_handle_that_cut_frames_at_a_page_boundary_reads_only_what_is_left(
         assert isinstance(outcome[0], StoreFailedError)
         assert os.path.getsize(min(store_path.glob("*.seg"))) == 8192
         assert store.stats()["frames"] == 1
+        assert store.stats()["streams"] == 1  # "a" was cut: it counts no more than it lists
+        assert store.streams() == ["warm"]
         report = store.verify()
         assert report["ok"] and report["events"] == 1, report
         assert "stopped accepting writes" in report["notes"][0]["reason"]

@@ -463,14 +463,18 @@ cdef list _streams(RecoveredLog log, str prefix):
 
 
 def stream_total(RecoveredLog log):
-    """How many streams hold events."""
+    """How many streams hold visible events (as `streams` lists them): a stream whose first
+    event lies past head (written, not yet synced in "fsync" mode, or cut by a fail-stop)
+    does not count."""
     cdef uint64_t i, n = 0
     log._check_open()
     chl_streams_materialize(log.st)
     if log.st.unsound:
         log._rebuild_indexes()
+    cdef bint all_visible = log.head >= log.written
     for i in range(log.st.n_streams):
-        if chl_streams_count(log.st, i):
+        if chl_streams_count(log.st, i) and (
+                all_visible or chl_streams_position(log.st, i, 0) < log.head):
             n += 1
     return n
 
