@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,51 @@ def test_an_injected_write_fault_on_a_large_frame_fails_stop_before_any_byte(
     s.close()
     with cl.EventStore.open(store_path, durability="os") as again:
         assert [(e.stream, e.type, e.data) for e in again.read_all()] == _expected([first])
+
+
+_FAILS_MID_FRAME = """
+import os, resource, signal, sys
+import chronolog as cl
+from chronolog.errors import StoreFailedError
+sys.path.insert(0, sys.argv[2])
+from test_store_large_frames import _columns
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+path = sys.argv[1]
+store = cl.EventStore.open(path, durability=sys.argv[3])
+first = _columns(0, 3000)
+store.append_batch(*first)
+seg = os.path.join(path, "00000000000000000000.seg")
+size = os.path.getsize(seg)
+# The next frame (about 1 MiB) fails past its first 600 KiB: in the helper's pwrite.
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 600_000, resource.RLIM_INFINITY))
+try:
+    store.append_batch(*_columns(3000, 3000))
+except StoreFailedError as exc:
+    print("failed:", exc.__cause__.errno == 27)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+print("head", store.head, "events", store.stats()["events"], "streams", store.stats()["streams"],
+      "read", len(list(store.read_all())), "s-5", store.stream_version("s-5"))
+print("cut", os.path.getsize(seg) == size)
+store.close()
+with cl.EventStore.open(path, durability="os") as again:
+    print("reopened", [(e.stream, e.type, e.data) for e in again.read_all()] ==
+          [(s, t, d) for s, t, d in zip(*first)])
+"""
+
+
+@pytest.mark.parametrize("durability", ["os", "fsync"])
+def test_a_large_frame_that_fails_while_its_helper_writes_shows_nothing_of_it(
+        tmp_path: Path, durability: str) -> None:
+    """The appender indexes a piped frame while the helper writes its last chunks; when the
+    helper's pwrite fails (here past RLIMIT_FSIZE, in a child process), the store fail-stops
+    with head, reads, versions and stats as before the append, the frame cut."""
+    out = subprocess.run([sys.executable, "-c", _FAILS_MID_FRAME, str(tmp_path / "s"),
+                          str(Path(__file__).parent), durability],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "failed: True", "head 3000 events 3000 streams 37 read 3000 s-5 80", "cut True",
+        "reopened True"]
 
 
 def test_a_large_frame_counts_as_one_write_op(open_store) -> None:

@@ -366,6 +366,7 @@ cdef class Log(WritingLog):
         cdef size_t done
         cdef const char **streams_p
         cdef uint32_t *slens_p
+        cdef bint piped = False
         with self._lock:
             self._check_writable()
             self._checkpoint_poll()
@@ -421,7 +422,8 @@ cdef class Log(WritingLog):
                 seg = self._segment_for(frame_bytes)
                 bp = self._frame_buffer(frame_bytes)
                 first = self.written
-                if frame_bytes >= WPIPE_MIN_BYTES and self.compressor is None:
+                piped = frame_bytes >= WPIPE_MIN_BYTES and self.compressor is None
+                if piped:
                     off = self._write_piped(seg, body, cols, idp, idvalid, id_offset, n, first,
                                             timestamp, narrow)
                 else:
@@ -436,8 +438,15 @@ cdef class Log(WritingLog):
             except BaseException:
                 self._reset_pending(n)
                 raise
-            # Pass 6: commit to the indexes.
-            self._commit(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
+            # Pass 6: commit to the indexes. A piped write is indexed while its helper writes
+            # the last chunks (reads stop at head, which moves only once it is all written; a
+            # failed write fail-stops: nothing past head is ever read).
+            if piped:
+                self._index_batch(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
+                self._end_piped(seg, off, frame_bytes)
+                self._show_written()
+            else:
+                self._commit(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
             seq = self.written_seq
             single = True
             for i in range(1, n):

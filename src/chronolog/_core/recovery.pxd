@@ -63,6 +63,8 @@ cdef class RecoveredLog:
     cdef int _reserve_scratch(self, size_t n) except -1
     cdef void _reset_pending(self, size_t n) noexcept
     cdef int _commit(self, uint64_t n, uint64_t entry, const unsigned char *table) except -1
+    cdef int _index_batch(self, uint64_t n, uint64_t entry, const unsigned char *table) except -1
+    cdef void _show_written(self) noexcept
     cdef Segment _new_segment(self, uint64_t first_position)
     cdef int _checkpoint_poll(self) except -1
     cdef int _checkpoint_join(self) except -1

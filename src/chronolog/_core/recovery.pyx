@@ -450,15 +450,24 @@ cdef class RecoveredLog:
         """Make n events, whose stream ids are in sids[0:n], visible at head. `table`: the
         frame's offset table when it is uncompressed (record offsets for random reads), or
         NULL."""
+        self._index_batch(n, entry, table)
+        self._show_written()
+        return 0
+
+    cdef int _index_batch(self, uint64_t n, uint64_t entry, const unsigned char *table) except -1:
+        """Index n events at `written` (their frame: `entry`) and count them as written; reads
+        stop at head, which this leaves alone."""
         if chl_streams_push_batch(self.st, self.sids, n, self.written) != 0:
             raise MemoryError()
         self.pidx.push_n(entry, n)
         if table != NULL:
             self.pidx.set_roff(self.written, table, n, (entry & 0xFFFFFFFF) + FRAME_HEADER_BYTES)
         self.written += n
+        return 0
+
+    cdef void _show_written(self) noexcept:
         if self.dmode != DURABILITY_FSYNC or self.catching_up:
             self.head = self.written  # in fsync mode, sync_to makes appends visible
-        return 0
 
     # ---------------------------------------------------------------- segments and adopted checkpoints
 

@@ -34,4 +34,5 @@ cdef class WritingLog(GroupCommitLog):
                                const unsigned char *idp, const unsigned char *idvalid,
                                int64_t id_offset, Py_ssize_t n, uint64_t first, int64_t timestamp,
                                size_t narrow) except? 0
+    cdef uint64_t _end_piped(self, Segment seg, uint64_t off, size_t frame_bytes) except? 0
     cdef void _release(self) noexcept

@@ -252,10 +252,12 @@ cdef class WritingLog(GroupCommitLog):
                                const unsigned char *idp, const unsigned char *idvalid,
                                int64_t id_offset, Py_ssize_t n, uint64_t first, int64_t timestamp,
                                size_t narrow) except? 0:
-        """Encode a large uncompressed frame into buf and write it at the segment's end at
-        once: a helper thread pwrites each finished chunk of the body while the next is being
-        encoded, and the header goes last (FileIO.pipe_start/pipe_finish, csrc/chl_wpipe.h).
-        Same bytes, same single "write" op and same fail-stop as _write_frame."""
+        """Encode a large uncompressed frame into buf and start writing it at the segment's
+        end: a helper thread pwrites each finished chunk of the body while the next is being
+        encoded (FileIO.pipe_start, csrc/chl_wpipe.h); returns the frame's offset. The caller
+        must then call _end_piped, which writes the header and waits for the rest (in between
+        the appender indexes the frame while the helper writes its last chunks). Same bytes,
+        same single "write" op and same fail-stop as _write_frame."""
         cdef uint64_t off = seg.end
         cdef uint64_t hint_from = 0
         cdef size_t frame_bytes = body + FRAME_OVERHEAD_BYTES
@@ -273,11 +275,16 @@ cdef class WritingLog(GroupCommitLog):
                                timestamp, &self.nplan, narrow, self.sids, &self.wpipe)
             seal_frame_crc(bp, body, body, CODEC_NONE, 0, seg.salt, first, <uint32_t>n, mark,
                            <uint32_t>narrow, crc)
+        self.out = bp
+        return off
+
+    cdef uint64_t _end_piped(self, Segment seg, uint64_t off, size_t frame_bytes) except? 0:
+        """The header of the frame _write_piped started, then wait until every byte is
+        written; fail-stop on any error (the frame is cut)."""
         try:
-            self.io.pipe_finish(&self.wpipe, seg.wfd, bp, frame_bytes, FRAME_HEADER_BYTES, off)
+            self.io.pipe_finish(&self.wpipe, seg.wfd, self.out, frame_bytes, FRAME_HEADER_BYTES, off)
         except OSError as exc:
             self._fail_write(exc, seg, off)
-        self.out = bp
         return self._wrote(seg, off, frame_bytes)
 
     cdef void _release(self) noexcept:
