@@ -9,15 +9,14 @@ import re
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc, free
-from libc.string cimport memcmp, memchr
+from libc.string cimport memchr
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_CLOEXEC
 cdef extern from "<fcntl.h>":
     enum: O_NOFOLLOW
 
 from chronolog._core.format cimport (
-    FORMAT_VERSION, OLDEST_FORMAT_VERSION, STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES,
-    FRAME_HEADER_BYTES, CODEC_NONE, CHL_STORE_MAGIC, CHL_VISIBLE_ALL as VISIBLE_ALL, ld32, st32,
-    st64, chl_crc32c, read_visible_mark)
+    STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES, FRAME_HEADER_BYTES, CODEC_NONE,
+    CHL_VISIBLE_ALL as VISIBLE_ALL, read_visible_mark)
 from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.codec cimport Decoder, Dictionaries
 from chronolog._core.segment cimport (
@@ -25,7 +24,9 @@ from chronolog._core.segment cimport (
 from chronolog._core.index cimport (
     CheckpointJob, PositionIndex, StreamIndex, chl_streams_intern, chl_streams_push_batch,
     chl_streams_count, chl_streams_at, chl_streams_materialize)
-from chronolog._core.segment import segment_name, encode_segment_header, decode_segment_header
+from chronolog._core.segment import (
+    segment_name, encode_segment_header, decode_segment_header, encode_store_header,
+    decode_store_header)
 
 from chronolog.errors import (
     CorruptionError, ReadOnlyError, StoreClosedError, StoreFailedError, StoreNotFoundError)
@@ -118,16 +119,9 @@ cdef class RecoveredLog:
         self.checkpoint_through = through
 
     cdef _create_store(self, str store_file):
-        os.makedirs(self.path, mode=0o700, exist_ok=True)
-        cdef bytearray h = bytearray(STORE_HEADER_BYTES)
-        cdef unsigned char *p = h
-        h[0:8] = CHL_STORE_MAGIC[:8]
-        st32(p + 8, FORMAT_VERSION)
-        st32(p + 12, STORE_HEADER_BYTES)
-        h[16:32] = os.urandom(16)
         import time
-        st64(p + 32, <uint64_t>time.time_ns())
-        st32(p + 60, chl_crc32c(p, 60))
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        cdef bytes h = encode_store_header(os.urandom(16), time.time_ns())
         tmp = store_file + ".tmp"
         cdef int fd = self.io.create_new(tmp)
         try:
@@ -142,17 +136,7 @@ cdef class RecoveredLog:
 
     cdef bytes _read_store_header(self, str store_file):
         with open(store_file, "rb") as f:
-            h = f.read(STORE_HEADER_BYTES + 1)
-        cdef const unsigned char *p = h
-        if len(h) != STORE_HEADER_BYTES or memcmp(p, CHL_STORE_MAGIC, 8) != 0:
-            raise CorruptionError(store_file, 0, "not a Chronolog store header")
-        if chl_crc32c(p, 60) != ld32(p + 60):
-            raise CorruptionError(store_file, 60, "store header CRC32C mismatch")
-        if ld32(p + 8) < OLDEST_FORMAT_VERSION or ld32(p + 8) > FORMAT_VERSION:
-            raise CorruptionError(store_file, 8, f"store format version {ld32(p + 8)} is not "
-                                  f"supported (this Chronolog reads versions "
-                                  f"{OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})")
-        return h[16:32]
+            return decode_store_header(f.read(STORE_HEADER_BYTES + 1), store_file)
 
     cdef bint _attach_segment(self, str name, bint is_newest) except -1:
         """Open and check one segment; False when it is the newest and its header is torn

@@ -1,9 +1,16 @@
-"""Type stubs of chronolog._core.segment (compiled): segment files and their headers."""
+"""Type stubs of chronolog._core.segment (compiled): segment files, their headers and the
+store header."""
 
 from chronolog._core.fileio import FileIO
 
 def segment_name(first_position: int) -> str:
     """The file name of the segment that starts at `first_position`."""
+
+def encode_store_header(store_id: bytes, created_ns: int) -> bytes:
+    """The 64-byte header of a new store: store id at 16, created at 32."""
+
+def decode_store_header(h: bytes, path: str) -> bytes:
+    """Check a store header; return its store id or raise CorruptionError."""
 
 def encode_segment_header(first_position: int, salt: int, store_id: bytes,
                           created_ns: int) -> bytes:

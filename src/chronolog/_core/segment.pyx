@@ -15,7 +15,7 @@ from posix.stat cimport struct_stat, fstat
 from chronolog._core.format cimport (
     FRAME_HEADER_BYTES, FRAME_TRAILER_BYTES, FRAME_OVERHEAD_BYTES, FRAME_MAGIC, TRAILER_MAGIC,
     CODEC_NONE, CODEC_ZSTD, SEGMENT_HEADER_BYTES, FORMAT_VERSION, OLDEST_FORMAT_VERSION, FRAME_HAS_NARROW,
-    NARROW_HEADER_BYTES, CHL_SEGMENT_MAGIC, CHL_MAX_BODY_BYTES,
+    NARROW_HEADER_BYTES, CHL_SEGMENT_MAGIC, CHL_STORE_MAGIC, CHL_MAX_BODY_BYTES,
     ld16, ld32, ld64, st32, st64, chl_crc32c)
 from chronolog._core.fileio cimport FileIO
 from chronolog.errors import CorruptionError
@@ -99,36 +99,68 @@ def segment_name(uint64_t first_position):
     return f"{first_position:020d}.seg"
 
 
-def encode_segment_header(uint64_t first_position, uint64_t salt, bytes store_id,
-                          uint64_t created_ns):
-    """The 64-byte header of a new segment."""
+cdef bytes _encode_header(const char *magic, bytearray rest):
+    """A 64-byte store or segment header (format.pxd): magic, format version, header bytes,
+    `rest` (bytes 16..60), CRC32C."""
     cdef bytearray h = bytearray(SEGMENT_HEADER_BYTES)
     cdef unsigned char *p = h
-    h[0:8] = CHL_SEGMENT_MAGIC[:8]
+    h[0:8] = magic[:8]
     st32(p + 8, FORMAT_VERSION)
     st32(p + 12, SEGMENT_HEADER_BYTES)
-    st64(p + 16, salt)
-    st64(p + 24, first_position)
-    h[32:48] = store_id
-    st64(p + 48, created_ns)
+    h[16:60] = rest
     st32(p + 60, chl_crc32c(p, 60))
     return bytes(h)
+
+
+cdef int _check_header(bytes h, str path, const char *magic, str kind) except -1:
+    """Length, magic, CRC32C and format version of a store or segment header, else
+    CorruptionError."""
+    cdef const unsigned char *p = h
+    if len(h) != SEGMENT_HEADER_BYTES:
+        raise CorruptionError(path, 0, f"{kind} header is {len(h)} bytes, expected 64")
+    if memcmp(p, magic, 8) != 0:
+        raise CorruptionError(path, 0, f"not a Chronolog {kind} (bad magic)")
+    if chl_crc32c(p, 60) != ld32(p + 60):
+        raise CorruptionError(path, 60, f"{kind} header CRC32C mismatch")
+    if ld32(p + 8) < OLDEST_FORMAT_VERSION or ld32(p + 8) > FORMAT_VERSION:
+        raise CorruptionError(path, 8, f"{kind} format version {ld32(p + 8)} is not supported "
+                              f"(this Chronolog reads versions {OLDEST_FORMAT_VERSION} to "
+                              f"{FORMAT_VERSION})")
+    return 0
+
+
+def encode_store_header(bytes store_id, uint64_t created_ns):
+    """The 64-byte header of a new store: store id at 16, created at 32."""
+    cdef bytearray rest = bytearray(44)
+    rest[0:16] = store_id
+    st64(<unsigned char *>rest + 16, created_ns)
+    return _encode_header(CHL_STORE_MAGIC, rest)
+
+
+def decode_store_header(bytes h, str path):
+    """Check a store header; return its store id or raise CorruptionError."""
+    _check_header(h, path, CHL_STORE_MAGIC, "store")
+    return h[16:32]
+
+
+def encode_segment_header(uint64_t first_position, uint64_t salt, bytes store_id,
+                          uint64_t created_ns):
+    """The 64-byte header of a new segment: salt at 16, first position at 24, store id at
+    32, created at 48."""
+    cdef bytearray rest = bytearray(44)
+    cdef unsigned char *p = rest
+    st64(p, salt)
+    st64(p + 8, first_position)
+    rest[16:32] = store_id
+    st64(p + 32, created_ns)
+    return _encode_header(CHL_SEGMENT_MAGIC, rest)
 
 
 def decode_segment_header(bytes h, str path, bytes store_id):
     """Check a segment header; return (first_position, salt, format version) or raise
     CorruptionError."""
+    _check_header(h[:SEGMENT_HEADER_BYTES], path, CHL_SEGMENT_MAGIC, "segment")
     cdef const unsigned char *p = h
-    if len(h) < SEGMENT_HEADER_BYTES:
-        raise CorruptionError(path, 0, f"segment header is {len(h)} bytes, expected 64")
-    if memcmp(p, CHL_SEGMENT_MAGIC, 8) != 0:
-        raise CorruptionError(path, 0, "not a Chronolog segment (bad magic)")
-    if chl_crc32c(p, 60) != ld32(p + 60):
-        raise CorruptionError(path, 0, "segment header CRC32C mismatch")
-    if ld32(p + 8) < OLDEST_FORMAT_VERSION or ld32(p + 8) > FORMAT_VERSION:
-        raise CorruptionError(path, 8, f"segment format version {ld32(p + 8)} is not supported "
-                              f"(this Chronolog reads versions {OLDEST_FORMAT_VERSION} to "
-                              f"{FORMAT_VERSION})")
     if h[32:48] != store_id:
         raise CorruptionError(path, 32, "segment belongs to another store (store id differs)")
     return ld64(p + 24), ld64(p + 16), ld32(p + 8)
