@@ -251,6 +251,22 @@ def test_append_batch_with_a_bad_stream_name_anywhere_is_refused(
     _refused(store, disk_state, InvalidStreamNameError, ["ok", name], ["T", "T"], [b"", b""])
 
 
+@pytest.mark.parametrize("arrow", [False, True], ids=["lists", "arrow"])
+@pytest.mark.parametrize("where", [0, 1, 37, 999])
+def test_a_nul_byte_in_one_stream_name_of_many_is_reported_at_its_event(
+    store: cl.EventStore, disk_state, where: int, arrow: bool
+) -> None:
+    # One search covers every name of the batch; the error must still name the right one.
+    names = [f"stream-{i}" for i in range(1000)]
+    names[where] = names[where][:3] + "\x00" + names[where][3:]
+    streams: Any = pa.array(names, pa.large_string()) if arrow else names
+    before = disk_state()
+    with pytest.raises(InvalidStreamNameError, match=rf"'str\\x00eam-{where}'"):
+        store.append_batch(streams, ["T"] * 1000, [b""] * 1000)
+    assert store.head == 0
+    assert disk_state() == before
+
+
 def test_append_batch_with_a_lone_surrogate_stream_name_is_refused(
     store: cl.EventStore, disk_state
 ) -> None:

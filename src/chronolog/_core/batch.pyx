@@ -99,10 +99,18 @@ cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigne
     cdef Py_ssize_t i
     cdef uint64_t slen, tlen
     cdef size_t rec
+    # The names lie back to back (offsets ascend): one search for a NUL byte over all of them
+    # (a search per name cost a call per event); the name that holds it is the first whose
+    # end lies past it.
+    cdef const char *nul = NULL
+    if n > 0 and cols[0].offsets != NULL and cols[0].data != NULL:
+        nul = <const char *>memchr(cols[0].data + cols[0].offsets[0], 0,
+                                   <size_t>(cols[0].offsets[n] - cols[0].offsets[0]))
     for i in range(n):
         slen = col_len(&cols[0], i)
         tlen = col_len(&cols[1], i)
-        if slen == 0 or slen > MAX_STREAM_NAME_BYTES or memchr(col_ptr(&cols[0], i), 0, slen) != NULL:
+        if slen == 0 or slen > MAX_STREAM_NAME_BYTES or (
+                nul != NULL and nul < col_ptr(&cols[0], i) + slen):
             bad[0] = i
             return 1
         if tlen == 0 or tlen > MAX_TYPE_NAME_BYTES:
