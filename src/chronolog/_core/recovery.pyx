@@ -10,7 +10,7 @@ import re
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc, free
 from libc.string cimport memchr
-from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_CLOEXEC
+from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_CLOEXEC, O_NONBLOCK
 cdef extern from "<fcntl.h>":
     enum: O_NOFOLLOW
 
@@ -113,8 +113,10 @@ cdef class RecoveredLog:
             self.io.fdatasync(seg.wfd)
             self.durable_ordinal = seg.ordinal
             self.durable_offset = seg.end
+            # (O_NONBLOCK: a FIFO planted there must not hang the open.)
             self.visible_fd = self.io.open(os.path.join(self.path, VISIBLE_FILE),
-                                           O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+                                           O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+                                           0o600)
             self._publish(self.head if self.dmode == DURABILITY_FSYNC else VISIBLE_ALL)
         self.checkpoint_through = through
 
@@ -235,7 +237,7 @@ cdef class RecoveredLog:
         if self.visible_fd < 0:
             try:
                 self.visible_fd = self.io.open(os.path.join(self.path, VISIBLE_FILE),
-                                               O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0)
+                                               O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0)
             except OSError:
                 return self.visible
         self.visible = read_visible_mark(self.visible_fd, self.visible)
