@@ -259,8 +259,9 @@ cdef class RecoveredLog:
         cdef uint64_t size, off, ordinal, e
         cdef FrameStatus status
         cdef FrameInfo fi
-        # Readers index only what the writer acknowledged; the writer, every complete frame.
-        cdef uint64_t visible = VISIBLE_ALL if recover else self._visible_mark()
+        # Readers index only what the writer acknowledged; the writer (recovering, or
+        # rebuilding its indexes), every complete frame.
+        cdef uint64_t visible = self._visible_mark() if self.readonly else VISIBLE_ALL
         # Pass 1: where head's frame starts: right after the frame of head - 1.
         if self.written == 0:
             ordinal = 0
