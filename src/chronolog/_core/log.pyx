@@ -441,12 +441,18 @@ cdef class Log(WritingLog):
             # Pass 6: commit to the indexes. A piped write is indexed while its helper writes
             # the last chunks (reads stop at head, which moves only once it is all written; a
             # failed write fail-stops: nothing past head is ever read).
-            if piped:
-                self._index_batch(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
-                self._end_piped(seg, off, frame_bytes)
-                self._show_written()
-            else:
-                self._commit(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
+            try:
+                if piped:
+                    try:
+                        self._index_batch(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
+                    finally:
+                        self._end_piped(seg, off, frame_bytes)  # the pipeline always ends
+                    self._show_written()
+                else:
+                    self._commit(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
+            except MemoryError as exc:
+                # Written but not indexed: fail-stop, the frame cut as after a failed write.
+                self._fail_write(exc, seg, off)
             seq = self.written_seq
             single = True
             for i in range(1, n):
