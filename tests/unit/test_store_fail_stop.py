@@ -4,6 +4,8 @@ raises StoreFailedError, so does every later one, and a reopen holds the acknowl
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,44 @@ def test_a_checkpoint_whose_sync_fails_fail_stops_the_store(open_store, store_pa
     io.clear()
     s.close()
     assert _reopened_datas(store_path) == [b"acknowledged"]
+
+
+_OUT_OF_MEMORY_WHILE_INDEXING = """
+import resource, sys
+import chronolog as cl
+from chronolog.errors import StoreFailedError
+path, durability, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = cl.EventStore.open(path, durability=durability)
+for _ in range(16):  # 65,536 events: the position index's array is full
+    store.append_batch([f"s{i % 50}" for i in range(4096)], ["T"] * 4096, [b"x" * 100] * 4096)
+batch = ([f"s{i % 50}" for i in range(n)], ["T"] * n, [b"y" * 100] * n)
+size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+# Room for the append's own buffers (the same sizes as before), not for the index to grow.
+resource.setrlimit(resource.RLIMIT_AS, (size + 256 * 1024, resource.RLIM_INFINITY))
+try:
+    store.append_batch(*batch)
+    print("appended")
+except StoreFailedError as exc:
+    print("failed:", type(exc.__cause__).__name__)
+resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+print("head", store.head)
+store.close()
+with cl.EventStore.open(path, durability="os") as again:
+    print("reopened", again.head, again.verify()["ok"])
+"""
+
+
+@pytest.mark.parametrize("events", [2000, 4096], ids=["plain-frame", "piped-frame"])
+@pytest.mark.parametrize("durability", ["os", "fsync"])
+def test_running_out_of_memory_while_indexing_a_written_frame_fail_stops_with_it_cut(
+        tmp_path: Path, durability: str, events: int) -> None:
+    """In a child process whose address space is capped once the append's buffers exist, the
+    index cannot grow for the frame just written: the store fail-stops (StoreFailedError
+    from MemoryError) and cuts the frame; the reopened store holds what came before. (Before,
+    a bare MemoryError left the frame unindexed in the file, and a piped frame's helper
+    thread waiting: the process then died in free() on close.)"""
+    out = subprocess.run([sys.executable, "-c", _OUT_OF_MEMORY_WHILE_INDEXING,
+                          str(tmp_path / "s"), durability, str(events)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["failed: MemoryError", "head 65536", "reopened 65536 True"]
