@@ -184,11 +184,15 @@ store = cl.EventStore.open(path, durability=durability)
 for _ in range(16):  # 65,536 events: the position index's array is full
     store.append_batch([f"s{i % 50}" for i in range(4096)], ["T"] * 4096, [b"x" * 100] * 4096)
 batch = ([f"s{i % 50}" for i in range(n)], ["T"] * n, [b"y" * 100] * n)
+one = [cl.NewEvent("T", b"y" * 100)]
 size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
 # Room for the append's own buffers (the same sizes as before), not for the index to grow.
 resource.setrlimit(resource.RLIMIT_AS, (size + 256 * 1024, resource.RLIM_INFINITY))
 try:
-    store.append_batch(*batch)
+    if n == 1:
+        store.append("s1", one)
+    else:
+        store.append_batch(*batch)
     print("appended")
 except StoreFailedError as exc:
     print("failed:", type(exc.__cause__).__name__)
@@ -200,7 +204,7 @@ with cl.EventStore.open(path, durability="os") as again:
 """
 
 
-@pytest.mark.parametrize("events", [2000, 4096], ids=["plain-frame", "piped-frame"])
+@pytest.mark.parametrize("events", [1, 2000, 4096], ids=["append", "plain-frame", "piped-frame"])
 @pytest.mark.parametrize("durability", ["os", "fsync"])
 def test_running_out_of_memory_while_indexing_a_written_frame_fail_stops_with_it_cut(
         tmp_path: Path, durability: str, events: int) -> None:

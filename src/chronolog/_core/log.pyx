@@ -231,14 +231,18 @@ cdef class Log(WritingLog):
                                  first + i, count + i, timestamp)
             off = self._write_frame(seg, self._seal(seg, body, <uint32_t>n, first, 0))
             # Pass 4: commit to the indexes (the stream is created here, never on a refusal).
-            if sid < 0:
-                sid = chl_streams_intern(self.st, sp, slen, 1)
+            try:
                 if sid < 0:
-                    raise MemoryError()
-            self._reserve_scratch(n)
-            for i in range(n):
-                self.sids[i] = sid
-            self._commit(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
+                    sid = chl_streams_intern(self.st, sp, slen, 1)
+                    if sid < 0:
+                        raise MemoryError()
+                self._reserve_scratch(n)
+                for i in range(n):
+                    self.sids[i] = sid
+                self._commit(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
+            except MemoryError as exc:
+                # Written but not indexed: fail-stop, the frame cut as after a failed write.
+                self._fail_write(exc, seg, off)
             seq = self.written_seq
         if self.dmode == DURABILITY_FSYNC:
             self.sync_to(seq)
