@@ -146,6 +146,13 @@ static inline uint64_t chl_streams_position(const chl_streams *t, uint64_t id, u
     const chl_stream *s = chl_streams_at((chl_streams *)t, id);
     return v < s->base_count ? s->base[v] : s->delta[v - s->base_count];
 }
+/* How many of the stream's first events lie below position `bound` (its positions rise
+ * with the version): the visible ones when `bound` is the log's head. */
+static inline uint64_t chl_streams_count_below(const chl_streams *t, uint64_t id, uint64_t bound) {
+    uint64_t c = chl_streams_count(t, id);
+    while (c > 0 && chl_streams_position(t, id, c - 1) >= bound) c--;
+    return c;
+}
 /* Append the position of the stream's next version. */
 int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position);
 /* Drop every stream, delta and the base: the table is empty again (for a rebuild). The

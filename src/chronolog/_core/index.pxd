@@ -30,6 +30,7 @@ cdef extern from "chl_streams.h":
     uint64_t chl_streams_count(const chl_streams *t, uint64_t id) nogil
     void chl_name_key(const unsigned char *p, uint32_t n, uint64_t *a, uint64_t *b) nogil
     uint64_t chl_streams_position(const chl_streams *t, uint64_t id, uint64_t v) nogil
+    uint64_t chl_streams_count_below(const chl_streams *t, uint64_t id, uint64_t bound) nogil
     int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position) nogil
     size_t chl_streams_intern_batch(chl_streams *t, const int64_t *offs, const char *data,
                                     size_t n, int64_t *ids, uint64_t *vers) nogil

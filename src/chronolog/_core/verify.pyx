@@ -10,7 +10,7 @@ from chronolog._core.format cimport SEGMENT_HEADER_BYTES, CODEC_NONE
 from chronolog._core.codec cimport Decoder
 from chronolog._core.index cimport (
     StreamIndex, chl_stream, chl_streams_find, chl_streams_intern, chl_streams_push,
-    chl_streams_count, chl_streams_position, chl_streams_materialize)
+    chl_streams_count, chl_streams_count_below, chl_streams_position, chl_streams_materialize)
 from chronolog._core.recovery cimport RecoveredLog
 from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_disagrees
 from chronolog._core.record cimport RecordView, record_problem, view_record
@@ -146,10 +146,8 @@ def verify(RecoveredLog log):
             fs = &fresh.t.streams[k]
             sid = chl_streams_find(log.st, fs.name, fs.name_len)
             c = fs.base_count + fs.delta_count
-            v = chl_streams_count(log.st, sid) if sid >= 0 else 0
-            while v > 0 and chl_streams_position(log.st, sid, v - 1) >= indexed:
-                v -= 1  # (a failed store's unacknowledged events)
-            same = sid >= 0 and v == c
+            # (below `indexed`: not a failed store's unacknowledged events)
+            same = sid >= 0 and chl_streams_count_below(log.st, sid, indexed) == c
             v = 0
             while same and v < c:
                 same = chl_streams_position(log.st, sid, v) == chl_streams_position(fresh.t, k, v)
