@@ -6,6 +6,7 @@ hint). These tests hold both to the same results as the plain path."""
 from __future__ import annotations
 
 import errno
+import gc
 import itertools
 import os
 import subprocess
@@ -293,3 +294,73 @@ def test_the_narrow_region_tells_apart_types_that_share_their_first_and_last_byt
     assert [e.type for e in s.read_all()] == want
     scanned = [row["type"] for b in s.scan(columns=["position", "type"]) for row in b.to_pylist()]
     assert scanned == want
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_the_helper_thread_serves_every_frame_and_ends_with_the_store(tmp_path: Path) -> None:
+    """One helper thread per writing store, kept from its first large frame (or writeback
+    hint) to close: no thread per frame left behind, none after close or after the handle is
+    dropped unclosed."""
+    before = _threads()
+    s = cl.EventStore.open(tmp_path / "s", durability="os")
+    for k in range(6):
+        s.append_batch(*_columns(k * 3000, 3000))
+    assert _threads() <= before + 1
+    s.close()
+    assert _threads() == before
+    for k in range(3):  # dropped without close: its thread ends with it
+        s = cl.EventStore.open(tmp_path / f"dropped-{k}", durability="os")
+        s.append_batch(*_columns(0, 3000))
+        del s
+        gc.collect()
+    assert _threads() == before
+    with cl.EventStore.open(tmp_path / "s", readonly=True) as r:
+        assert r.head == 6 * 3000
+
+
+_FORKED = """
+import gc, os, sys
+import chronolog as cl
+sys.path.insert(0, sys.argv[2])
+from test_store_large_frames import _columns
+path = sys.argv[1]
+store = cl.EventStore.open(path, durability=sys.argv[3])
+store.append_batch(*_columns(0, 3000))  # a large frame: this process's helper thread runs
+pid = os.fork()
+if pid == 0:  # the child has no helper thread: its first large frame makes its own
+    store.append_batch(*_columns(3000, 3000))
+    store.close()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+pid = os.fork()
+if pid == 0:  # the parent's helper is not this child's to stop
+    del store
+    gc.collect()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+with cl.EventStore.open(path, readonly=True) as r:
+    print("read", [(e.stream, e.type, e.data) for e in r.read_all()] ==
+          [(s, t, d) for s, t, d in zip(*_columns(0, 3000))] +
+          [(s, t, d) for s, t, d in zip(*_columns(3000, 3000))])
+sys.stdout.flush()
+os._exit(0)  # this handle's view predates the child's append: it must not close over it
+"""
+
+
+@pytest.mark.parametrize("durability", ["os", "fsync"])
+def test_a_forked_child_writes_large_frames_through_its_own_helper_thread(
+        tmp_path: Path, durability: str) -> None:
+    """After fork() the child has no helper thread (the parent's locks may even have been held
+    at the fork): its large frame is written by a thread of its own, and dropping the
+    inherited handle does not wait for the parent's thread. Before, either hung."""
+    out = subprocess.run([sys.executable, "-c", _FORKED, str(tmp_path / "s"),
+                          str(Path(__file__).parent), durability],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["child 0", "child 0", "read True"]

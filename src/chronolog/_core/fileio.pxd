@@ -5,6 +5,7 @@ cdef extern from "chl_wpipe.h" nogil:
         pass
     void chl_wpipe_submit(chl_wpipe *w, size_t upto)
     void chl_wpipe_reap(chl_wpipe *w)
+    void chl_wpipe_stop(chl_wpipe *w)
 
 cdef class FileIO:
     cdef bint _armed

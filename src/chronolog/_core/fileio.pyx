@@ -242,8 +242,8 @@ cdef class FileIO:
 
     cdef int hint_writeback(self, chl_wpipe *w, int fd, uint64_t offset, uint64_t n) except -1:
         """Ask the kernel to start writing back [offset, offset + n) of fd, from a helper
-        thread (w's: a pipeline with nothing to write), so the caller does not wait for it;
-        chl_wpipe_reap joins it. A hint (sync_file_range): errors surface at the next fdatasync."""
+        thread (w's: a pipeline job with nothing to write), so the caller does not wait for it;
+        chl_wpipe_reap waits for it. A hint (sync_file_range): errors surface at the next fdatasync."""
         with nogil:
             chl_wpipe_start(w, fd, NULL, 0, offset, n)
             chl_wpipe_finish(w, 0)

@@ -13,7 +13,7 @@ from chronolog._core.format cimport (
 from chronolog._core.batch cimport NOGIL_BATCH, ColView, encode_batch
 from chronolog._core.codec cimport Compressor
 from chronolog._core.commit cimport GroupCommitLog
-from chronolog._core.fileio cimport chl_wpipe_reap
+from chronolog._core.fileio cimport chl_wpipe_reap, chl_wpipe_stop
 from chronolog._core.narrow cimport NarrowPlan, narrow_free, narrow_reserve, narrow_plan
 from chronolog._core.record cimport seal_frame, seal_frame_crc
 from chronolog._core.recovery cimport RecoveredLog, DURABILITY_FSYNC
@@ -39,7 +39,7 @@ cdef class WritingLog(GroupCommitLog):
         - `out` is the frame last sealed (buf, or zbuf when compressed);
         - `allocated` >= the active segment's end while blocks are reserved ahead of it;
         - at most one pipelined write (`wpipe`) runs, and it is reaped before its segment's
-          descriptor is closed.
+          descriptor is closed; its helper thread lives until _release or dealloc.
 
     Thread-safety: called with the Log's `_lock` held.
     """
@@ -51,7 +51,7 @@ cdef class WritingLog(GroupCommitLog):
 
     def __dealloc__(self):
         with nogil:
-            chl_wpipe_reap(&self.wpipe)
+            chl_wpipe_stop(&self.wpipe)
         free(self.buf)
         free(self.zbuf)
         narrow_free(&self.nplan)
@@ -289,5 +289,5 @@ cdef class WritingLog(GroupCommitLog):
 
     cdef void _release(self) noexcept:
         with nogil:
-            chl_wpipe_reap(&self.wpipe)  # its writeback hint uses the active segment's fd
+            chl_wpipe_stop(&self.wpipe)  # its writeback hint uses the active segment's fd
         RecoveredLog._release(self)
