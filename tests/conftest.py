@@ -6,6 +6,7 @@ Stores default to durability="os" for speed; tests that are about fsync ask for 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,29 @@ def ev() -> Callable[..., cl.NewEvent]:
         return cl.NewEvent(type, data, **kw)
 
     return _ev
+
+
+HANG_GUARD_SECONDS = 5.0  # an open (even a refused one) must come back well within this
+
+
+def _open_in_thread(path: Path, **kwargs: Any) -> BaseException | cl.EventStore:
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append(cl.EventStore.open(path, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(HANG_GUARD_SECONDS)
+    assert not t.is_alive(), f"EventStore.open blocked for more than {HANG_GUARD_SECONDS} s"
+    return box[0]
+
+
+@pytest.fixture
+def open_in_thread() -> Callable[..., BaseException | cl.EventStore]:
+    """EventStore.open(path, **kwargs) in a thread: the store, or the exception it raised; an
+    open that blocks fails the test instead of hanging the suite."""
+    return _open_in_thread

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno as _errno
 import fcntl
 import os
+import stat
 import threading
 import time
 import uuid
@@ -22,7 +23,7 @@ from chronolog._core import reads as _reads
 from chronolog._core import verify as _verify
 from chronolog._core.batch import expected_code
 from chronolog._core.events import AppendResult, NewEvent, RecordedEvent
-from chronolog._core.fileio import FileIO
+from chronolog._core.fileio import FileIO, not_regular
 from chronolog._core.log import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_SEGMENT_BYTES,
@@ -244,8 +245,14 @@ class EventStore:
         lock_fd = None
         if not readonly:
             os.makedirs(path, mode=0o700, exist_ok=True)
-            lock_fd = os.open(os.path.join(path, "LOCK"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            lock_path = os.path.join(path, "LOCK")
+            try:  # (O_NONBLOCK: a FIFO there must not hang the open)
+                lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+            except IsADirectoryError:
+                raise not_regular(lock_path) from None
             try:
+                if not stat.S_ISREG(os.fstat(lock_fd).st_mode):
+                    raise not_regular(lock_path)
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 os.close(lock_fd)

@@ -9,8 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,23 +97,6 @@ def _finish(proc: subprocess.Popen[str]) -> None:
     assert proc.returncode == 0, err
 
 
-def _open_in_thread(path: Path, **kwargs: Any) -> BaseException | cl.EventStore:
-    """Open in a thread; fail (instead of hanging the suite) if it does not return in time."""
-    box: list[Any] = []
-
-    def run() -> None:
-        try:
-            box.append(cl.EventStore.open(path, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            box.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(HANG_GUARD_SECONDS)
-    assert not t.is_alive(), f"EventStore.open blocked for more than {HANG_GUARD_SECONDS} s"
-    return box[0]
-
-
 def test_a_second_writer_in_another_process_gets_store_locked_error_at_once(tmp_path: Path) -> None:
     with cl.EventStore.open(tmp_path / "s", durability="os"):
         out = subprocess.run(
@@ -131,29 +114,29 @@ def test_a_second_writer_in_another_process_gets_store_locked_error_at_once(tmp_
 
 
 def test_opening_a_store_that_another_process_writes_raises_store_locked_error_at_once(
-    tmp_path: Path,
+    tmp_path: Path, open_in_thread: Callable[..., Any],
 ) -> None:
     holder = _spawn(HOLD, str(tmp_path / "s"))
     try:
         _expect_line(holder, "R")
-        result = _open_in_thread(tmp_path / "s")
+        result = open_in_thread(tmp_path / "s")
         assert isinstance(result, cl.StoreLockedError), result
     finally:
         _finish(holder)  # closes its stdin: the holder closes the store and exits
 
 
 def test_a_second_writer_in_the_same_process_gets_store_locked_error_at_once(
-    tmp_path: Path,
+    tmp_path: Path, open_in_thread: Callable[..., Any],
 ) -> None:
     with cl.EventStore.open(tmp_path / "s", durability="os"):
-        result = _open_in_thread(tmp_path / "s")
+        result = open_in_thread(tmp_path / "s")
         assert isinstance(result, cl.StoreLockedError), result
 
 
-def test_a_refused_open_leaves_the_writer_holding_the_lock(tmp_path: Path) -> None:
+def test_a_refused_open_leaves_the_writer_holding_the_lock(tmp_path: Path, open_in_thread: Callable[..., Any]) -> None:
     # (POSIX record locks would be dropped when the refused open closes its descriptor.)
     with cl.EventStore.open(tmp_path / "s", durability="os") as store:
-        assert isinstance(_open_in_thread(tmp_path / "s"), cl.StoreLockedError)
+        assert isinstance(open_in_thread(tmp_path / "s"), cl.StoreLockedError)
         out = subprocess.run(
             [sys.executable, "-c", TRY_OPEN, str(tmp_path / "s")],
             capture_output=True,
@@ -166,7 +149,7 @@ def test_a_refused_open_leaves_the_writer_holding_the_lock(tmp_path: Path) -> No
         assert store.head == 1
 
 
-def test_a_writer_killed_with_kill_9_leaves_no_lock_behind(tmp_path: Path) -> None:
+def test_a_writer_killed_with_kill_9_leaves_no_lock_behind(tmp_path: Path, open_in_thread: Callable[..., Any]) -> None:
     holder = _spawn(HOLD, str(tmp_path / "s"))
     try:
         _expect_line(holder, "R")
@@ -177,7 +160,7 @@ def test_a_writer_killed_with_kill_9_leaves_no_lock_behind(tmp_path: Path) -> No
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.communicate(timeout=WAIT_SECONDS)
-    result = _open_in_thread(tmp_path / "s", durability="os")
+    result = open_in_thread(tmp_path / "s", durability="os")
     assert isinstance(result, cl.EventStore), result
     with result as store:
         assert [e.data for e in store.read_all()] == [b"1", b"second"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -87,3 +87,39 @@ def test_a_symlink_planted_at_an_index_temporary_file_is_not_followed(tmp_path: 
     with cl.EventStore.open(root, durability="os") as s:
         s.append("a", [cl.NewEvent("T", b"2")])
     assert victim.read_bytes() == b"precious"
+
+
+_PLANT = {"fifo": os.mkfifo, "directory": os.mkdir, "device": lambda p: os.symlink("/dev/zero", p)}
+
+
+@pytest.mark.parametrize("kind", sorted(_PLANT))
+@pytest.mark.parametrize("readonly", [True, False])
+@pytest.mark.parametrize("name", ["00000000000000000000.seg", "chronolog.store", "LOCK",
+                                  "index/positions.idx", "index/streams.idx", "index/visible"])
+def test_something_else_standing_where_a_store_keeps_a_file_never_hangs_the_open(
+        tmp_path: Path, name: str, readonly: bool, kind: str,
+        open_in_thread: Callable[..., object]) -> None:
+    """A FIFO, a directory or a device where the store keeps a file: an open of it (even
+    O_RDONLY of a FIFO) used to block forever, or raised a bare OSError. The store's data
+    (segments, its header; the writer's LOCK) is refused with CorruptionError; an index file
+    is derived data: readers rebuild, and the writer replaces what stands in the way of its
+    visibility mark (unless it is a directory: never removed)."""
+    d = tmp_path / "s"
+    with cl.EventStore.open(d, durability="os") as s:
+        s.append("x", [cl.NewEvent("T", b"1")])
+    os.unlink(d / name)
+    _PLANT[kind](str(d / name))
+    got = open_in_thread(d, readonly=readonly, durability="os")
+    if isinstance(got, cl.EventStore):
+        with got as s:
+            if not readonly:
+                s.append("y", [cl.NewEvent("T", b"2")])
+            got = s.head
+    refused = name in ("00000000000000000000.seg", "chronolog.store") or (
+        not readonly and (name == "LOCK" or (name == "index/visible" and kind == "directory")))
+    # (readers take no lock: a reader never opens LOCK)
+    if refused:
+        assert isinstance(got, cl.CorruptionError), got
+        assert "not a regular file" in str(got) and got.path.endswith(name)
+    else:
+        assert got == (1 if readonly else 2), got

@@ -27,6 +27,7 @@ import threading
 
 from libc.stdint cimport uint32_t, uint64_t
 from chronolog._core.fileio cimport FileIO
+from chronolog._core.fileio import read_regular
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
@@ -134,8 +135,9 @@ cdef class Dictionaries:
                 return found
             path = os.path.join(self.path, dictionary_name(dict_id))
             try:
-                with open(path, "rb") as f:
-                    raw = f.read()
+                raw = read_regular(path)
+            except CorruptionError:
+                raise
             except OSError:
                 raise CorruptionError(path, None, f"a frame needs zstd dictionary {dict_id}, "
                                       "which is missing") from None

@@ -24,3 +24,9 @@ class FileIO:
 
     def clear(self) -> None:
         """Remove every injected fault."""
+
+def not_regular(path: str) -> OSError:
+    """The CorruptionError for a path where chronolog keeps a file but something else stands."""
+
+def read_regular(path: str, limit: int = -1) -> bytes:
+    """The bytes of the regular file at `path` (at most `limit`); CorruptionError otherwise."""

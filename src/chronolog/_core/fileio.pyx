@@ -4,9 +4,11 @@ the log's logic.
 """
 import errno as _errno
 import os
+import stat
 
 from libc.errno cimport errno, EINTR
-from posix.fcntl cimport O_RDONLY, O_DIRECTORY
+from posix.fcntl cimport O_RDONLY, O_DIRECTORY, O_NONBLOCK
+from posix.stat cimport struct_stat, fstat, S_ISREG
 from posix.unistd cimport close as c_close, dup as c_dup, fsync as c_fsync, ftruncate as c_ftruncate
 from posix.types cimport off_t
 from chronolog._core.format cimport CHL_VISIBLE_CHECK, VISIBLE_MARK_BYTES, st64
@@ -53,6 +55,25 @@ cdef enum:
 
 
 _OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir", "allocate", "publish")
+
+
+def not_regular(str path):
+    """The error for a path where chronolog keeps a file but something else stands."""
+    from chronolog.errors import CorruptionError
+    return CorruptionError(path, None, "not a regular file (a FIFO, device, socket or directory "
+                           "stands where chronolog keeps a file of the store): move it away")
+
+
+def read_regular(str path, Py_ssize_t limit=-1):
+    """The bytes of the regular file at `path` (at most `limit` when not -1), read without the
+    FileIO's counting or faults (store header, dictionaries). Anything but a regular file
+    raises not_regular(path); O_NONBLOCK keeps a FIFO from hanging the open."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise not_regular(path)
+    with open(fd, "rb") as f:  # (closes fd)
+        return f.read() if limit < 0 else f.read(limit)
 
 
 cdef inline _raise_os(int err, str what, str path=None):
@@ -129,14 +150,22 @@ cdef class FileIO:
         raise OSError(plan[1], f"{os.strerror(plan[1])} (injected {op} fault)")
 
     cdef int open(self, str path, int flags, int mode) except -1:
+        """Open `path`; unless it is opened as a directory, it must be a regular file: anything
+        else (a FIFO, a device, a socket, a directory) raises CorruptionError, and O_NONBLOCK
+        keeps a FIFO from hanging the open (on a regular file it changes nothing)."""
         self._fault("open")
         cdef bytes p = os.fsencode(path)
         cdef const char *cp = p
         cdef int fd
+        cdef struct_stat st
+        cdef int oflags = flags if flags & O_DIRECTORY else flags | O_NONBLOCK
         while True:
             with nogil:
-                fd = c_open(cp, flags, mode)
+                fd = c_open(cp, oflags, mode)
             if fd >= 0:
+                if not flags & O_DIRECTORY and (fstat(fd, &st) != 0 or not S_ISREG(st.st_mode)):
+                    c_close(fd)
+                    raise not_regular(path)
                 if self.trace is not None:
                     self._paths[fd] = path
                     self.trace("open", path, flags, None)

@@ -53,7 +53,7 @@ from libc.string cimport memcpy, memcmp, memmove
 from posix.mman cimport (mmap, munmap, madvise, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE,
                          MAP_ANONYMOUS, MAP_FAILED, MADV_DONTNEED)
 from posix.fcntl cimport O_WRONLY, O_CLOEXEC
-from posix.stat cimport struct_stat, fstat
+from posix.stat cimport struct_stat, fstat, S_ISREG
 from posix.unistd cimport close as c_close
 
 from chronolog._core.format cimport (
@@ -90,12 +90,12 @@ cdef const unsigned char *_map_checked(str path, bytes magic, bytes store_id, vo
     """Map an index file read-only when its header is sound; NULL when missing or unsound."""
     cdef int fd
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # (a FIFO must not hang it)
     except OSError:
         return NULL
     cdef struct_stat st
     cdef void *p = MAP_FAILED
-    if fstat(fd, &st) == 0 and st.st_size >= INDEX_HEADER_BYTES:
+    if fstat(fd, &st) == 0 and S_ISREG(st.st_mode) and st.st_size >= INDEX_HEADER_BYTES:
         p = mmap(NULL, <size_t>st.st_size, PROT_READ, MAP_SHARED, fd, 0)
     c_close(fd)
     if p == MAP_FAILED:

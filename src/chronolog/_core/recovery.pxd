@@ -54,6 +54,7 @@ cdef class RecoveredLog:
     cdef uint32_t _anchor_of(self, uint64_t position, FrameInfo *fi) except? 0
     cdef int _catch_up(self, bint recover) except -1
     cdef uint64_t _visible_mark(self) except? 0
+    cdef int _open_visible_for_write(self) except -1
     cdef int _publish(self, uint64_t value) except -1
     cdef int _scan_tail(self, bint recover) except -1
     cdef int64_t _later_claim(self, Segment seg, uint64_t off, uint64_t size) except -2

@@ -10,7 +10,7 @@ import re
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc, free
 from libc.string cimport memchr
-from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_CLOEXEC, O_NONBLOCK
+from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_CLOEXEC
 cdef extern from "<fcntl.h>":
     enum: O_NOFOLLOW
 
@@ -24,6 +24,7 @@ from chronolog._core.segment cimport (
 from chronolog._core.index cimport (
     CheckpointJob, PositionIndex, StreamIndex, chl_streams_intern, chl_streams_push_batch,
     chl_streams_count, chl_streams_at, chl_streams_materialize)
+from chronolog._core.fileio import not_regular, read_regular
 from chronolog._core.segment import (
     segment_name, encode_segment_header, decode_segment_header, encode_store_header,
     decode_store_header)
@@ -113,10 +114,7 @@ cdef class RecoveredLog:
             self.io.fdatasync(seg.wfd)
             self.durable_ordinal = seg.ordinal
             self.durable_offset = seg.end
-            # (O_NONBLOCK: a FIFO planted there must not hang the open.)
-            self.visible_fd = self.io.open(os.path.join(self.path, VISIBLE_FILE),
-                                           O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
-                                           0o600)
+            self.visible_fd = self._open_visible_for_write()
             self._publish(self.head if self.dmode == DURABILITY_FSYNC else VISIBLE_ALL)
         self.checkpoint_through = through
 
@@ -137,8 +135,7 @@ cdef class RecoveredLog:
         self.io.fsync_dir(os.path.dirname(self.path) or ".")
 
     cdef bytes _read_store_header(self, str store_file):
-        with open(store_file, "rb") as f:
-            return decode_store_header(f.read(STORE_HEADER_BYTES + 1), store_file)
+        return decode_store_header(read_regular(store_file, STORE_HEADER_BYTES + 1), store_file)
 
     cdef bint _attach_segment(self, str name, bint is_newest) except -1:
         """Open and check one segment; False when it is the newest and its header is torn
@@ -237,11 +234,27 @@ cdef class RecoveredLog:
         if self.visible_fd < 0:
             try:
                 self.visible_fd = self.io.open(os.path.join(self.path, VISIBLE_FILE),
-                                               O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0)
+                                               O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0)
             except OSError:
                 return self.visible
         self.visible = read_visible_mark(self.visible_fd, self.visible)
         return self.visible
+
+    cdef int _open_visible_for_write(self) except -1:
+        """The writer's descriptor of index/visible, the same file its readers hold (never
+        replaced while it is a regular file). Anything else there (a FIFO, a symlink, a
+        directory...) is derived data standing in the way: it is removed and the file made."""
+        path = os.path.join(self.path, VISIBLE_FILE)
+        cdef int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW
+        try:
+            return self.io.open(path, flags, 0o600)
+        except OSError as exc:
+            if not os.path.lexists(path) or (os.path.isfile(path) and not os.path.islink(path)):
+                raise  # a regular file that cannot be opened: not ours to remove
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise not_regular(path)  # (a directory may hold someone's files: not removed)
+        self.io.unlink(path)
+        return self.io.open(path, flags, 0o600)
 
     cdef int _publish(self, uint64_t value) except -1:
         """The writer: readers may read the positions below `value` (VISIBLE_ALL: every
