@@ -196,6 +196,36 @@ class StoreFailedError(ChronologError, OSError):
             "nothing acknowledged is lost: close it, fix the cause and open it again")
 
 
+class ForkedWriterError(ChronologError, RuntimeError):
+    """Raised when a writing handle is used in a process forked from the one that opened it.
+
+    The child shares the parent's descriptors and its view of the log's end: an append from
+    both would write at the same offsets, and the child's close would cut or hide what the
+    parent appended since the fork. So a forked child never writes, syncs or checkpoints
+    through an inherited writer; its close only lets go of its copies (the parent's handle and
+    lock are untouched).
+
+    Attributes:
+        path: the store.
+        owner: the process id that opened the handle.
+
+    Example:
+        >>> ForkedWriterError("/s", 4242).owner
+        4242
+    """
+
+    def __init__(self, path: str, owner: int) -> None:
+        import os
+
+        self.path = path
+        self.owner = owner
+        super().__init__(
+            f"store {path!r} was opened for writing by process {owner}, and this process "
+            f"({os.getpid()}) is a fork of it: an inherited writer must not write (both would "
+            "write at the same offsets). Read it with EventStore.open(path, readonly=True), or "
+            "write through the parent, or open it here once the parent has closed it")
+
+
 class StoreNotFoundError(ChronologError, FileNotFoundError):
     """Raised when a read-only open (or a tool) names a directory that holds no store.
 

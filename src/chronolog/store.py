@@ -36,7 +36,6 @@ from chronolog.errors import (
     InvalidArgumentError,
     InvalidEventError,
     InvalidStreamNameError,
-    ReadOnlyError,
     StoreClosedError,
     StoreLockedError,
 )
@@ -430,8 +429,7 @@ class EventStore:
         from chronolog._core.codec import train
 
         log = self._reading()
-        if log.readonly:
-            raise ReadOnlyError(log.path)
+        log.check_writable()  # read-only, closed, failed or forked: nothing is written
         if log.compressor is None:
             raise InvalidArgumentError("train_dictionary needs compression: open the store with "
                                        "compression='zstd'")

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import chronolog as cl
 
 HANG_GUARD_SECONDS = 5.0  # a refused open must come back well within this (it must not block)
@@ -259,3 +261,58 @@ def test_a_reader_process_following_a_writer_process_sees_only_whole_appends_in_
         if writer.poll() is None:
             writer.kill()
             writer.communicate()
+
+
+FORK_GUARD = """
+import os, sys
+import chronolog as cl
+from chronolog.errors import ForkedWriterError
+path, durability = sys.argv[1], sys.argv[2]
+store = cl.EventStore.open(path, durability=durability)
+store.append("x", [cl.NewEvent("T", b"parent-0")])
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(w)
+    refused = []
+    for name, call in [("append", lambda: store.append("y", [cl.NewEvent("T", b"child")])),
+                       ("append_batch", lambda: store.append_batch(["y"], ["T"], [b"child"])),
+                       ("checkpoint", store.checkpoint)]:
+        try:
+            call()
+        except ForkedWriterError as exc:
+            refused.append(name if exc.owner == os.getppid() else "another owner")
+    os.read(r, 1)  # the parent has appended since the fork
+    store.close()  # must not sync, checkpoint or cut anything of the parent's
+    print("refused", ",".join(refused), flush=True)
+    os._exit(0)
+os.close(r)
+for i in range(3):
+    store.append("x", [cl.NewEvent("T", b"parent-%d" % (i + 1))])
+os.write(w, b"g")
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+with cl.EventStore.open(path, readonly=True) as reader:  # the parent still writes
+    print("reader", ",".join(e.data.decode() for e in reader.read_all()))
+store.append("x", [cl.NewEvent("T", b"parent-4")])
+store.close()
+with cl.EventStore.open(path, readonly=True) as reader:
+    print("reopened", ",".join(e.data.decode() for e in reader.read_all()))
+"""
+
+
+@pytest.mark.parametrize("durability", ["os", "fsync", "interval"])
+def test_a_forked_child_cannot_write_through_the_inherited_writer(
+        tmp_path: Path, durability: str) -> None:
+    """A child forked from a writer shares its descriptors and its idea of the log's end.
+    Before, the child's append was acknowledged and then overwritten by the parent's next one
+    (both wrote at the same offset), and the child's close hid or cut what the parent appended
+    after the fork. Now every write through the inherited handle raises ForkedWriterError and
+    its close lets go of its copies only."""
+    out = subprocess.run([sys.executable, "-c", FORK_GUARD, str(tmp_path / "s"), durability],
+                         capture_output=True, text=True, timeout=WAIT_SECONDS, check=False)
+    assert out.returncode == 0, out.stderr
+    parent = "parent-0,parent-1,parent-2,parent-3"
+    assert out.stdout.splitlines() == [
+        "refused append,append_batch,checkpoint", "child 0", f"reader {parent}",
+        f"reopened {parent},parent-4"]

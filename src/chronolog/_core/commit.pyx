@@ -13,7 +13,7 @@ from chronolog._core.index cimport CheckpointJob
 from chronolog._core.recovery cimport RecoveredLog, DURABILITY_FSYNC
 from chronolog._core.segment cimport Segment, FrameInfo
 
-from chronolog.errors import StoreFailedError
+from chronolog.errors import ForkedWriterError, StoreFailedError
 
 # A group-commit waiter (sync_to) looks every slice, without the GIL, whether its baton got
 # lost: the last sync covered it already, or no sync runs (it should lead one). A slice is
@@ -239,6 +239,8 @@ cdef class GroupCommitLog(RecoveredLog):
     def sync(self):
         """fdatasync everything written so far (the interval thread and close call this)."""
         if not self.readonly and not self.closed and self.failed is None:
+            if self._forked():
+                raise ForkedWriterError(self.path, self.owner_pid)
             self.sync_to(self.written_seq)
 
     # ---------------------------------------------------------------- index checkpoints
@@ -246,6 +248,8 @@ cdef class GroupCommitLog(RecoveredLog):
     def checkpoint(self):
         """Write both index checkpoints for everything up to head (the writer only)."""
         self._check_open()
+        if not self.readonly and self._forked():
+            raise ForkedWriterError(self.path, self.owner_pid)
         with self._lock:
             self._checkpoint()
 

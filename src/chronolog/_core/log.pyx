@@ -475,7 +475,9 @@ cdef class Log(WritingLog):
         if self.closed:
             return
         try:
-            if not self.readonly and self.failed is None:
+            # A forked child's inherited writer lets go of its copies only: the parent's
+            # handle, its files and its lock are untouched (docs/design.md, "After fork()").
+            if not self.readonly and self.failed is None and not self._forked():
                 with self._lock:
                     self.sync()
                     self._checkpoint()

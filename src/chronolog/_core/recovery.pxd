@@ -38,6 +38,8 @@ cdef class RecoveredLog:
     cdef int visible_fd        # index/visible: the writer publishes, readers read it
     cdef uint64_t visible      # readers: the last mark read
     cdef readonly bint closed
+    cdef readonly long owner_pid  # the process that opened it (a forked child must not write)
+    cdef unsigned char *fork_page  # zeroed in a forked child (MADV_WIPEONFORK), or NULL
     cdef int64_t *sids
     cdef uint64_t *vers
     cdef size_t scratch_cap
@@ -71,6 +73,8 @@ cdef class RecoveredLog:
     cdef int _checkpoint_join(self) except -1
     cdef int _check_open(self) except -1
     cdef int _check_writable(self) except -1
+    cdef bint _forked(self) noexcept
+    cdef bint _forked(self) noexcept
     cdef int _make_sound(self) except -1
     cdef int _unsound(self) except -1
     cdef Segment _segment_of(self, uint64_t position)

@@ -10,6 +10,37 @@ import re
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc, free
 from libc.string cimport memchr
+from posix.unistd cimport getpid
+
+cdef extern from *:
+    """
+    #include <sys/mman.h>
+    #include <unistd.h>
+    /* A page a fork() child sees zeroed (MADV_WIPEONFORK, Linux 4.14+): whether this is
+     * still the process that made it, without a getpid() system call per check. NULL when
+     * unavailable (then the caller compares pids). */
+    static unsigned char *chl_fork_page_new(void) {
+    #ifdef MADV_WIPEONFORK
+        void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+        if (madvise(p, 4096, MADV_WIPEONFORK) != 0) {
+            munmap(p, 4096);
+            return NULL;
+        }
+        *(volatile unsigned char *)p = 1;
+        return (unsigned char *)p;
+    #else
+        return NULL;
+    #endif
+    }
+    static void chl_fork_page_free(unsigned char *p) { if (p) munmap(p, 4096); }
+    static int chl_forked(const unsigned char *page, long owner) {
+        return page ? *(const volatile unsigned char *)page == 0 : (long)getpid() != owner;
+    }
+    """
+    unsigned char *chl_fork_page_new() nogil
+    void chl_fork_page_free(unsigned char *p) nogil
+    bint chl_forked(const unsigned char *page, long owner) nogil
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_CLOEXEC
 cdef extern from "<fcntl.h>":
     enum: O_NOFOLLOW
@@ -30,7 +61,8 @@ from chronolog._core.segment import (
     decode_store_header)
 
 from chronolog.errors import (
-    CorruptionError, ReadOnlyError, StoreClosedError, StoreFailedError, StoreNotFoundError)
+    CorruptionError, ForkedWriterError, ReadOnlyError, StoreClosedError, StoreFailedError,
+    StoreNotFoundError)
 
 _SEGMENT_RE = re.compile(r"^(\d{20})\.seg$")
 STORE_FILE = "chronolog.store"
@@ -58,6 +90,8 @@ cdef class RecoveredLog:
     """
 
     def __cinit__(self):
+        self.owner_pid = getpid()
+        self.fork_page = chl_fork_page_new()
         self.sids = NULL
         self.vers = NULL
         self.visible_fd = -1
@@ -66,6 +100,7 @@ cdef class RecoveredLog:
     def __dealloc__(self):
         free(self.sids)
         free(self.vers)
+        chl_fork_page_free(self.fork_page)
 
     # ---------------------------------------------------------------- opening and recovery
 
@@ -527,16 +562,27 @@ cdef class RecoveredLog:
             raise StoreClosedError(self.path)
         return 0
 
+    def check_writable(self):
+        """Raise what an append would raise now: StoreClosedError, ReadOnlyError,
+        StoreFailedError or ForkedWriterError."""
+        self._check_writable()
+
     cdef int _check_writable(self) except -1:
         if self.closed:
             raise StoreClosedError(self.path)
         if self.readonly:
             raise ReadOnlyError(self.path)
+        if self._forked():
+            raise ForkedWriterError(self.path, self.owner_pid)
         if self.failed is not None:
             raise StoreFailedError(self.path, self.failed)
         if not self.sidx_checked:
             self._make_sound()
         return 0
+
+    cdef bint _forked(self) noexcept:
+        """This handle was opened by another process: we are a child forked from it."""
+        return chl_forked(self.fork_page, self.owner_pid)
 
     cdef int _make_sound(self) except -1:
         """Check every chunk of a lazily attached stream checkpoint now (O(streams), once), and
