@@ -323,6 +323,31 @@ def test_a_failed_visibility_mark_delays_readers_and_fails_nothing(store_path: P
         assert reader.refresh() == 2
 
 
+def test_a_reader_reads_no_byte_past_the_mark(store_path: Path) -> None:
+    """Past the mark nothing is acknowledged, and the writer's fail-stop may be cutting it
+    (reading a page cut away is SIGBUS): a reader stops at the mark without checking the
+    frame there. Here that frame is made to check but claim the wrong first position: a
+    reader that parsed it raised CorruptionError."""
+    from chronolog._core.crc import crc32c
+    with cl.EventStore.open(store_path, durability="fsync") as store:
+        store.append_batch(["a", "b", "a"], ["E"] * 3, [b"1", b"2", b"3"])
+        store.append("a", [cl.NewEvent("E", b"4")])
+    (store_path / "index" / "visible").write_bytes(struct.pack("<QQ", 3, 3 ^ 0x564953494245314C))
+    seg = min(store_path.glob("*.seg"))
+    raw = bytearray(seg.read_bytes())
+    second = 64 + 64 + struct.unpack_from("<I", raw, 64 + 4)[0]  # past the first frame
+    assert struct.unpack_from("<Q", raw, second + 16)[0] == 3
+    struct.pack_into("<Q", raw, second + 16, 7)
+    struct.pack_into("<I", raw, second + 52, crc32c(bytes(raw[second:second + 52])))
+    seg.write_bytes(bytes(raw))
+    for name in ("positions.idx", "streams.idx"):
+        (store_path / "index" / name).unlink()
+    with cl.EventStore.open(store_path, readonly=True) as reader:
+        assert reader.head == 3
+        assert reader.refresh() == 3
+        assert [e.data for e in reader.read_stream("a")] == [b"1", b"3"]
+
+
 @pytest.mark.parametrize("mark", [None, b"", b"\x07" * 16, "3"])
 def test_without_a_mark_that_checks_a_reader_sees_every_complete_frame(
         store_path: Path, mark: bytes | str | None) -> None:

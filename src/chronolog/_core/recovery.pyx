@@ -283,7 +283,7 @@ cdef class RecoveredLog:
         cdef int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW
         try:
             return self.io.open(path, flags, 0o600)
-        except OSError as exc:
+        except OSError:
             if not os.path.lexists(path) or (os.path.isfile(path) and not os.path.islink(path)):
                 raise  # a regular file that cannot be opened: not ours to remove
         if os.path.isdir(path) and not os.path.islink(path):
@@ -333,6 +333,11 @@ cdef class RecoveredLog:
                 raise CorruptionError(seg.path, None, "segment file is larger than 4 GiB")
             seg.ensure_mapped(size, self.max_segment_bytes)
             while True:
+                if self.written >= visible:
+                    # The mark is a frame boundary: nothing past it is acknowledged, so none of
+                    # its bytes are read, not even to check them (the writer's fail-stop may be
+                    # cutting them: a read of a page cut away is SIGBUS).
+                    return 0
                 status = check_frame(seg.map, size, off, seg.salt, True, &fi)
                 if status != FRAME_OK:
                     break
