@@ -9,6 +9,8 @@ import stat
 import threading
 import time
 import uuid
+import warnings
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum
 from types import TracebackType
@@ -144,6 +146,39 @@ def _as_ids(values: Any, n: int) -> pa.Array:
     return arr
 
 
+def _flush_loop(log: Log, stop: threading.Event, period: float) -> None:
+    """The "interval" durability thread: fdatasync every `period` seconds until stopped."""
+    while not stop.wait(period):
+        try:
+            log.sync()
+        except OSError:  # the log is now failed-stop (StoreFailedError); appends report it
+            return
+
+
+def _release(log: Log, lock_fd: int | None, notifier: _subs.AppendNotifier,
+             stop: threading.Event, flusher: threading.Thread | None) -> None:
+    """What EventStore.close does: stop the flush thread, sync, checkpoint, let go of every
+    file and, last, of the writer's lock."""
+    stop.set()
+    if flusher is not None and flusher is not threading.current_thread():
+        flusher.join()
+    notifier.close()
+    try:
+        log.close()
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
+
+
+def _close_dropped(log: Log, lock_fd: int | None, notifier: _subs.AppendNotifier,
+                   stop: threading.Event, flusher: threading.Thread | None) -> None:
+    """An EventStore collected (or left at exit) unclosed: warn as an unclosed file does,
+    then close it."""
+    warnings.warn(f"EventStore({log.path!r}) was never closed: close it, or open it in a "
+                  "with block", ResourceWarning, stacklevel=1)
+    _release(log, lock_fd, notifier, stop, flusher)
+
+
 class EventStore:
     """An embedded event store: a directory holding a segmented, checksummed append-only log.
 
@@ -169,16 +204,20 @@ class EventStore:
     def __init__(self, log: Log, lock_fd: int | None, flush_interval_ms: int) -> None:
         """Use EventStore.open(); this constructor is internal."""
         self._log = log
-        self._lock_fd = lock_fd
         self._closed = False
         self._stop = threading.Event()
         self._notifier = _subs.AppendNotifier(log.path)
         self._flusher: threading.Thread | None = None
         if log.durability == "interval" and not log.readonly:
             self._flusher = threading.Thread(
-                target=self._flush_loop, args=(flush_interval_ms / 1000.0,),
+                target=_flush_loop, args=(log, self._stop, flush_interval_ms / 1000.0),
                 name=f"chronolog-flush:{log.path}", daemon=True)
             self._flusher.start()
+        # Everything close() lets go of, held by a finalizer and not by self: a handle dropped
+        # unclosed (or left open at exit) is closed like a file object, not left holding the
+        # store's lock and descriptors for the rest of the process.
+        self._finalizer = weakref.finalize(self, _close_dropped, log, lock_fd, self._notifier,
+                                           self._stop, self._flusher)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -272,22 +311,18 @@ class EventStore:
     def close(self) -> None:
         """Sync, write the index checkpoints and release the store (idempotent).
 
+        A handle dropped without close (or still open at interpreter exit) is closed the same
+        way when collected, with a ResourceWarning, as an unclosed file is.
+
         Example:
             >>> store.close()  # doctest: +SKIP
         """
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
-        if self._flusher is not None:
-            self._flusher.join()
-        self._notifier.close()
-        try:
-            self._log.close()
-        finally:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+        held = self._finalizer.detach()
+        if held is not None:
+            _release(*held[2])
 
     def __enter__(self) -> EventStore:  # noqa: PYI034 (Python 3.10 has no typing.Self)
         return self
@@ -300,13 +335,6 @@ class EventStore:
         state = "closed" if self._closed else f"head={self._log.head}"
         mode = "readonly" if self._log.readonly else self._log.durability
         return f"EventStore({self._log.path!r}, {mode}, {state})"
-
-    def _flush_loop(self, period: float) -> None:
-        while not self._stop.wait(period):
-            try:
-                self._log.sync()
-            except OSError:  # the log is now failed-stop (StoreFailedError); appends report it
-                return
 
     def _reading(self) -> Log:
         if self._closed:
