@@ -11,39 +11,13 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc, free
 from libc.string cimport memchr
 from posix.unistd cimport getpid
-
-cdef extern from *:
-    """
-    #include <sys/mman.h>
-    #include <unistd.h>
-    /* A page a fork() child sees zeroed (MADV_WIPEONFORK, Linux 4.14+): whether this is
-     * still the process that made it, without a getpid() system call per check. NULL when
-     * unavailable (then the caller compares pids). */
-    static unsigned char *chl_fork_page_new(void) {
-    #ifdef MADV_WIPEONFORK
-        void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) return NULL;
-        if (madvise(p, 4096, MADV_WIPEONFORK) != 0) {
-            munmap(p, 4096);
-            return NULL;
-        }
-        *(volatile unsigned char *)p = 1;
-        return (unsigned char *)p;
-    #else
-        return NULL;
-    #endif
-    }
-    static void chl_fork_page_free(unsigned char *p) { if (p) munmap(p, 4096); }
-    static int chl_forked(const unsigned char *page, long owner) {
-        return page ? *(const volatile unsigned char *)page == 0 : (long)getpid() != owner;
-    }
-    """
-    unsigned char *chl_fork_page_new() nogil
-    void chl_fork_page_free(unsigned char *p) nogil
-    bint chl_forked(const unsigned char *page, long owner) nogil
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_CLOEXEC
 cdef extern from "<fcntl.h>":
     enum: O_NOFOLLOW
+cdef extern from "chl_fork.h" nogil:
+    unsigned char *chl_fork_page_new()
+    void chl_fork_page_free(unsigned char *p)
+    bint chl_forked(const unsigned char *page, long owner)
 
 from chronolog._core.format cimport (
     STORE_HEADER_BYTES, SEGMENT_HEADER_BYTES, FRAME_HEADER_BYTES, CODEC_NONE,
