@@ -225,6 +225,36 @@ def test_closing_a_store_gives_back_the_blocks_reserved_past_the_active_segment(
     assert [e.data for e in s2.read_stream("a")] == [b"x" * 100, b"y"]
 
 
+_KILLED_HOLDER = """
+import sys, time
+import chronolog as cl
+store = cl.EventStore.open(sys.argv[1], durability="os")
+store.append_batch(["a"] * 50, ["T"] * 50, [b"x" * 300] * 50)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_writer_opened_after_a_kill_gives_back_the_blocks_the_killed_one_reserved(
+        store_path: Path) -> None:
+    """A writer killed with kill -9 never gives back the blocks it reserved past the active
+    segment's end; the next writer does at open (before, only at its first roll or at a close
+    after a write: opened and closed without writing, the reservation stayed)."""
+    holder = subprocess.Popen([sys.executable, "-c", _KILLED_HOLDER, str(store_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        seg = store_path / "00000000000000000000.seg"
+        assert _disk_bytes(seg) >= 1 << 20
+    finally:
+        holder.kill()
+        holder.wait(60)
+    with cl.EventStore.open(store_path, durability="os") as s:
+        assert s.head == 50
+        assert _disk_bytes(seg) <= _page_rounded(os.stat(seg).st_size)
+    assert _disk_bytes(seg) <= _page_rounded(os.stat(seg).st_size)
+
+
 @pytest.mark.parametrize("durability", ["os", "fsync"])
 def test_a_sealed_segment_keeps_no_blocks_past_its_last_frame(
         open_store, store_path: Path, durability: str) -> None:

@@ -118,6 +118,13 @@ cdef class RecoveredLog:
         if not self.readonly:
             seg = self.segments[len(self.segments) - 1]
             seg.open_for_write()
+            # Blocks a killed writer reserved past the end (fallocate, docs/design.md
+            # "Pipelined writes"): given back now, not at the next roll or close after a write.
+            if os.fstat(seg.wfd).st_blocks * 512 > ((seg.end + 4095) & ~4095) + 65536:
+                try:
+                    self.io.ftruncate(seg.wfd, seg.end)
+                except OSError:
+                    pass  # (a hint: the blocks stay reserved, nothing else changes)
             # What recovery kept may sit in the page cache only (a process crash in "os"
             # mode): sync it once, so later frames may truthfully claim it as synced.
             self.io.fdatasync(seg.wfd)
