@@ -13,6 +13,8 @@ from posix.unistd cimport close as c_close, dup as c_dup, fsync as c_fsync, ftru
 from posix.types cimport off_t
 from chronolog._core.format cimport CHL_VISIBLE_CHECK, VISIBLE_MARK_BYTES, st64
 
+from chronolog.errors import CorruptionError
+
 cdef extern from "<unistd.h>" nogil:
     int c_fdatasync "fdatasync" (int fd)
 
@@ -59,7 +61,6 @@ _OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir", "
 
 def not_regular(str path):
     """The error for a path where chronolog keeps a file but something else stands."""
-    from chronolog.errors import CorruptionError
     return CorruptionError(path, None, "not a regular file (a FIFO, device, socket or directory "
                            "stands where chronolog keeps a file of the store): move it away")
 
