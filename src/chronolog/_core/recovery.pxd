@@ -39,7 +39,7 @@ cdef class RecoveredLog:
     cdef uint64_t visible      # readers: the last mark read
     cdef readonly bint closed
     cdef readonly long owner_pid  # the process that opened it (a forked child must not write)
-    cdef unsigned char *fork_page  # zeroed in a forked child (MADV_WIPEONFORK), or NULL
+    cdef unsigned char *fork_page  # writers: zeroed in a forked child (MADV_WIPEONFORK), or NULL
     cdef int64_t *sids
     cdef uint64_t *vers
     cdef size_t scratch_cap

@@ -65,7 +65,7 @@ cdef class RecoveredLog:
 
     def __cinit__(self):
         self.owner_pid = getpid()
-        self.fork_page = chl_fork_page_new()
+        self.fork_page = NULL  # the writer's, made by _open (readers never write)
         self.sids = NULL
         self.vers = NULL
         self.visible_fd = -1
@@ -79,6 +79,8 @@ cdef class RecoveredLog:
     # ---------------------------------------------------------------- opening and recovery
 
     cdef _open(self):
+        if not self.readonly:
+            self.fork_page = chl_fork_page_new()  # for _forked: NULL falls back to getpid()
         # Pass 1: the store header (created with the directory when missing).
         store_file = os.path.join(self.path, STORE_FILE)
         if not os.path.exists(store_file):
