@@ -165,6 +165,11 @@ class Model:
         elif op == "unlink":
             self.names.pop(rel, None)
             self._dir(rel).pending.append(("unlink", os.path.basename(rel), None))
+        elif op == "grow":  # fallocate that extends the file: zeros up to offset + length
+            assert isinstance(data, int)
+            buf = self.inodes[self.names[rel]].data
+            if len(buf) < offset + data:
+                buf.extend(b"\0" * (offset + data - len(buf)))
         elif op in ("allocate", "writeback"):
             pass  # blocks reserved past the end (size unchanged), or writeback started: hints
         elif op == "fsync_dir":

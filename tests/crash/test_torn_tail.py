@@ -105,6 +105,36 @@ def test_zeros_or_garbage_after_the_last_frame_are_cut_on_open(
     _reopens_to_exactly(case, events, frames[-1].end)
 
 
+@pytest.mark.parametrize(
+    "garbage,zeros,kept",
+    [(0, 32 << 20, False), (300, 3 << 20, False), ((1 << 20) + 4099, 2 << 20, True)],
+    ids=["sized-ahead", "torn-then-sized-ahead", "over-1MiB-then-sized-ahead"])
+def test_a_tail_sized_ahead_is_cut_and_only_its_bytes_that_are_not_zero_are_kept(
+    small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, garbage: int, zeros: int,
+    kept: bool,
+) -> None:
+    """A writer in "fsync" mode extends its active segment with zeros ahead of its frames; a
+    crash leaves them after the last frame (after a torn append, if one was being written).
+    The open cuts them; it keeps a copy (`.torn-<offset>`) of the bytes before the zeros only
+    when they are over 1 MiB, as for any torn tail, and never of the zeros."""
+    template, events = small_store
+    case = copy_store(template, tmp_path / "case")
+    seg, frames = _newest(case)
+    junk = random.Random(garbage).randbytes(garbage)
+    if junk:
+        junk = junk[:-1] + b"\x01"  # (its last byte is not zero)
+    with open(seg, "ab") as f:
+        f.write(junk)
+        f.truncate(f.tell() + zeros)
+    _reopens_to_exactly(case, events, frames[-1].end)
+    torn = sorted(case.glob("*.torn-*"))
+    if kept:
+        assert [t.name for t in torn] == [f"{seg.name}.torn-{frames[-1].end:010d}"]
+        assert torn[0].read_bytes() == junk
+    else:
+        assert torn == []
+
+
 @pytest.mark.parametrize("index", ["kept", "deleted"])
 @pytest.mark.parametrize("missing", [1, 8, 30])
 def test_a_repeated_frame_missing_its_last_bytes_is_cut_on_open(

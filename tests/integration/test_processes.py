@@ -49,8 +49,8 @@ store.close()
 TAIL_WRITER = """
 import json, sys, time
 import chronolog as cl
-path, batches = sys.argv[1], int(sys.argv[2])
-with cl.EventStore.open(path, durability="os", max_segment_bytes=16384) as store:
+path, batches, durability = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with cl.EventStore.open(path, durability=durability, max_segment_bytes=16384) as store:
     print("R", flush=True)
     for k in range(batches):
         if k == batches // 2:
@@ -213,16 +213,19 @@ def _check_whole_batches(events: list[cl.RecordedEvent], start: int) -> None:
         )
 
 
+@pytest.mark.parametrize("durability", ["os", "fsync"])
 def test_a_reader_process_following_a_writer_process_sees_only_whole_appends_in_order(
-    tmp_path: Path,
+    tmp_path: Path, durability: str,
 ) -> None:
+    """In "fsync" mode the writer sizes its active segment ahead of its frames and cuts it
+    back at each roll (every 16 KiB here): the reader never reads past what was published."""
     batches = 900
     total = max(_batch_ends(batches))
     ends = _batch_ends(batches)
     path = tmp_path / "s"
     cl.EventStore.open(path, durability="os").close()  # exists before the reader opens it
     reader = cl.EventStore.open(path, readonly=True)
-    writer = _spawn(TAIL_WRITER, str(path), str(batches))
+    writer = _spawn(TAIL_WRITER, str(path), str(batches), durability)
     seen: list[cl.RecordedEvent] = []
     heads: set[int] = set()
     try:

@@ -179,11 +179,13 @@ def test_a_failed_write_after_a_roll_cuts_the_unsynced_frames_of_the_new_segment
         assert [e.stream for e in again.read_all()] == ["warm", "a"]
 
 
-def test_a_roll_in_fsync_mode_syncs_nothing_the_group_commit_already_synced(
+def test_a_roll_in_fsync_mode_syncs_only_the_cut_back_to_the_last_frame(
         store_path: Path) -> None:
     """The roll seals the active segment through the group commit (one sync of a segment at a
-    time): when every append was synced, sealing adds no fdatasync, only the new segment's
-    header is synced. Every append is still durable and readable after the rolls."""
+    time): when every append was synced, sealing adds one fdatasync, of its cut back to the
+    last frame (in "fsync" mode a segment is sized ahead of its frames), and the new
+    segment's header is synced. Every append is still durable and readable after the rolls,
+    and each sealed segment ends at its last frame."""
     io = FileIO()
     segment_syncs: list[str] = []
 
@@ -201,10 +203,13 @@ def test_a_roll_in_fsync_mode_syncs_nothing_the_group_commit_already_synced(
         segments = sorted(store_path.glob("*.seg"))
     rolls = len(segments) - 1
     assert rolls == 4
-    # One fdatasync per append, one fsync of each new segment's header.
-    assert len(segment_syncs) == 10 + rolls, segment_syncs
+    # One fdatasync per append, one of each sealed segment's cut, one fsync of each new
+    # segment's header.
+    assert len(segment_syncs) == 10 + 2 * rolls, segment_syncs
     with cl.EventStore.open(store_path, durability="fsync") as again:
         assert [e.data for e in again.read_all()] == [payload + b"%d" % i for i in range(10)]
+        report = again.verify()  # (a sealed segment with bytes after its last frame fails)
+        assert report["ok"] and report["bytes"] == sum(s.stat().st_size for s in segments)
 
 
 def _payload_ending_segment_at(tmp: Path, end: int) -> bytes:
@@ -374,3 +379,32 @@ def test_without_a_mark_that_checks_a_reader_sees_every_complete_frame(
         else:
             assert reader.head == 4
             assert [e.data for e in reader.read_stream("a")] == [b"1", b"3", b"4"]
+
+
+@pytest.mark.parametrize("durability", ["fsync", "os"])
+def test_in_fsync_mode_the_active_segment_is_sized_ahead_with_zeros_no_reader_sees(
+        store_path: Path, durability: str) -> None:
+    """In "fsync" mode the writer extends its active segment past its frames (zeros, reserved
+    blocks: an append's fdatasync then records no new size, a third quicker). Nothing reads
+    them as events or as a torn tail; closed, the segment ends at its last frame again. In
+    other modes the file's size is always its frames' end."""
+    seg = store_path / "00000000000000000000.seg"
+    with cl.EventStore.open(store_path, durability=durability) as store:
+        for i in range(3):
+            store.append("s", [cl.NewEvent("E", b"event %d" % i)])
+        size_open = seg.stat().st_size
+        with cl.EventStore.open(store_path, readonly=True) as reader:
+            assert [e.data for e in reader.read_all()] == [b"event 0", b"event 1", b"event 2"]
+            for report in (store.verify(), reader.verify()):
+                assert report["ok"] and report["notes"] == [], report
+        store.append("s", [cl.NewEvent("E", b"event 3")])
+        if durability == "fsync":
+            assert seg.stat().st_size == size_open  # (within what was sized ahead)
+    size = seg.stat().st_size
+    if durability == "fsync":
+        assert size_open >= 1 << 20 > size  # four small frames: cut back at close
+    else:
+        assert size_open < size < 4096
+    with cl.EventStore.open(store_path, durability=durability) as again:
+        assert [e.data for e in again.read_all()] == [b"event %d" % i for i in range(4)]
+        assert again.verify()["ok"]

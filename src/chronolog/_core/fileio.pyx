@@ -29,16 +29,16 @@ cdef extern from "<fcntl.h>" nogil:
 cdef extern from *:
     """
     #include <fcntl.h>
-    static int chl_allocate(int fd, long long off, long long n) {
+    static int chl_allocate(int fd, long long off, long long n, int grow) {
     #if defined(__linux__) && defined(FALLOC_FL_KEEP_SIZE)
-        return fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)n);
+        return fallocate(fd, grow ? 0 : FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)n);
     #else
-        (void)fd; (void)off; (void)n;
-        return 0;
+        (void)fd; (void)off; (void)n; (void)grow;
+        return -1;
     #endif
     }
     """
-    int chl_allocate(int fd, long long off, long long n) nogil
+    int chl_allocate(int fd, long long off, long long n, int grow) nogil
 
 cdef extern from "<stdio.h>" nogil:
     int c_rename "rename" (const char *src, const char *dst)
@@ -96,7 +96,9 @@ cdef class FileIO:
     `trace(op, path, offset, data)`: ("open", path, flags, None), ("write", path, offset,
     bytes), ("fsync", path, 0, None), ("truncate", path, size, None), ("rename", src, 0, dst),
     ("unlink", path, 0, None), ("fsync_dir", path, 0, None), ("close", path, 0, None),
-    ("allocate", path, offset, length) (blocks reserved, size unchanged), ("writeback", path,
+    ("allocate", path, offset, length) (blocks reserved, size unchanged), ("grow", path,
+    offset, length) (blocks reserved and the file extended to offset + length if shorter, the
+    new bytes zeros), ("writeback", path,
     offset, length) (writeback of that range asked for: a hint, nothing changes), ("publish",
     path, 0, bytes) (the visibility mark rewritten: a write of those bytes at offset 0). The
     torture suite replays it to simulate a power loss (what was fsynced survives, the rest may
@@ -281,22 +283,25 @@ cdef class FileIO:
             self.trace("writeback", self._paths.get(fd), offset, n)
         return 0
 
-    cdef int allocate(self, int fd, uint64_t offset, uint64_t n) except -1:
-        """Reserve disk blocks for [offset, offset + n) of fd without changing its size
-        (fallocate with FALLOC_FL_KEEP_SIZE): later writes there skip the filesystem's block
-        allocation. A hint: returns 1 when it worked, 0 when it did not (no space, no
-        support, an injected "allocate" fault); the write that follows still decides."""
+    cdef int allocate(self, int fd, uint64_t offset, uint64_t n, bint grow=False) except -1:
+        """Reserve disk blocks for [offset, offset + n) of fd (fallocate): later writes there
+        skip the filesystem's block allocation. Without `grow` the file's size is unchanged
+        (FALLOC_FL_KEEP_SIZE); with it the file is extended to offset + n if shorter (the new
+        bytes read as zeros), so that a later fdatasync of writes there has no size to record
+        (docs/design.md, "Segments sized ahead"). A hint: returns 1 when it worked, 0 when it
+        did not (no space, no support, an injected "allocate" fault); the write that follows
+        still decides."""
         cdef int r
         try:
             self._fault("allocate")
         except OSError:
             return 0
         with nogil:
-            r = chl_allocate(fd, <long long>offset, <long long>n)
+            r = chl_allocate(fd, <long long>offset, <long long>n, grow)
         if r != 0:
             return 0
         if self.trace is not None:
-            self.trace("allocate", self._paths.get(fd), offset, n)
+            self.trace("grow" if grow else "allocate", self._paths.get(fd), offset, n)
         return 1
 
     cdef int fsync(self, int fd) except -1:

@@ -479,10 +479,10 @@ cdef class Log(WritingLog):
             # handle, its files and its lock are untouched (docs/design.md, "After fork()").
             if not self.readonly and self.failed is None and not self._forked():
                 with self._lock:
+                    if self.segments:  # (a cut back to the last frame: synced just below)
+                        self._release_reserved(self.segments[len(self.segments) - 1])
                     self.sync()
                     self._checkpoint()
-                    if self.segments:
-                        self._release_reserved(self.segments[len(self.segments) - 1])
         finally:
             self.closed = True
             self._release()

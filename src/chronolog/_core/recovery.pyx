@@ -25,7 +25,7 @@ from chronolog._core.format cimport (
 from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.codec cimport Decoder, Dictionaries
 from chronolog._core.segment cimport (
-    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK)
+    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, nonzero_end, FRAME_OK)
 from chronolog._core.index cimport (
     CheckpointJob, PositionIndex, StreamIndex, chl_streams_intern, chl_streams_push_batch,
     chl_streams_count, chl_streams_at, chl_streams_materialize)
@@ -364,8 +364,11 @@ cdef class RecoveredLog:
                                       "; a later frame records these bytes as synced, so this "
                                       "is damage, not a torn tail")
             seg.open_for_write()
-            if claim >= 0 or size - off > QUARANTINE_BYTES:
-                self._quarantine(seg, off, size)
+            # Zeros at the end are not kept: a writer in "fsync" mode sizes its segment ahead
+            # of its frames (docs/design.md, "Segments sized ahead"), and a crash leaves them.
+            used = nonzero_end(seg.map, off, size)
+            if claim >= 0 or used - off > QUARANTINE_BYTES:
+                self._quarantine(seg, off, used)
             self.io.ftruncate(seg.wfd, off)
             self.io.fsync(seg.wfd)
             return 0

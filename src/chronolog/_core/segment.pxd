@@ -48,3 +48,17 @@ cdef class Segment:
     cdef int ensure_mapped(self, uint64_t length, uint64_t reserve) except -1
     cdef int open_for_write(self) except -1
     cdef void release(self) noexcept
+
+
+cdef inline uint64_t nonzero_end(const unsigned char *p, uint64_t off, uint64_t size) noexcept nogil:
+    """Where the bytes of p[off:size] that are not zero end (off when all of them are)."""
+    cdef uint64_t end = size
+    while end > off and (end & 7) != 0:
+        if p[end - 1] != 0:
+            return end
+        end -= 1
+    while end >= off + 8 and (<const uint64_t *>(p + end - 8))[0] == 0:
+        end -= 8
+    while end > off and p[end - 1] == 0:
+        end -= 1
+    return end

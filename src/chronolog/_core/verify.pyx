@@ -15,7 +15,7 @@ from chronolog._core.recovery cimport RecoveredLog
 from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_disagrees
 from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.segment cimport (
-    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, FRAME_OK)
+    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, nonzero_end, FRAME_OK)
 
 from chronolog.errors import CorruptionError
 
@@ -132,9 +132,13 @@ def verify(RecoveredLog log):
                         "frames that were never synced (a power loss); the writer's next open "
                         "cuts them and keeps their bytes in a .torn file")
                 break
-            notes.append({"segment": seg.name, "offset": seg.end,
-                          "reason": f"incomplete tail of {size - seg.end} bytes (an append in "
-                                    "progress, or a torn tail the writer's next open cuts)"})
+            # Zeros only: the space a writer in "fsync" mode sizes its segment ahead by.
+            used = nonzero_end(seg.map, seg.end, size)
+            if used > seg.end:
+                notes.append({"segment": seg.name, "offset": seg.end,
+                              "reason": f"incomplete tail of {used - seg.end} bytes (an append "
+                                        "in progress, or a torn tail the writer's next open "
+                                        "cuts)"})
     cdef uint64_t k, c, v
     cdef const chl_stream *fs
     cdef bint same

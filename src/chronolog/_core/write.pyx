@@ -84,7 +84,8 @@ cdef class WritingLog(GroupCommitLog):
         with nogil:
             chl_wpipe_reap(&self.wpipe)  # its writeback hint uses old.wfd
         self._release_reserved(old)
-        # Through the group commit, never beside it: a leader may be syncing this segment
+        # (This sync also makes its cut back to the last frame durable: a sealed segment ends
+        # at its last frame.) Through the group commit, never beside it: a leader may be syncing this segment
         # through a dup of its descriptor (the same open file), and Linux reports a writeback
         # error to only one of two concurrent fdatasyncs of an open file, so the other could
         # acknowledge lost appends. It also makes what it covers synced and visible, and costs
@@ -174,7 +175,9 @@ cdef class WritingLog(GroupCommitLog):
         """Before writing up to `end` of the active segment: make sure its blocks are
         reserved, reserving ahead as the segment grows (up to its size limit). Buffered writes
         into reserved blocks skip the filesystem's delayed allocation (a third less kernel time
-        per byte on ext4; docs/design.md). A hint: a failure changes nothing else."""
+        per byte on ext4; docs/design.md). In "fsync" mode the file is extended over them too
+        (zeros past the last frame, "Segments sized ahead"): each append's fdatasync then has
+        no new size to record. A hint: a failure changes nothing else."""
         cdef uint64_t start, ahead, stop
         if end <= self.allocated:
             return 0
@@ -188,16 +191,20 @@ cdef class WritingLog(GroupCommitLog):
         if stop > self.max_segment_bytes:
             stop = self.max_segment_bytes if self.max_segment_bytes > end else end
         self.allocated = stop
-        self.io.allocate(seg.wfd, start, stop - start)
+        self.io.allocate(seg.wfd, start, stop - start, self.dmode == DURABILITY_FSYNC)
         return 0
 
     cdef int _release_reserved(self, Segment seg) except -1:
         """Give back the blocks _preallocate reserved past the end of `seg`, the active
         segment, once it is sealed or the store closes (ftruncate to its own size frees them):
-        a store keeps no more disk than its bytes, however small. A hint: a failure changes
+        a store keeps no more disk than its bytes, however small. A file extended over them
+        ("fsync" mode) is cut back to its last frame, a change the next sync must cover: it
+        counts as written (the roll and close sync after this). A hint: a failure changes
         nothing else."""
         if self.allocated > seg.end and seg.wfd >= 0:
             self.allocated = seg.end
+            if self.dmode == DURABILITY_FSYNC:
+                self.written_seq += 1
             try:
                 self.io.ftruncate(seg.wfd, seg.end)
             except OSError:
