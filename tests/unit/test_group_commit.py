@@ -408,3 +408,32 @@ def test_in_fsync_mode_the_active_segment_is_sized_ahead_with_zeros_no_reader_se
     with cl.EventStore.open(store_path, durability=durability) as again:
         assert [e.data for e in again.read_all()] == [b"event %d" % i for i in range(4)]
         assert again.verify()["ok"]
+
+
+def test_a_failed_cut_of_a_segment_being_sealed_in_fsync_mode_fail_stops_and_loses_nothing(
+        store_path: Path) -> None:
+    """A segment sized ahead must be cut back to its last frame before it is sealed (a sealed
+    segment with zeros after its last frame would not open). When that ftruncate fails the
+    store fail-stops before the next segment exists; the reopened store has every
+    acknowledged append, and its next roll works."""
+    import errno
+    io = FileIO()
+    payload = b"x" * 1500  # two frames fill a 4 KiB segment
+    store = cl.EventStore.open(store_path, durability="fsync", io=io, max_segment_bytes=4096)
+    for i in range(2):
+        store.append("s", [cl.NewEvent("E", payload + b"%d" % i)])
+    io.inject("truncate", after=0, errno=errno.EIO)
+    with pytest.raises(StoreFailedError):
+        store.append("s", [cl.NewEvent("E", payload + b"2")])
+    with pytest.raises(StoreFailedError):
+        store.append("s", [cl.NewEvent("E", payload + b"3")])
+    store.close()
+    assert [p.name for p in sorted(store_path.glob("*.seg"))] == ["00000000000000000000.seg"]
+    with cl.EventStore.open(store_path, durability="fsync", max_segment_bytes=4096) as again:
+        assert [e.data for e in again.read_all()] == [payload + b"0", payload + b"1"]
+        again.append("s", [cl.NewEvent("E", payload + b"2")])
+        assert again.verify()["ok"]
+    with cl.EventStore.open(store_path, readonly=True) as reader:
+        assert [e.data for e in reader.read_all()] == [payload + b"%d" % i for i in range(3)]
+        assert reader.stats()["segments"] == 2
+    assert list(store_path.glob("*.torn-*")) == []

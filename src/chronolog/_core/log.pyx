@@ -480,7 +480,7 @@ cdef class Log(WritingLog):
             if not self.readonly and self.failed is None and not self._forked():
                 with self._lock:
                     if self.segments:  # (a cut back to the last frame: synced just below)
-                        self._release_reserved(self.segments[len(self.segments) - 1])
+                        self._release_reserved(self.segments[len(self.segments) - 1], False)
                     self.sync()
                     self._checkpoint()
         finally:

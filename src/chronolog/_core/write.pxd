@@ -25,7 +25,7 @@ cdef class WritingLog(GroupCommitLog):
     cdef const unsigned char *_written_table(self, uint64_t n) noexcept
     cdef uint32_t _synced_mark(self, Segment seg) noexcept
     cdef int _preallocate(self, Segment seg, uint64_t end) except -1
-    cdef int _release_reserved(self, Segment seg) except -1
+    cdef int _release_reserved(self, Segment seg, bint sealing) except -1
     cdef uint64_t _writeback_due(self, uint64_t off, uint64_t *start) noexcept
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0
     cdef int _fail_write(self, object exc, Segment seg, uint64_t off) except -1

@@ -83,7 +83,7 @@ cdef class WritingLog(GroupCommitLog):
         cdef Segment old = self.segments[len(self.segments) - 1]
         with nogil:
             chl_wpipe_reap(&self.wpipe)  # its writeback hint uses old.wfd
-        self._release_reserved(old)
+        self._release_reserved(old, True)
         # (This sync also makes its cut back to the last frame durable: a sealed segment ends
         # at its last frame.) Through the group commit, never beside it: a leader may be syncing this segment
         # through a dup of its descriptor (the same open file), and Linux reports a writeback
@@ -194,21 +194,25 @@ cdef class WritingLog(GroupCommitLog):
         self.io.allocate(seg.wfd, start, stop - start, self.dmode == DURABILITY_FSYNC)
         return 0
 
-    cdef int _release_reserved(self, Segment seg) except -1:
+    cdef int _release_reserved(self, Segment seg, bint sealing) except -1:
         """Give back the blocks _preallocate reserved past the end of `seg`, the active
         segment, once it is sealed or the store closes (ftruncate to its own size frees them):
         a store keeps no more disk than its bytes, however small. A file extended over them
         ("fsync" mode) is cut back to its last frame, a change the next sync must cover: it
-        counts as written (the roll and close sync after this). A hint: a failure changes
-        nothing else."""
+        counts as written (the roll and close sync after this). Otherwise a hint: a failure
+        changes nothing else. But a segment being sealed must end at its last frame: a failed
+        cut of an extended one fail-stops the store (it stays the newest segment, whose zeros
+        the next open cuts)."""
+        cdef bint extended = self.dmode == DURABILITY_FSYNC
         if self.allocated > seg.end and seg.wfd >= 0:
             self.allocated = seg.end
-            if self.dmode == DURABILITY_FSYNC:
+            if extended:
                 self.written_seq += 1
             try:
                 self.io.ftruncate(seg.wfd, seg.end)
-            except OSError:
-                pass
+            except OSError as exc:
+                if extended and sealing:
+                    self._fail(exc, None, 0)
         return 0
 
     cdef uint64_t _writeback_due(self, uint64_t off, uint64_t *start) noexcept:
