@@ -6,6 +6,7 @@ group commit (commit.pyx), writes (write.pyx) and appends (log.pyx).
 """
 import os
 import re
+import stat
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc, free
@@ -266,10 +267,14 @@ cdef class RecoveredLog:
         cdef int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW
         try:
             return self.io.open(path, flags, 0o600)
-        except OSError:
-            if not os.path.lexists(path) or (os.path.isfile(path) and not os.path.islink(path)):
-                raise  # a regular file that cannot be opened: not ours to remove
-        if os.path.isdir(path) and not os.path.islink(path):
+        except OSError as exc:
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                mode = 0
+            if mode == 0 or stat.S_ISREG(mode):
+                raise exc  # missing, or a regular file that cannot be opened: not ours to remove
+        if stat.S_ISDIR(mode):
             raise not_regular(path)  # (a directory may hold someone's files: not removed)
         self.io.unlink(path)
         return self.io.open(path, flags, 0o600)
