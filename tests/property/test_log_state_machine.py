@@ -470,6 +470,28 @@ class TestLogStateMachineSlow(LogMachine.TestCase):  # type: ignore[name-defined
     settings = settings(max_examples=1500, stateful_step_count=80, **_COMMON)
 
 
+class FsyncLogMachine(LogMachine):
+    """The same machine in "fsync" mode: the active segment is sized ahead of its frames
+    (zeros), cut back at every roll (4 KiB segments: often) and close, and recovered from
+    whatever the deleted indexes leave."""
+
+    def _open(self) -> cl.EventStore:
+        return cl.EventStore.open(self.path, durability="fsync", max_segment_bytes=SEGMENT_BYTES)
+
+
+class TestFsyncLogStateMachine(FsyncLogMachine.TestCase):  # type: ignore[name-defined,misc]
+    """The default run in "fsync" mode: short programs (an fdatasync per append)."""
+
+    settings = settings(max_examples=40, stateful_step_count=30, **_COMMON)
+
+
+@pytest.mark.slow
+class TestFsyncLogStateMachineSlow(FsyncLogMachine.TestCase):  # type: ignore[name-defined,misc]
+    """`pytest -m slow`: many more and longer programs in "fsync" mode."""
+
+    settings = settings(max_examples=1000, stateful_step_count=80, **_COMMON)
+
+
 # ---------------------------------------------------------------------------- with compression
 
 # Payloads zstd can shrink (the base machine's random bytes mostly store uncompressed).
