@@ -84,12 +84,12 @@ cdef class WritingLog(GroupCommitLog):
         with nogil:
             chl_wpipe_reap(&self.wpipe)  # its writeback hint uses old.wfd
         self._release_reserved(old, True)
-        # (This sync also makes its cut back to the last frame durable: a sealed segment ends
-        # at its last frame.) Through the group commit, never beside it: a leader may be syncing this segment
-        # through a dup of its descriptor (the same open file), and Linux reports a writeback
-        # error to only one of two concurrent fdatasyncs of an open file, so the other could
-        # acknowledge lost appends. It also makes what it covers synced and visible, and costs
-        # nothing when a sync covered it already.
+        # This sync also makes its cut back to the last frame durable (a sealed segment ends
+        # at its last frame). Through the group commit, never beside it: a leader may be
+        # syncing this segment through a dup of its descriptor (the same open file), and
+        # Linux reports a writeback error to only one of two concurrent fdatasyncs of an open
+        # file, so the other could acknowledge lost appends. It also makes what it covers
+        # synced and visible, and costs nothing when a sync covered it already.
         self.sync_to(self.written_seq)
         cdef Segment seg = self._new_segment(self.written)
         self.hinted = 0
