@@ -266,6 +266,62 @@ def test_a_reader_process_following_a_writer_process_sees_only_whole_appends_in_
             writer.communicate()
 
 
+# Single events whose frames are 4,064 bytes: two fill 8,128 bytes after the 64-byte segment
+# header and a third does not fit in 12,255, so every sealed segment ends at 8,192, a page
+# boundary, while the writer ("fsync" mode) had sized the file to 12,255: each roll cuts away
+# the page that starts where a reader would look for the next frame.
+PAGE_WRITER = """
+import sys
+import chronolog as cl
+path, n = sys.argv[1], int(sys.argv[2])
+with cl.EventStore.open(path, durability="fsync", max_segment_bytes=12255) as store:
+    print("R", flush=True)
+    for i in range(n):
+        store.append("p", [cl.NewEvent("T", b"%06d" % i + b"x" * 3940)])
+print("D", flush=True)
+"""
+
+PAGE_READER = """
+import sys
+import chronolog as cl
+path, n = sys.argv[1], int(sys.argv[2])
+seen = 0
+with cl.EventStore.open(path, readonly=True) as store:
+    while seen < n:
+        for e in store.read_all(from_position=seen):
+            assert e.position == seen and e.data[:6] == b"%06d" % seen, (e.position, seen)
+            seen += 1
+print("read", seen, flush=True)
+"""
+
+
+def test_a_reader_process_never_touches_the_page_a_roll_cuts_away(tmp_path: Path) -> None:
+    """In "fsync" mode the writer sizes its active segment ahead and cuts it back to its last
+    frame at each roll; here every cut removes a whole page, right where a reader reaching the
+    segment's end would look for the next frame. A reader that touched it would die of SIGBUS;
+    it stops at the visibility mark and checks the file's size after reading the mark, so it
+    reads every event, in order."""
+    n = 400
+    path = tmp_path / "s"
+    cl.EventStore.open(path, durability="fsync").close()  # exists before the reader opens it
+    reader = _spawn(PAGE_READER, str(path), str(n))
+    writer = _spawn(PAGE_WRITER, str(path), str(n))
+    try:
+        _expect_line(writer, "R")
+        _expect_line(writer, "D")
+        _finish(writer)
+        assert _expect_line(reader, "read").split() == ["read", str(n)]
+        _finish(reader)
+    finally:
+        for proc in (reader, writer):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    sealed = sorted(path.glob("*.seg"))[:-1]
+    assert len(sealed) >= n // 2 - 1
+    assert {seg.stat().st_size for seg in sealed} == {8192}
+
+
 FORK_GUARD = """
 import os, sys
 import chronolog as cl
