@@ -135,6 +135,27 @@ def test_a_tail_sized_ahead_is_cut_and_only_its_bytes_that_are_not_zero_are_kept
         assert torn == []
 
 
+def test_whole_frames_after_a_torn_one_are_kept_aside_whole_before_the_zeros(
+    small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path
+) -> None:
+    """A torn frame, then a whole frame that was never synced (a power loss with reordered
+    writeback), then the zeros a writer in "fsync" mode sized its segment ahead by: the open
+    cuts at the torn frame and keeps aside exactly the bytes before the zeros, the whole
+    frame included to its last byte."""
+    template, events = small_store
+    case = copy_store(template, tmp_path / "case")
+    seg, frames = _newest(case)
+    last = seg.read_bytes()[frames[-1].offset : frames[-1].end]
+    tail = last[:-30] + last
+    with open(seg, "ab") as f:
+        f.write(tail)
+        f.truncate(f.tell() + (2 << 20))
+    _reopens_to_exactly(case, events, frames[-1].end)
+    torn = sorted(case.glob("*.torn-*"))
+    assert [t.name for t in torn] == [f"{seg.name}.torn-{frames[-1].end:010d}"]
+    assert torn[0].read_bytes() == tail
+
+
 @pytest.mark.parametrize("index", ["kept", "deleted"])
 @pytest.mark.parametrize("missing", [1, 8, 30])
 def test_a_repeated_frame_missing_its_last_bytes_is_cut_on_open(

@@ -363,15 +363,17 @@ cdef class RecoveredLog:
             # after this point claims a mark past it, these bytes had been synced: damage.
             # Otherwise they never were, nor was anything after them (a power loss with
             # reordered writeback can leave later frames whole): a torn tail, cut here.
-            claim = self._later_claim(seg, off, size)
+            # Zeros at the end are neither searched nor kept: a writer in "fsync" mode sizes
+            # its segment ahead of its frames (docs/design.md, "Segments sized ahead"), and a
+            # crash leaves them. A whole frame ends in its trailer's magic, never in a zero
+            # byte, so every whole frame of the tail lies before `used`.
+            used = nonzero_end(seg.map, off, size)
+            claim = self._later_claim(seg, off, used)
             if claim > <int64_t>off:
                 raise CorruptionError(seg.path, off, frame_status_reason(status) +
                                       "; a later frame records these bytes as synced, so this "
                                       "is damage, not a torn tail")
             seg.open_for_write()
-            # Zeros at the end are not kept: a writer in "fsync" mode sizes its segment ahead
-            # of its frames (docs/design.md, "Segments sized ahead"), and a crash leaves them.
-            used = nonzero_end(seg.map, off, size)
             if claim >= 0 or used - off > QUARANTINE_BYTES:
                 self._quarantine(seg, off, used)
             self.io.ftruncate(seg.wfd, off)

@@ -122,7 +122,10 @@ def verify(RecoveredLog log):
             # else is a torn tail (or, for a reader, a write in progress) that the
             # writer's next open cuts.
             seg.ensure_mapped(size, 0)
-            claim = log._later_claim(seg, seg.end, size)
+            # Zeros at the end (the space a writer in "fsync" mode sizes its segment ahead
+            # by) hold no frame: every whole frame ends in its trailer's magic.
+            used = nonzero_end(seg.map, seg.end, size)
+            claim = log._later_claim(seg, seg.end, used)
             if claim > <int64_t>seg.end:
                 problem(seg.path, seg.end, "a frame that does not check, though a later frame "
                         "records it as synced (damage)")
@@ -132,8 +135,6 @@ def verify(RecoveredLog log):
                         "frames that were never synced (a power loss); the writer's next open "
                         "cuts them and keeps their bytes in a .torn file")
                 break
-            # Zeros only: the space a writer in "fsync" mode sizes its segment ahead by.
-            used = nonzero_end(seg.map, seg.end, size)
             if used > seg.end:
                 notes.append({"segment": seg.name, "offset": seg.end,
                               "reason": f"incomplete tail of {used - seg.end} bytes (an append "
