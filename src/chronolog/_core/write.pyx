@@ -24,8 +24,10 @@ from chronolog.errors import StoreFailedError
 cdef enum:
     # Outside "fsync" mode, every WRITEBACK_HINT_BYTES of the active segment a helper thread
     # asks the kernel to start writing them back (_writeback_due), so that sealing it (one
-    # fdatasync) does not wait for the whole segment to reach the disk.
-    WRITEBACK_HINT_BYTES = 8 * 1024 * 1024
+    # fdatasync) does not wait for the whole segment to reach the disk. 1 MiB: the slowest
+    # single append (the one that seals) took 7.5-9.4 ms with 8 MiB, 4.2-4.9 with 2 MiB and
+    # 3.0-3.9 with 1 MiB (docs/design.md, "Pipelined writes").
+    WRITEBACK_HINT_BYTES = 1024 * 1024
     # Blocks are reserved ahead of the active segment's end (FileIO.allocate): as many as the
     # segment already holds, at least PREALLOC_MIN_BYTES, at most PREALLOC_MAX_BYTES ahead.
     PREALLOC_MIN_BYTES = 1024 * 1024
