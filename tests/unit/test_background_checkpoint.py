@@ -148,6 +148,38 @@ def test_a_failed_background_checkpoint_loses_nothing_and_leaves_no_temporary_fi
         assert {s: as_tuples(again.read_stream(s)) for s in again.streams()} == streams
 
 
+
+def test_a_checkpoint_after_a_failed_one_keeps_every_position_of_a_large_stream_index(
+        store_path: Path) -> None:
+    """A failed checkpoint leaves its image (anonymous memory) as the stream index's base.
+    The next checkpoint copies from that base; past 8 MiB of positions it used to drop the
+    base's pages as if they were a file's, and the rest of the copy read zeros: streams read
+    as empty, before and after a reopen (1.1M events: more than 8 MiB of positions)."""
+    import pyarrow as pa
+
+    n, n_streams = 1_100_000, 100
+    io = FileIO()
+    with cl.EventStore.open(store_path, durability="os", io=io) as store:
+        store.append_batch(pa.array([f"s-{i % n_streams}" for i in range(n)]),
+                           pa.array(["E"] * n), pa.array([b"%d" % i for i in range(n)]))
+        store.checkpoint()
+        store.append("x", [cl.NewEvent("E", b"x")])
+        io.inject("rename", after=0, persistent=True)
+        store.checkpoint()  # fails (absorbed): the image stays the base
+        io.clear()
+        store.append("y", [cl.NewEvent("E", b"y")])
+        store.checkpoint()
+        for k in (0, n_streams - 1):
+            got = [e.data for e in store.read_stream(f"s-{k}", limit=2)]
+            assert got == [b"%d" % k, b"%d" % (k + n_streams)]
+        assert store.stream_version(f"s-{n_streams - 1}") == n // n_streams - 1
+    with cl.EventStore.open(store_path, durability="os") as again:
+        assert [again.stream_version(f"s-{k}") for k in range(n_streams)] == \
+            [n // n_streams - 1] * n_streams
+        last = list(again.read_stream(f"s-{n_streams - 1}", backwards=True, limit=1))
+        assert last[0].data == b"%d" % (n - 1)
+        assert again.verify()["ok"]
+
 def test_readers_in_other_threads_see_consistent_indexes_across_background_checkpoints(
         store_path: Path, as_tuples) -> None:
     """Rolls every few appends, each with its checkpoint written, adopted and replaced while

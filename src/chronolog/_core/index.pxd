@@ -97,6 +97,7 @@ cdef class StreamIndex:
     cdef chl_streams *t
     cdef void *map
     cdef uint64_t map_len
+    cdef bint map_is_image      # `map` is an image (anonymous memory), not a file's mapping
     cdef uint64_t base_through
     cdef uint32_t anchor
     cdef bint lazy

@@ -419,6 +419,7 @@ cdef class StreamIndex:
             munmap(self.map, self.map_len)
         self.map = NULL
         self.map_len = 0
+        self.map_is_image = False
         self.base_through = 0
 
     cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF:
@@ -507,10 +508,12 @@ cdef class StreamIndex:
                     if s.base_count:
                         memcpy(b + at_pos, s.base, s.base_count * 8)
                         copied += s.base_count * 8
-                        if copied >= DROP_EVERY_BYTES and self.map != NULL:
+                        if copied >= DROP_EVERY_BYTES and self.map != NULL \
+                                and not self.map_is_image:
                             # What was copied from the old checkpoint's mapping need not stay
                             # resident next to the image (peak RSS); a later read faults
-                            # it back in from the page cache.
+                            # it back in from the page cache. Never when the base is still an
+                            # image (its job failed): anonymous pages dropped read as zeros.
                             madvise(self.map, self.map_len, MADV_DONTNEED)
                             copied = 0
                     if s.delta_count:
@@ -548,6 +551,7 @@ cdef class StreamIndex:
             munmap(self.map, self.map_len)
         self.map = img
         self.map_len = size
+        self.map_is_image = True
         self.base_through = through
         self.anchor = anchor
         job.s_path = path
@@ -577,6 +581,7 @@ cdef class StreamIndex:
         munmap(self.map, self.map_len)
         self.map = m
         self.map_len = n
+        self.map_is_image = False
         job.s_image = NULL
         return 0
 
