@@ -661,47 +661,49 @@ uint64_t chl_streams_live(chl_streams *t, uint64_t *names_bytes) {
     return n;
 }
 
-void chl_streams_fill_file_slots(const chl_streams *t, uint32_t *slots, uint64_t n_slots) {
-    uint64_t f = 0, mask = n_slots - 1;
+chl_snap_entry *chl_streams_snapshot(chl_streams *t, uint64_t *n_out, uint64_t *names_bytes) {
+    uint64_t n = chl_streams_live(t, names_bytes), j = 0;
+    chl_snap_entry *e = malloc((n ? n : 1) * sizeof(chl_snap_entry));
+    if (!e) return NULL;
     for (uint64_t id = 0; id < t->n_streams; id++) {
         const chl_stream *s = &t->streams[id];
         if (!(s->base_count + s->delta_count)) continue;
-        uint64_t i = s->hash & mask;
+        e[j].name = s->name;
+        e[j].base = s->base;
+        e[j].delta = s->delta;
+        e[j].hash = s->hash;
+        e[j].base_count = s->base_count;
+        e[j].delta_count = s->delta_count;
+        e[j].id = id;
+        e[j].name_len = s->name_len;
+        e[j].reserved = 0;
+        j++;
+    }
+    *n_out = n;
+    return e;
+}
+
+void chl_snap_fill_file_slots(const chl_snap_entry *e, uint64_t n, uint32_t *slots,
+                              uint64_t n_slots) {
+    uint64_t mask = n_slots - 1;
+    for (uint64_t f = 0; f < n; f++) {
+        uint64_t i = e[f].hash & mask;
         while (slots[i]) i = (i + 1) & mask;
-        slots[i] = (uint32_t)++f;
+        slots[i] = (uint32_t)(f + 1);
     }
 }
 
-/* The base moved: every pointer into [from, from + len) now points at the same offset of `to`
- * (an identical copy: the checkpoint's image in memory, then its file once written). */
-void chl_streams_relocate(chl_streams *t, const unsigned char *from, const unsigned char *to,
-                          uint64_t len) {
-#define CHL_MOVED(p, T) \
-    if ((const unsigned char *)(p) >= from && (const unsigned char *)(p) < from + len) \
-        (p) = (T)(to + ((const unsigned char *)(p) - from))
-    for (uint64_t id = 0; id < t->n_streams; id++) {
-        chl_stream *s = &t->streams[id];
-        CHL_MOVED(s->name, const char *);
-        if (s->base_count) CHL_MOVED(s->base, const uint64_t *);
-    }
-    /* The table's own views of the base may end at its last byte (an empty part). */
-    len++;
-    CHL_MOVED(t->base_slots, const uint32_t *);
-    CHL_MOVED(t->base_slot_crcs, const unsigned char *);
-    CHL_MOVED(t->base_chunks, const unsigned char *);
-    CHL_MOVED(t->base_dir, const unsigned char *);
-    CHL_MOVED(t->base_names, const char *);
-    CHL_MOVED(t->base_positions, const uint64_t *);
-#undef CHL_MOVED
+/* Entries of a delta array of `count` positions (chl_streams_push's rule: 4, then doubling). */
+static uint64_t chl_delta_cap(uint64_t count) {
+    uint64_t c = 4;
+    while (c < count) c <<= 1;
+    return c;
 }
 
-int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
-                       uint64_t n, uint64_t names_bytes, uint64_t through, uint32_t crc) {
+int chl_snap_check_file(const unsigned char *body, uint64_t len, const chl_snap_entry *e,
+                        uint64_t n, uint64_t names_bytes, uint64_t through, uint32_t crc) {
     chl_layout l;
-    uint64_t live_names;
-    chl_streams_materialize(t);
-    if (t->unsound || !chl_layout_of(len, n, names_bytes, through, &l)
-            || chl_streams_live(t, &live_names) != n || live_names != names_bytes
+    if (!chl_layout_of(len, n, names_bytes, through, &l)
             || chl_crc32c(body + l.slot_crcs, l.dir - l.slot_crcs) != crc
             || !chl_slots_sound((const uint32_t *)body, l.n_slots, n))
         return CHL_EBADFILE;
@@ -713,25 +715,20 @@ int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
     }
     const unsigned char *dir = body + l.dir;
     const unsigned char *chunks = body + l.chunks;
-    uint64_t f = 0, total = 0, name_total = 0, dead = 0;
-    int identity = 1;
-    for (uint64_t id = 0; id < t->n_streams; id++) {
-        const chl_stream *s = &t->streams[id];
-        uint64_t count = s->base_count + s->delta_count;
-        if (!count) { dead++; continue; }
+    uint64_t total = 0, name_total = 0;
+    for (uint64_t f = 0; f < n; f++) {
         const unsigned char *d = dir + f * CHL_DIR_RECORD_BYTES;
         const unsigned char *ce = chunks + (f / CHL_DIR_CHUNK) * CHL_CHUNK_RECORD_BYTES;
-        if (chl_ld64(d) != s->hash || chl_ld64(d + 8) != count || chl_ld64(d + 16) != total
-                || chl_ld32(d + 24) != name_total || chl_ld32(d + 28) != s->name_len
+        uint64_t count = e[f].base_count + e[f].delta_count;
+        if ((f && e[f].id <= e[f - 1].id) || !count
+                || chl_ld64(d) != e[f].hash || chl_ld64(d + 8) != count || chl_ld64(d + 16) != total
+                || chl_ld32(d + 24) != name_total || chl_ld32(d + 28) != e[f].name_len
                 || (f % CHL_DIR_CHUNK == 0 && (chl_ld64(ce) != total || chl_ld32(ce + 8) != name_total)))
             return CHL_EBADFILE;
-        identity &= f == id;
         total += count;
-        name_total += s->name_len;
-        f++;
+        name_total += e[f].name_len;
     }
-    if (total != through) return CHL_EBADFILE;
-    /* Each chunk's CRC, over the file's own bytes (what a later attach will check). */
+    if (total != through || name_total != names_bytes) return CHL_EBADFILE;
     for (uint64_t c = 0; c < l.n_chunks; c++) {
         const unsigned char *ce = chunks + c * CHL_CHUNK_RECORD_BYTES;
         uint64_t i0 = c * CHL_DIR_CHUNK, i1 = n - i0 < CHL_DIR_CHUNK ? n : i0 + CHL_DIR_CHUNK;
@@ -743,44 +740,91 @@ int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
         cc = chl_crc32c_extend(cc, (const char *)body + l.names + name0, name1 - name0);
         if (cc != chl_ld32(ce + 12)) return CHL_EBADFILE;
     }
-    /* Everything that can fail first: the id map and the memory table of the streams with
-     * no events (they stay in memory, with their ids). */
+    return CHL_OK;
+}
+
+int chl_streams_rebase_snapshot(chl_streams *t, const unsigned char *body, uint64_t len,
+                                const chl_snap_entry *e, uint64_t n, uint64_t names_bytes,
+                                uint64_t through) {
+    chl_layout l;
+    chl_streams_materialize(t);  /* (it is: the snapshot filled every entry) */
+    if (t->unsound || !chl_layout_of(len, n, names_bytes, through, &l)) return CHL_EBADFILE;
+    /* The table against the snapshot (the file was checked against it by chl_snap_check_file):
+     * every stream still there, as it was, with at least its events of then. */
+    int identity = 1;
+    for (uint64_t f = 0; f < n; f++) {
+        if (e[f].id >= t->n_streams) return CHL_EBADFILE;
+        const chl_stream *s = &t->streams[e[f].id];
+        if (s->hash != e[f].hash || s->name_len != e[f].name_len
+                || s->base_count + s->delta_count < e[f].base_count + e[f].delta_count)
+            return CHL_EBADFILE;
+        identity &= f == e[f].id;
+    }
+    const unsigned char *dir = body + l.dir;
+    /* Everything that can fail first: the id map, the memory table of the streams the file
+     * does not hold (no events at the snapshot, or created since), and one chunk for what
+     * the streams appended since the snapshot (their deltas move out of the old chunks). */
+    uint64_t outside = t->n_streams - n, rest = 0;
+    for (uint64_t id = 0, f = 0; id < t->n_streams; id++) {
+        const chl_stream *s = &t->streams[id];
+        uint64_t since = s->delta_count;
+        if (f < n && e[f].id == id) since -= e[f++].delta_count;
+        if (since) rest += chl_delta_cap(since);
+    }
     uint32_t *ids = NULL;
     if (!identity) {
         ids = malloc((n ? n : 1) * sizeof(uint32_t));
         if (!ids) return CHL_ENOMEM;
     }
     uint64_t n_mem = CHL_MEM_SLOTS_MIN;
-    while ((dead + 1) * 2 > n_mem) n_mem <<= 1;
+    while ((outside + 1) * 2 > n_mem) n_mem <<= 1;
     uint32_t *mem = calloc(n_mem, sizeof(uint32_t));
-    if (!mem) { free(ids); return CHL_ENOMEM; }
+    chl_arena_chunk *kept = NULL;
+    if (rest) {
+        kept = malloc(sizeof(chl_arena_chunk) + rest * sizeof(uint64_t));
+        if (kept) { kept->cap = rest * sizeof(uint64_t); kept->used = 0; kept->next = NULL; }
+    }
+    if (!mem || (rest && !kept)) { free(ids); free(mem); free(kept); return CHL_ENOMEM; }
     const char *names = (const char *)body + l.names;
     const uint64_t *positions = (const uint64_t *)(body + l.positions);
-    f = 0;
-    for (uint64_t id = 0; id < t->n_streams; id++) {
+    uint64_t events = 0;
+    for (uint64_t id = 0, f = 0; id < t->n_streams; id++) {
         chl_stream *s = &t->streams[id];
-        uint64_t count = s->base_count + s->delta_count;
-        if (!count) {
+        uint64_t keep_from = 0;
+        if (f < n && e[f].id == id) {
+            const unsigned char *d = dir + f * CHL_DIR_RECORD_BYTES;
+            s->name = names + chl_ld32(d + 24);
+            s->base = positions + chl_ld64(d + 16);
+            s->base_count = e[f].base_count + e[f].delta_count;
+            keep_from = e[f].delta_count;
+            if (ids) ids[f] = (uint32_t)id;
+            f++;
+        } else {
             uint64_t i = s->hash & (n_mem - 1);
             while (mem[i]) i = (i + 1) & (n_mem - 1);
             mem[i] = (uint32_t)(id + 1);
-            continue;
         }
-        const unsigned char *d = dir + f * CHL_DIR_RECORD_BYTES;
-        s->name = names + chl_ld32(d + 24);
-        s->base = positions + chl_ld64(d + 16);
-        s->base_count = count;
-        s->delta = NULL;
-        s->delta_count = 0;
-        if (ids) ids[f] = (uint32_t)id;
-        f++;
+        uint64_t since = s->delta_count - keep_from;
+        uint64_t *d = NULL;
+        if (since) {
+            d = (uint64_t *)(void *)(kept->data + kept->used);
+            kept->used += chl_delta_cap(since) * sizeof(uint64_t);
+            memcpy(d, s->delta + keep_from, since * sizeof(uint64_t));
+        }
+        s->delta = d;
+        s->delta_count = since;
+        events += since;
     }
-    t->delta_events = 0;
+    t->delta_events = events;
     chl_delta_reuse(t);
+    if (kept) {
+        kept->used = kept->cap;  /* full: later arrays come from the spare chunks or new ones */
+        t->delta_arena = kept;
+    }
     free(t->slots);
     t->slots = mem;
     t->n_slots = n_mem;
-    t->n_in_slots = dead;
+    t->n_in_slots = outside;
     free(t->base_ids);
     t->base_ids = ids;
     chl_set_base(t, body, &l, n, through, names_bytes);

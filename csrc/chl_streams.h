@@ -165,8 +165,8 @@ void chl_streams_clear(chl_streams *t);
  * at least 8. */
 uint64_t chl_streams_file_slots(uint64_t n);
 /* Attach the body of a checkpoint (the bytes after its 64-byte header, `len` of them, which
- * must stay mapped until chl_streams_clear or the next chl_streams_rebase) to an empty table:
- * its streams become ids 0..n-1 in directory order. Checks now: the exact file size, the
+ * must stay mapped until chl_streams_clear or the next chl_streams_rebase_snapshot) to an
+ * empty table: its streams become ids 0..n-1 in directory order. Checks now: the exact file size, the
  * CRC32C `crc` of slots + chunk table, slot values (at most n, exactly n used), the chunk
  * table (starting at 0, non-decreasing, within `through` and the names). Checks per
  * directory chunk (its CRC; every record: name 1..CHL_MAX_NAME_BYTES bytes, names and
@@ -182,16 +182,40 @@ int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, 
                        uint64_t names_bytes, uint64_t through, uint32_t crc, int lazy);
 /* Streams with events (count >= 1), and the bytes of their names: what a checkpoint holds. */
 uint64_t chl_streams_live(chl_streams *t, uint64_t *names_bytes);
-/* Fill `slots` (n_slots = chl_streams_file_slots(live), zeroed by the caller; after
- * chl_streams_live, which fills every entry) with the
- * checkpoint hash table of the live streams: directory index + 1, directory in id order. */
-void chl_streams_fill_file_slots(const chl_streams *t, uint32_t *slots, uint64_t n_slots);
-/* After a checkpoint of this table was written and mapped again (`body` as for attach):
- * point every live stream at it, drop the deltas, keep the ids. Checks the file against the
- * table (sizes, counts, name lengths, CRC); returns CHL_OK, CHL_EBADFILE (nothing changed)
- * or CHL_ENOMEM (nothing changed). The previous mapping may be unmapped after CHL_OK. */
-int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
-                       uint64_t n, uint64_t names_bytes, uint64_t through, uint32_t crc);
-void chl_streams_relocate(chl_streams *t, const unsigned char *from, const unsigned char *to,
-                          uint64_t len);
+/* One live stream of a snapshot (chl_streams_snapshot): what a checkpoint built outside the
+ * table's lock needs. The pointers stay valid until the table is rebased or cleared: delta
+ * arrays are never moved or reused before that (a full one is copied, the old one left where it
+ * is), names never move, and the mapped base stays mapped. */
+typedef struct {
+    const char *name;
+    const uint64_t *base;
+    const uint64_t *delta;
+    uint64_t hash;
+    uint64_t base_count;
+    uint64_t delta_count;
+    uint64_t id;
+    uint32_t name_len;
+    uint32_t reserved;
+} chl_snap_entry;
+/* The live streams in id order (fills every entry first), their count in *n and the bytes of
+ * their names in *names_bytes: O(streams). NULL when out of memory; free() the result. */
+chl_snap_entry *chl_streams_snapshot(chl_streams *t, uint64_t *n, uint64_t *names_bytes);
+/* Fill `slots` (n_slots = chl_streams_file_slots(n), zeroed by the caller) with the
+ * checkpoint hash table of the snapshot's streams: directory index + 1, in snapshot order. */
+void chl_snap_fill_file_slots(const chl_snap_entry *e, uint64_t n, uint32_t *slots,
+                              uint64_t n_slots);
+/* The checkpoint file built from snapshot `e` (`body` as for attach) against the snapshot:
+ * layout, CRCs, every directory record. CHL_OK or CHL_EBADFILE. Reads the file only (any
+ * thread: the checkpoint's own, outside the table's lock). */
+int chl_snap_check_file(const unsigned char *body, uint64_t len, const chl_snap_entry *e,
+                        uint64_t n, uint64_t names_bytes, uint64_t through, uint32_t crc);
+/* The checkpoint built from snapshot `e`, checked by chl_snap_check_file, is mapped at `body`:
+ * point each stream of the snapshot at it (base = what it had at the snapshot), keep what was
+ * appended since in the deltas (moved to a chunk of their own), and drop the old deltas and
+ * base. Checks the table against the snapshot first (every stream still there, as it was);
+ * returns CHL_OK, CHL_EBADFILE or CHL_ENOMEM (then nothing changed). The previous base may be
+ * unmapped after CHL_OK. */
+int chl_streams_rebase_snapshot(chl_streams *t, const unsigned char *body, uint64_t len,
+                                const chl_snap_entry *e, uint64_t n, uint64_t names_bytes,
+                                uint64_t through);
 #endif

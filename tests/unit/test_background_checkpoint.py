@@ -92,7 +92,8 @@ def test_reads_are_the_same_before_and_after_the_checkpoint_is_adopted(
             segments = len([p for p in os.listdir(store_path) if p.endswith(".seg")])
             while len([p for p in os.listdir(store_path) if p.endswith(".seg")]) == segments:
                 store.append(f"s-{store.head % 7}", [cl.NewEvent("E", b"y" * 200)])
-            # Right after the roll the stream index reads from the checkpoint's image in memory.
+            # Right after the roll the stream index reads from the previous checkpoint and
+            # the deltas, while the checkpoint thread builds and writes the new one.
             before = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
             all_before = as_tuples(store.read_all())
             _wait_for(lambda roll=roll: _renames_of_streams_idx(trace) == roll and not any(
@@ -110,6 +111,55 @@ def test_reads_are_the_same_before_and_after_the_checkpoint_is_adopted(
         assert as_tuples(again.read_all()) == everything
         assert {s: as_tuples(again.read_stream(s)) for s in again.streams()} == streams
 
+
+
+def test_appends_made_while_the_checkpoint_is_built_stay_after_it_is_adopted(
+        store_path: Path, as_tuples) -> None:
+    """The checkpoint thread builds the stream index's file from a snapshot taken at the
+    roll; appends go on meanwhile (to streams of the snapshot, to a stream interned with no
+    events before it, to streams new since), and adoption keeps exactly those in memory."""
+    io = FileIO()
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold_the_checkpoint(op: str, path: str | None, offset: int, data: object) -> None:
+        if (threading.current_thread().name == "chronolog-checkpoint" and not entered.is_set()
+                and os.path.basename(path or "") == "streams.idx.tmp"):
+            entered.set()
+            assert gate.wait(20)
+
+    io.trace = hold_the_checkpoint
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES,
+                            io=io) as store:
+        with pytest.raises(cl.WrongExpectedVersionError):
+            store.append("ghost", [cl.NewEvent("G", b"refused")], expected_version=3)
+        n = _append_until_roll(store, store_path)
+        assert entered.wait(20), "the roll started no checkpoint"
+        # The job is held before it writes: these appends come after its snapshot (few
+        # bytes: no second roll, which would wait for the job).
+        for i in range(6):
+            store.append(f"s-{i % 7}", [cl.NewEvent("D", b"during %d" % i)])
+        store.append("ghost", [cl.NewEvent("G", b"g0")], expected_version=cl.NO_STREAM)
+        store.append("new", [cl.NewEvent("N", b"n0"), cl.NewEvent("N", b"n1")])
+        store.append_batch(["s-1", "new", "s-2", "s-1"], ["B"] * 4, [b"b0", b"b1", b"b2", b"b3"])
+        assert len([p for p in os.listdir(store_path) if p.endswith(".seg")]) == 2
+        streams = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
+        everything = as_tuples(store.read_all())
+        assert len(everything) == n + 6 + 1 + 2 + 4
+        gate.set()
+        _wait_for(lambda: not any(t.name == "chronolog-checkpoint" for t in threading.enumerate()))
+        assert store.stream_version("ghost") == 0  # (an append's first step adopts the job)
+        store.append("after", [cl.NewEvent("A", b"a")], expected_version=cl.NO_STREAM)
+        assert [store.stream_version(s) for s in ("s-1", "new", "ghost")] == [
+            len(streams["s-1"]) - 1, 2, 0]
+        got = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
+        assert got.pop("after")[0][4] == b"a"
+        assert got == streams
+        assert as_tuples(store.read_all())[:-1] == everything
+        assert store.verify()["ok"]
+        final = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES) as again:
+        assert {s: as_tuples(again.read_stream(s)) for s in again.streams()} == final
+        assert again.verify()["ok"]
 
 @pytest.mark.parametrize("op", ["open", "write", "fsync", "rename"])
 def test_a_failed_background_checkpoint_loses_nothing_and_leaves_no_temporary_file(

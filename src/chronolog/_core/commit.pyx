@@ -280,8 +280,8 @@ cdef class GroupCommitLog(RecoveredLog):
         try:
             self._make_sound()
             self.pidx.image(job, os.path.join(idx, "positions.idx"), self.store_id)
-            self.sidx.image(job, os.path.join(idx, "streams.idx"), self.store_id, self.written,
-                            self._anchor_of(self.written - 1, &fi))
+            self.sidx.snapshot(job, os.path.join(idx, "streams.idx"), self.store_id,
+                               self.written, self._anchor_of(self.written - 1, &fi))
         except OSError:
             return 0
         self._ckpt = job

@@ -42,13 +42,24 @@ cdef extern from "chl_streams.h":
     chl_stream *chl_streams_at(chl_streams *t, uint64_t id) nogil
     void chl_streams_materialize(chl_streams *t) nogil
     uint64_t chl_streams_live(chl_streams *t, uint64_t *names_bytes) nogil
-    void chl_streams_fill_file_slots(const chl_streams *t, uint32_t *slots,
-                                     uint64_t n_slots) nogil
-    int chl_streams_rebase(chl_streams *t, const unsigned char *body, uint64_t len,
-                           uint64_t n, uint64_t names_bytes, uint64_t through,
-                           uint32_t crc) nogil
-    void chl_streams_relocate(chl_streams *t, const unsigned char *src, const unsigned char *dst,
-                              uint64_t len) nogil
+    ctypedef struct chl_snap_entry:
+        const char *name
+        const uint64_t *base
+        const uint64_t *delta
+        uint64_t hash
+        uint64_t base_count
+        uint64_t delta_count
+        uint64_t id
+        uint32_t name_len
+    chl_snap_entry *chl_streams_snapshot(chl_streams *t, uint64_t *n, uint64_t *names_bytes) nogil
+    void chl_snap_fill_file_slots(const chl_snap_entry *e, uint64_t n, uint32_t *slots,
+                                  uint64_t n_slots) nogil
+    int chl_snap_check_file(const unsigned char *body, uint64_t len, const chl_snap_entry *e,
+                            uint64_t n, uint64_t names_bytes, uint64_t through,
+                            uint32_t crc) nogil
+    int chl_streams_rebase_snapshot(chl_streams *t, const unsigned char *body, uint64_t len,
+                                    const chl_snap_entry *e, uint64_t n, uint64_t names_bytes,
+                                    uint64_t through) nogil
 
 cdef class CheckpointJob:
     cdef FileIO io
@@ -60,9 +71,20 @@ cdef class CheckpointJob:
     cdef uint64_t p_offset
     cdef bint p_in_place
     cdef str s_path
-    cdef const unsigned char *s_image
-    cdef uint64_t s_len
-    cdef object s_owner
+    cdef bytes s_store_id
+    cdef chl_snap_entry *s_snap       # the live streams to write (owned: freed at dealloc)
+    cdef uint64_t s_n
+    cdef uint64_t s_names_bytes
+    cdef uint64_t s_through
+    cdef uint32_t s_anchor
+    cdef const void *s_drop_map       # the base's mapping, whose pages the copy drops
+    cdef uint64_t s_drop_len
+    cdef void *s_map                  # once written: the file, mapped and checked (owned)
+    cdef uint64_t s_map_len
+    cdef void *s_unmap                # a mapping the index retired, unmapped by `run`
+    cdef uint64_t s_unmap_len
+    cdef object s_owner               # the StreamIndex of the snapshot (kept alive)
+    cdef int _map_streams(self, bytes hdr, uint32_t crc) except -1
     cdef public bint done
     cdef public object error
     cdef public object thread
@@ -97,12 +119,13 @@ cdef class StreamIndex:
     cdef chl_streams *t
     cdef void *map
     cdef uint64_t map_len
-    cdef bint map_is_image      # `map` is an image (anonymous memory), not a file's mapping
+    cdef void *retired                # the previous base's mapping, for the next job to unmap
+    cdef uint64_t retired_len
     cdef uint64_t base_through
     cdef uint32_t anchor
     cdef bint lazy
     cdef void clear(self) noexcept
     cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF
-    cdef int image(self, CheckpointJob job, str path, bytes store_id, uint64_t through,
-                   uint32_t anchor) except -1
+    cdef int snapshot(self, CheckpointJob job, str path, bytes store_id, uint64_t through,
+                      uint32_t anchor) except -1
     cdef int adopt(self, CheckpointJob job) except -1

@@ -2,9 +2,11 @@
 
 Both are rebuilt from the segments whenever missing, damaged or stale (DESIGN invariant 1).
 In memory each is a read-only base (a mapping of its checkpoint file) plus a delta of what
-was appended since. A checkpoint is built in memory (the stream index's image becomes
-its base at once), written by a CheckpointJob, then adopted: the file is mapped in place of
-the image and the entries it covers leave the position index's delta.
+was appended since. A checkpoint is prepared with the writer's lock held (the position
+entries the file lacks are copied; the live streams are snapshotted), written by a
+CheckpointJob (which builds the stream index's file from the snapshot, outside the lock),
+then adopted: each index maps its file as the base, and the entries it covers leave the
+deltas.
 
 index/positions.idx (checkpointed in place: entries first, then the header's count):
     0  b"CHLPIDX1"  8 B magic
@@ -49,7 +51,7 @@ import os
 
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memcpy, memcmp, memmove
+from libc.string cimport memcpy, memcmp, memmove, memset
 from posix.mman cimport (mmap, munmap, madvise, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE,
                          MAP_ANONYMOUS, MAP_FAILED, MADV_DONTNEED)
 from posix.fcntl cimport O_WRONLY, O_CLOEXEC
@@ -63,6 +65,7 @@ from chronolog._core.fileio cimport FileIO
 cdef enum:
     INDEX_HEADER_BYTES = 64
     DROP_EVERY_BYTES = 8 << 20
+    POSITION_CHUNK_BYTES = 4 << 20     # the stream checkpoint's positions are written by this much
 
 cdef uint64_t NOT_LOADED = 0xFFFFFFFFFFFFFFFF
 cdef bytes SIDX_MAGIC = b"CHLSIDX5"
@@ -113,39 +116,55 @@ cdef const unsigned char *_map_checked(str path, bytes magic, bytes store_id, vo
 
 cdef class CheckpointJob:
     """The file I/O of one checkpoint of both indexes (docs/design.md, "Index checkpoints in
-    the background"). PositionIndex.image and StreamIndex.image fill it with the writer's lock
-    held; `run` writes it (a background thread after a segment roll, else the caller);
+    the background"). PositionIndex.image and StreamIndex.snapshot fill it with the writer's
+    lock held; `run` writes it (a background thread after a segment roll, else the caller);
     PositionIndex.adopt and StreamIndex.adopt map what it wrote, with the lock held again.
 
     Invariants:
         - the bytes it writes do not change until it is done: its own copy of the position
-          entries, and the stream index's image, which is that index's read-only base;
-        - when it fails (`error`), no temporary file is left and the indexes keep their
-          bases in memory; the checkpoint files on disk are the previous ones.
+          entries, and the snapshot's streams (their names, mapped base and delta arrays stay
+          where they are until the snapshot is adopted or dropped: the Log joins the job
+          before anything rebases or clears the stream index);
+        - when it fails (`error`), no temporary file is left and the indexes stay as they
+          are (bases and deltas); the checkpoint files on disk are the previous ones.
 
-    Thread-safety: `run` in one thread at a time; it touches nothing but its own fields and
-    the FileIO layer (which any thread may call).
+    Thread-safety: `run` in one thread at a time; it touches nothing but its own fields, the
+    memory its snapshot points at (read only) and the FileIO layer (which any thread may call).
     """
 
     def __cinit__(self, FileIO io, uint64_t through):
         self.io = io
         self.through = through
         self.p_entries = NULL
-        self.s_image = NULL
+        self.s_snap = NULL
+        self.s_map = NULL
+        self.s_unmap = NULL
         self.done = False
         self.error = None
         self.thread = None
 
     def __dealloc__(self):
         free(self.p_entries)
+        free(self.s_snap)
+        if self.s_map != NULL:
+            munmap(self.s_map, self.s_map_len)
+        if self.s_unmap != NULL:
+            munmap(self.s_unmap, self.s_unmap_len)
 
     def run(self):
         """Write both checkpoint files; any failure is kept in `error` (checkpoints are
         derived: a failed one costs the next open a longer scan, nothing else)."""
+        if self.s_unmap != NULL:
+            # The base the last adoption retired: its file was replaced, so this last unmap
+            # frees it (its pages and blocks: tens of milliseconds for a large one), here
+            # rather than in the appender's path.
+            with nogil:
+                munmap(self.s_unmap, self.s_unmap_len)
+            self.s_unmap = NULL
         try:
             if self.p_path is not None:
                 self._write_positions()
-            if self.s_image != NULL:
+            if self.s_snap != NULL:
                 self._write_streams()
         except BaseException as exc:
             self.error = exc
@@ -185,16 +204,117 @@ cdef class CheckpointJob:
         return 0
 
     cdef int _write_streams(self) except -1:
+        """Write the stream index's file from the snapshot (the copying without the GIL: the
+        appender goes on): its head (header, slots, chunk table, directory, names) built in
+        memory, then the positions through a buffer of POSITION_CHUNK_BYTES, so that the
+        file's bulk never has to be resident (peak RSS). Adoption maps the file."""
         cdef FileIO io = self.io
-        tmp = self.s_path + ".tmp"
-        cdef int fd = io.create_new(tmp)
+        cdef unsigned char *head = NULL
+        cdef uint64_t head_len = 0, at, filled
+        cdef uint32_t crc = 0
+        cdef int rc, fd
+        cdef PositionCursor cur
+        with nogil:
+            rc = _build_stream_head(self.s_snap, self.s_n, self.s_names_bytes, &head, &head_len,
+                                    &crc)
+        if rc != 0:
+            raise MemoryError(f"cannot allocate {head_len} bytes for the stream index checkpoint")
+        # Fresh pages, given back at the end (malloc would keep them in this thread's arena).
+        cdef uint64_t *buf = <uint64_t *>_pages(POSITION_CHUNK_BYTES)
+        if buf == NULL:
+            munmap(head, head_len)
+            raise MemoryError()
+        memset(&cur, 0, sizeof(cur))
+        cur.drop_map = self.s_drop_map
+        cur.drop_len = self.s_drop_len
         try:
-            io.pwrite_all(fd, self.s_image, self.s_len, 0)
-            io.fdatasync(fd)
+            hdr = _header(SIDX_MAGIC, self.s_store_id, self.s_through, self.s_n,
+                          self.s_names_bytes | (<uint64_t>crc << 32), self.s_anchor)
+            memcpy(head, <const char *>hdr, INDEX_HEADER_BYTES)
+            tmp = self.s_path + ".tmp"
+            fd = io.create_new(tmp)
+            try:
+                io.pwrite_all(fd, head, head_len, 0)
+                at = head_len
+                while True:
+                    with nogil:
+                        filled = _next_positions(self.s_snap, self.s_n, &cur, buf,
+                                                 POSITION_CHUNK_BYTES // 8)
+                    if filled == 0:
+                        break
+                    io.pwrite_all(fd, buf, filled * 8, at)
+                    at += filled * 8
+                if at != head_len + self.s_through * 8:
+                    raise OSError(f"stream index checkpoint {self.s_path}: the snapshot holds "
+                                  f"{(at - head_len) // 8} positions, not {self.s_through}")
+                io.fdatasync(fd)
+            finally:
+                io.close(fd)
+            io.rename(tmp, self.s_path)
         finally:
-            io.close(fd)
-        io.rename(tmp, self.s_path)
+            munmap(head, head_len)
+            munmap(buf, POSITION_CHUNK_BYTES)
+        return self._map_streams(hdr, crc)
+
+    cdef int _map_streams(self, bytes hdr, uint32_t crc) except -1:
+        """Map the file just written and check it against the snapshot (here, not in the
+        appender's path): adoption then only re-points the streams at it."""
+        cdef void *m = NULL
+        cdef uint64_t n = 0
+        cdef int rc
+        cdef const unsigned char *h = _map_checked(self.s_path, SIDX_MAGIC, self.s_store_id, &m, &n)
+        if h == NULL:
+            raise OSError(f"stream index checkpoint {self.s_path} did not read back")
+        if memcmp(h, <const char *>hdr, INDEX_HEADER_BYTES) != 0:
+            rc = CHL_EBADFILE
+        else:
+            with nogil:
+                rc = chl_snap_check_file(h + INDEX_HEADER_BYTES, n - INDEX_HEADER_BYTES,
+                                         self.s_snap, self.s_n, self.s_names_bytes,
+                                         self.s_through, crc)
+        if rc != CHL_OK:
+            munmap(m, n)
+            raise OSError(f"stream index checkpoint {self.s_path} did not read back")
+        self.s_map = m
+        self.s_map_len = n
         return 0
+
+
+cdef struct PositionCursor:
+    uint64_t stream                   # the snapshot entry being copied
+    uint64_t k                        # how many of its positions are copied
+    uint64_t copied                   # bytes copied from the base since the last drop
+    const void *drop_map
+    uint64_t drop_len
+
+
+cdef uint64_t _next_positions(const chl_snap_entry *e, uint64_t n, PositionCursor *cur,
+                              uint64_t *buf, uint64_t cap) noexcept nogil:
+    """Copy the snapshot's next positions (each stream's base then delta, streams in order)
+    into buf, at most cap of them; returns how many (0: all copied)."""
+    cdef uint64_t got = 0, m
+    cdef const chl_snap_entry *s
+    while got < cap and cur.stream < n:
+        s = &e[cur.stream]
+        if cur.k < s.base_count:
+            m = min(s.base_count - cur.k, cap - got)
+            memcpy(buf + got, s.base + cur.k, m * 8)
+            cur.copied += m * 8
+            if cur.copied >= DROP_EVERY_BYTES and cur.drop_map != NULL:
+                # What was copied from the base's mapping (a file's: never anything else)
+                # need not stay resident (peak RSS); a later read faults it back in from the
+                # page cache.
+                madvise(<void *>cur.drop_map, cur.drop_len, MADV_DONTNEED)
+                cur.copied = 0
+        else:
+            m = min(s.base_count + s.delta_count - cur.k, cap - got)
+            memcpy(buf + got, s.delta + (cur.k - s.base_count), m * 8)
+        got += m
+        cur.k += m
+        if cur.k == s.base_count + s.delta_count:
+            cur.stream += 1
+            cur.k = 0
+    return got
 
 
 cdef class PositionIndex:
@@ -412,14 +532,18 @@ cdef class StreamIndex:
             chl_streams_free(self.t)
         if self.map != NULL:
             munmap(self.map, self.map_len)
+        if self.retired != NULL:
+            munmap(self.retired, self.retired_len)
 
     cdef void clear(self) noexcept:
         chl_streams_clear(self.t)
         if self.map != NULL:
             munmap(self.map, self.map_len)
+        if self.retired != NULL:
+            munmap(self.retired, self.retired_len)
+        self.retired = NULL
         self.map = NULL
         self.map_len = 0
-        self.map_is_image = False
         self.base_through = 0
 
     cdef uint64_t load(self, str path, bytes store_id) except? 0xFFFFFFFFFFFFFFFF:
@@ -449,147 +573,136 @@ cdef class StreamIndex:
         self.anchor = ld32(h + 56)
         return through
 
-    cdef int image(self, CheckpointJob job, str path, bytes store_id, uint64_t through,
-                   uint32_t anchor) except -1:
-        """Build the checkpoint file of every stream with events (base and delta positions)
-        in memory, with its hash table, point the streams at it and drop the deltas: it is the
-        base from now on, and `job` writes it to `path`. Stream ids do not change (streams
-        with no events stay in memory only). Nothing for `job` to write (s_image NULL) when
-        the names do not fit the format or the table is unsound (the Log rebuilds)."""
-        cdef chl_streams *t = self.t
-        cdef uint64_t i, names_bytes = 0, first = 0, name_off = 0, pos_off
-        cdef uint64_t n_live = chl_streams_live(t, &names_bytes)
-        cdef chl_stream *s
-        if names_bytes >= 0xFFFFFFFF or t.unsound:
+    cdef int snapshot(self, CheckpointJob job, str path, bytes store_id, uint64_t through,
+                      uint32_t anchor) except -1:
+        """Give `job` what it needs to write the checkpoint of every stream with events
+        through `through` (docs/design.md, "Index checkpoints in the background"): a snapshot
+        of the live streams, O(streams), taken with the lock held; the job builds the file
+        from it outside the lock, and adopt() makes that file the base. Nothing for `job` to
+        write (s_snap NULL) when the names do not fit the format or the table is unsound (the
+        Log rebuilds)."""
+        if self.t.unsound:
             return 0
-        cdef uint64_t n_slots = chl_streams_file_slots(n_live)
-        cdef uint64_t n_chunks = (n_live + CHL_DIR_CHUNK - 1) // CHL_DIR_CHUNK, c, j, k0, k1
-        cdef uint64_t n_blocks = (n_slots + CHL_SLOT_BLOCK - 1) // CHL_SLOT_BLOCK
-        cdef uint64_t crc_table_bytes = (n_blocks * 4 + 7) // 8 * 8
-        cdef uint64_t at_slots = INDEX_HEADER_BYTES
-        cdef uint64_t at_crcs = at_slots + n_slots * 4
-        cdef uint64_t at_chunks = at_crcs + crc_table_bytes
-        cdef uint64_t at_dir = at_chunks + n_chunks * CHL_CHUNK_RECORD_BYTES
-        cdef uint64_t at_names = at_dir + n_live * 32
-        pos_off = (at_names + names_bytes + 7) // 8 * 8
-        cdef uint64_t size = pos_off + through * 8
-        # Anonymous pages: zero, so the padding after the names needs no writing.
-        cdef void *img = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        if img == MAP_FAILED:
-            raise MemoryError(f"cannot map {size} bytes for the stream index checkpoint")
-        cdef unsigned char *b = <unsigned char *>img
-        cdef uint64_t *live = <uint64_t *>malloc((n_live if n_live else 1) * 8)
-        if live == NULL:
-            munmap(img, size)
+        cdef uint64_t n = 0, names_bytes = 0
+        cdef chl_snap_entry *e = chl_streams_snapshot(self.t, &n, &names_bytes)
+        if e == NULL:
             raise MemoryError()
-        cdef uint64_t at_pos = pos_off, name0, copied = 0
-        cdef uint32_t crc, ccrc
-        try:
-            chl_streams_fill_file_slots(t, <uint32_t *>(b + at_slots), n_slots)
-            j = 0
-            for i in range(t.n_streams):
-                if t.streams[i].base_count + t.streams[i].delta_count:
-                    live[j] = i
-                    j += 1
-            # The directory, names and positions, stream by stream in id order; each chunk's
-            # start and the CRC of its records then its names.
-            for c in range(n_chunks):
-                k0 = c * CHL_DIR_CHUNK
-                k1 = min(n_live, k0 + CHL_DIR_CHUNK)
-                st64(b + at_chunks + c * CHL_CHUNK_RECORD_BYTES, first)
-                st32(b + at_chunks + c * CHL_CHUNK_RECORD_BYTES + 8, <uint32_t>name_off)
-                ccrc = 0
-                name0 = name_off
-                for j in range(k0, k1):
-                    s = &t.streams[live[j]]
-                    _dir_record(b + at_dir + 32 * j, s, first, name_off)
-                    ccrc = chl_crc32c_extend(ccrc, b + at_dir + 32 * j, 32)
-                    memcpy(b + at_names + name_off, s.name, s.name_len)
-                    if s.base_count:
-                        memcpy(b + at_pos, s.base, s.base_count * 8)
-                        copied += s.base_count * 8
-                        if copied >= DROP_EVERY_BYTES and self.map != NULL \
-                                and not self.map_is_image:
-                            # What was copied from the old checkpoint's mapping need not stay
-                            # resident next to the image (peak RSS); a later read faults
-                            # it back in from the page cache. Never when the base is still an
-                            # image (its job failed): anonymous pages dropped read as zeros.
-                            madvise(self.map, self.map_len, MADV_DONTNEED)
-                            copied = 0
-                    if s.delta_count:
-                        memcpy(b + at_pos + s.base_count * 8, s.delta, s.delta_count * 8)
-                    at_pos += (s.base_count + s.delta_count) * 8
-                    first += s.base_count + s.delta_count
-                    name_off += s.name_len
-                ccrc = chl_crc32c_extend(ccrc, b + at_names + name0, name_off - name0)
-                st32(b + at_chunks + c * CHL_CHUNK_RECORD_BYTES + 12, ccrc)
-            # Each block of slots has its CRC in the slot CRC table; the header's CRC covers
-            # that table (zero-padded to 8 bytes) and the chunk table.
-            for c in range(n_blocks):
-                k0 = c * CHL_SLOT_BLOCK
-                k1 = min(n_slots, k0 + CHL_SLOT_BLOCK)
-                st32(b + at_crcs + 4 * c, chl_crc32c_extend(0, b + at_slots + k0 * 4, (k1 - k0) * 4))
-            crc = chl_crc32c_extend(0, b + at_crcs, crc_table_bytes)
-            crc = chl_crc32c_extend(crc, b + at_chunks, n_chunks * CHL_CHUNK_RECORD_BYTES)
-            hdr = _header(SIDX_MAGIC, store_id, through, n_live,
-                          names_bytes | (<uint64_t>crc << 32), anchor)
-            memcpy(b, <const char *>hdr, INDEX_HEADER_BYTES)
-        except BaseException:
-            munmap(img, size)
-            raise
-        finally:
-            free(live)
-        # The image is the base now: re-point every live stream at it; ids stay as they are.
-        cdef int rc = chl_streams_rebase(t, b + INDEX_HEADER_BYTES, size - INDEX_HEADER_BYTES,
-                                         n_live, names_bytes, through, crc)
-        if rc != CHL_OK:
-            munmap(img, size)
-            if rc == CHL_ENOMEM:
-                raise MemoryError()
-            raise OSError(f"stream index checkpoint for {path} does not check")
-        if self.map != NULL:
-            munmap(self.map, self.map_len)
-        self.map = img
-        self.map_len = size
-        self.map_is_image = True
-        self.base_through = through
-        self.anchor = anchor
+        if names_bytes >= 0xFFFFFFFF or self.t.unsound:
+            free(e)
+            return 0
+        free(job.s_snap)
+        job.s_snap = e
+        if job.s_unmap == NULL:
+            job.s_unmap = self.retired
+            job.s_unmap_len = self.retired_len
+            self.retired = NULL
+        job.s_n = n
+        job.s_names_bytes = names_bytes
+        job.s_through = through
+        job.s_anchor = anchor
         job.s_path = path
-        job.s_image = b
-        job.s_len = size
+        job.s_store_id = store_id
+        job.s_drop_map = self.map
+        job.s_drop_len = self.map_len
         job.s_owner = self
         return 0
 
     cdef int adopt(self, CheckpointJob job) except -1:
-        """The job wrote this index's image: map the file in its place when its header and
-        length are the image's (the image's memory is given back), else raise OSError (the
-        image stays the base)."""
-        if job.s_image == NULL or <const void *>job.s_image != self.map:
+        """The job wrote this index's checkpoint, mapped and checked it: make it the base,
+        keeping in memory only what was appended since the snapshot; else raise OSError (the
+        table stays as it is, base and deltas, and the next checkpoint writes it all again).
+        The previous base's mapping is retired: the next job unmaps it."""
+        if job.s_snap == NULL or job.s_owner is not self or job.s_map == NULL:
             return 0
-        cdef void *m = NULL
-        cdef uint64_t n = 0
-        cdef const unsigned char *h = _map_checked(job.s_path, SIDX_MAGIC,
-                                                   job.s_image[16:32], &m, &n)
-        if h == NULL:
-            raise OSError(f"stream index checkpoint {job.s_path} did not read back")
-        # The header (its CRC covers the layout's checks) and the length: reading the whole
-        # file back would make all of it resident next to the image (peak RSS).
-        if n != job.s_len or memcmp(m, job.s_image, INDEX_HEADER_BYTES) != 0:
-            munmap(m, n)
-            raise OSError(f"stream index checkpoint {job.s_path} did not read back")
-        chl_streams_relocate(self.t, job.s_image, <const unsigned char *>m, n)
-        munmap(self.map, self.map_len)
-        self.map = m
-        self.map_len = n
-        self.map_is_image = False
-        job.s_image = NULL
+        cdef int rc = chl_streams_rebase_snapshot(
+            self.t, <const unsigned char *>job.s_map + INDEX_HEADER_BYTES,
+            job.s_map_len - INDEX_HEADER_BYTES, job.s_snap, job.s_n, job.s_names_bytes,
+            job.s_through)
+        if rc == CHL_ENOMEM:
+            raise MemoryError()
+        if rc != CHL_OK:
+            raise OSError(f"stream index checkpoint {job.s_path} does not match the index")
+        if self.retired != NULL:
+            munmap(self.retired, self.retired_len)
+        self.retired = self.map
+        self.retired_len = self.map_len
+        self.map = job.s_map
+        self.map_len = job.s_map_len
+        job.s_map = NULL
+        self.base_through = job.s_through
+        self.anchor = job.s_anchor
+        free(job.s_snap)
+        job.s_snap = NULL
         return 0
 
+cdef inline void *_pages(size_t n) noexcept nogil:
+    """n bytes of fresh zeroed pages (munmap them), or NULL."""
+    cdef void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    return NULL if p == MAP_FAILED else p
 
-cdef inline void _dir_record(unsigned char *ent, const chl_stream *s, uint64_t first,
-                             uint64_t name_off) noexcept:
-    st64(ent, s.hash)
-    st64(ent + 8, s.base_count + s.delta_count)
+
+cdef int _build_stream_head(const chl_snap_entry *e, uint64_t n_live, uint64_t names_bytes,
+                            unsigned char **out, uint64_t *out_len,
+                            uint32_t *out_crc) noexcept nogil:
+    """The head of a stream index checkpoint's file (layout: the module's docstring; all but
+    the positions, which follow it) from snapshot `e`, into fresh pages (*out, *out_len:
+    munmap them); its bytes 0..64, the header, are left for the caller (they need *out_crc).
+    -1 when out of memory."""
+    cdef uint64_t n_slots = chl_streams_file_slots(n_live)
+    cdef uint64_t n_chunks = (n_live + CHL_DIR_CHUNK - 1) // CHL_DIR_CHUNK, c, j, k0, k1
+    cdef uint64_t n_blocks = (n_slots + CHL_SLOT_BLOCK - 1) // CHL_SLOT_BLOCK
+    cdef uint64_t crc_table_bytes = (n_blocks * 4 + 7) // 8 * 8
+    cdef uint64_t at_slots = INDEX_HEADER_BYTES
+    cdef uint64_t at_crcs = at_slots + n_slots * 4
+    cdef uint64_t at_chunks = at_crcs + crc_table_bytes
+    cdef uint64_t at_dir = at_chunks + n_chunks * CHL_CHUNK_RECORD_BYTES
+    cdef uint64_t at_names = at_dir + n_live * 32
+    cdef uint64_t size = (at_names + names_bytes + 7) // 8 * 8
+    out_len[0] = size
+    # Zeroed: the padding after the names needs no writing.
+    cdef unsigned char *b = <unsigned char *>_pages(size)
+    if b == NULL:
+        return -1
+    cdef uint64_t name0, first = 0, name_off = 0
+    cdef uint32_t crc, ccrc
+    cdef const chl_snap_entry *s
+    chl_snap_fill_file_slots(e, n_live, <uint32_t *>(b + at_slots), n_slots)
+    # The directory and names, stream by stream in snapshot (id) order; each chunk's start
+    # and the CRC of its records then its names.
+    for c in range(n_chunks):
+        k0 = c * CHL_DIR_CHUNK
+        k1 = min(n_live, k0 + CHL_DIR_CHUNK)
+        st64(b + at_chunks + c * CHL_CHUNK_RECORD_BYTES, first)
+        st32(b + at_chunks + c * CHL_CHUNK_RECORD_BYTES + 8, <uint32_t>name_off)
+        ccrc = 0
+        name0 = name_off
+        for j in range(k0, k1):
+            s = &e[j]
+            _dir_record(b + at_dir + 32 * j, s.hash, s.base_count + s.delta_count, first,
+                        name_off, s.name_len)
+            ccrc = chl_crc32c_extend(ccrc, b + at_dir + 32 * j, 32)
+            memcpy(b + at_names + name_off, s.name, s.name_len)
+            first += s.base_count + s.delta_count
+            name_off += s.name_len
+        ccrc = chl_crc32c_extend(ccrc, b + at_names + name0, name_off - name0)
+        st32(b + at_chunks + c * CHL_CHUNK_RECORD_BYTES + 12, ccrc)
+    # Each block of slots has its CRC in the slot CRC table; the header's CRC covers that
+    # table (zero-padded to 8 bytes) and the chunk table.
+    for c in range(n_blocks):
+        k0 = c * CHL_SLOT_BLOCK
+        k1 = min(n_slots, k0 + CHL_SLOT_BLOCK)
+        st32(b + at_crcs + 4 * c, chl_crc32c_extend(0, b + at_slots + k0 * 4, (k1 - k0) * 4))
+    crc = chl_crc32c_extend(0, b + at_crcs, crc_table_bytes)
+    crc = chl_crc32c_extend(crc, b + at_chunks, n_chunks * CHL_CHUNK_RECORD_BYTES)
+    out[0] = b
+    out_crc[0] = crc
+    return 0
+
+
+cdef inline void _dir_record(unsigned char *ent, uint64_t hash, uint64_t count, uint64_t first,
+                             uint64_t name_off, uint32_t name_len) noexcept nogil:
+    st64(ent, hash)
+    st64(ent + 8, count)
     st64(ent + 16, first)
     st32(ent + 24, <uint32_t>name_off)
-    st32(ent + 28, s.name_len)
+    st32(ent + 28, name_len)
