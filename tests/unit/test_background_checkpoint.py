@@ -161,6 +161,56 @@ def test_appends_made_while_the_checkpoint_is_built_stay_after_it_is_adopted(
         assert {s: as_tuples(again.read_stream(s)) for s in again.streams()} == final
         assert again.verify()["ok"]
 
+
+def test_a_roll_does_not_wait_for_the_previous_rolls_checkpoint(store_path: Path,
+                                                                 as_tuples) -> None:
+    """While one roll's checkpoint is still being written, later rolls skip theirs instead
+    of waiting for it in the appender's path; the first roll after it ends writes them all."""
+    io = FileIO()
+    trace = _Ops()
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold_the_first_checkpoint(op: str, path: str | None, offset: int, data: object) -> None:
+        trace(op, path, offset, data)
+        if (threading.current_thread().name == "chronolog-checkpoint" and not entered.is_set()
+                and os.path.basename(path or "") == "streams.idx.tmp"):
+            entered.set()
+            assert gate.wait(30)
+
+    io.trace = hold_the_first_checkpoint
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES,
+                            io=io) as store:
+        _append_until_roll(store, store_path)
+        assert entered.wait(20), "the roll started no checkpoint"
+        appender = threading.Thread(
+            target=lambda: [store.append(f"s-{i % 7}", [cl.NewEvent("E", b"z" * 300)])
+                            for i in range(100)])  # ~4 more rolls of 8 KiB
+        appender.start()
+        appender.join(20)
+        waited = appender.is_alive()
+        gate.set()  # (never leave the job held, whatever happened)
+        appender.join()
+        assert not waited, "a roll waited for the previous roll's checkpoint"
+        assert len([p for p in os.listdir(store_path) if p.endswith(".seg")]) >= 5
+        assert _renames_of_streams_idx(trace) == 0  # the skipped rolls wrote nothing
+        _wait_for(lambda: _renames_of_streams_idx(trace) == 1 and not any(
+            t.name == "chronolog-checkpoint" for t in threading.enumerate()))
+        # The next roll adopts the held job and checkpoints everything through itself.
+        before = _first_position_of_newest_segment(store_path)
+        while _first_position_of_newest_segment(store_path) == before:
+            store.append("late", [cl.NewEvent("L", b"y" * 300)])
+        _wait_for(lambda: _renames_of_streams_idx(trace) == 2 and not any(
+            t.name == "chronolog-checkpoint" for t in threading.enumerate()))
+        store.append("adopt", [cl.NewEvent("A", b"a")])
+        assert _index_count(store_path / "index" / "positions.idx") == \
+            _first_position_of_newest_segment(store_path)
+        assert store.verify()["ok"]
+        everything = as_tuples(store.read_all())
+        streams = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
+    with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES) as again:
+        assert as_tuples(again.read_all()) == everything
+        assert {s: as_tuples(again.read_stream(s)) for s in again.streams()} == streams
+
 @pytest.mark.parametrize("op", ["open", "write", "fsync", "rename"])
 def test_a_failed_background_checkpoint_loses_nothing_and_leaves_no_temporary_file(
         store_path: Path, as_tuples, op: str) -> None:

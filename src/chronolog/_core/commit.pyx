@@ -264,7 +264,12 @@ cdef class GroupCommitLog(RecoveredLog):
         """Start a checkpoint of both indexes through `written` (docs/design.md, "Index
         checkpoints in the background"): build it in memory with the lock held, then write it
         here, or from a background thread when `background` (the roll: the appender goes on;
-        the next append, checkpoint, rebuild or close adopts what it wrote)."""
+        the next append, checkpoint, rebuild or close adopts what it wrote). A roll that
+        finds the previous roll's job still writing skips its own: waiting for it would put
+        the checkpoint's time back in the appender's path (it grows with the log), and the next
+        roll writes both rolls' worth."""
+        if background and self._ckpt is not None and not self._ckpt.done:
+            return 0
         self._checkpoint_join()
         if self.readonly or self.written == self.checkpoint_through \
                 or self.checkpoint_through == 0xFFFFFFFFFFFFFFFF:
