@@ -135,6 +135,30 @@ def child_open(path: str, readonly: bool = False) -> None:
     print(json.dumps({"open_s": t1 - t0, "close_s": t2 - t1, "head": head}), flush=True)
 
 
+def child_roll(path: str) -> None:
+    """Open a store as its writer and append single 1,000-byte events through one segment
+    roll and 60,000 appends past it (the roll's checkpoint is written and adopted meanwhile);
+    print the slowest and the median append as JSON."""
+    import statistics
+
+    import chronolog as cl
+
+    store = cl.EventStore.open(path, durability="os")
+    segments = len([p for p in os.listdir(path) if p.endswith(".seg")])
+    ev, lat, clock, i, rolled = [cl.NewEvent("Put", b"r" * 1000)], [], time.perf_counter, 0, 0
+    while not rolled or i < rolled + 60_000:
+        t0 = clock()
+        store.append(f"roll-{i % 100_000}", ev)
+        lat.append(clock() - t0)
+        i += 1
+        if not rolled and i % 1000 == 0 and len(
+                [p for p in os.listdir(path) if p.endswith(".seg")]) > segments:
+            rolled = i
+    store.close()
+    print(json.dumps({"slowest_s": max(lat), "median_s": statistics.median(lat),
+                      "appends": len(lat)}), flush=True)
+
+
 # ---------------------------------------------------------------------- building and reusing
 
 def big_store(root: Path, n_events: int, n_streams: int, ctx_notes: list[str]) -> tuple[Path, dict[str, Any]]:
@@ -226,6 +250,9 @@ def measure(ctx: BenchContext) -> list[Figure]:
     rss = ingest(rss_home / "store", big_n, big_n // 100, kill=True)
     shutil.copytree(rss_home / "store" / "index", rss_home / "index.killed")
     killed_big = open_times(rss_home, "killed", ctx.repeats, restore=False)
+    # A segment roll of single appends in that store (big: the stream index checkpoint of a
+    # roll grows with the log; docs/design.md, "Index checkpoints in the background").
+    rolls = [_child("roll", str(rss_home / "store")) for _ in range(ctx.repeats)]
     remove(rss_home)
     ms = 1000.0
     b, s = f"{big_n // 1_000_000}M" if big_n >= 1_000_000 else f"{big_n // 1000}k", \
@@ -240,6 +267,12 @@ def measure(ctx: BenchContext) -> list[Figure]:
                f"open {b} after clean close", t_big * ms, kind="info",
                detail=f"median of {ctx.repeats}; the tail past the last checkpoint (written at each "
                       "segment roll) is indexed on open; no roll, no checkpoint: a full rebuild"),
+        Figure(f"append, one call per event (os), in the {b}-event store: slowest append, at a "
+               "segment roll", "µs", median([r["slowest_s"] for r in rolls]) * 1e6,
+               "median append of the same runs", median([r["median_s"] for r in rolls]) * 1e6,
+               kind="info", detail=f"median of {ctx.repeats} runs, each one roll of 1,000-byte "
+               f"appends over 100,000 streams and 60,000 appends past it (~{rolls[0]['appends']:,} "
+               "appends)"),
         Figure(f"open {s} events with no index (full rebuild)", "ms", median(rebuild_small) * ms,
                f"open {s} after clean close", t_small * ms, kind="info"),
         Figure(f"peak RSS ingesting {b} events (append_batch 10k)", "MB", rss["rss_peak_mb"],
@@ -269,8 +302,11 @@ def main(argv: list[str]) -> None:
         child_ingest(argv[1], kill=argv[2] == "kill")
     elif argv[0] == "open":
         child_open(argv[1], readonly=argv[2:] == ["readonly"])
+    elif argv[0] == "roll":
+        child_roll(argv[1])
     else:
-        raise SystemExit("usage: python -m benchmarks.bench_open produce N STREAMS | ingest PATH kill|close | open PATH [readonly]")
+        raise SystemExit("usage: python -m benchmarks.bench_open produce N STREAMS | "
+                         "ingest PATH kill|close | open PATH [readonly] | roll PATH")
 
 
 if __name__ == "__main__":
