@@ -750,13 +750,13 @@ int chl_streams_rebase_snapshot(chl_streams *t, const unsigned char *body, uint6
     chl_streams_materialize(t);  /* (it is: the snapshot filled every entry) */
     if (t->unsound || !chl_layout_of(len, n, names_bytes, through, &l)) return CHL_EBADFILE;
     /* The table against the snapshot (the file was checked against it by chl_snap_check_file):
-     * every stream still there, as it was, with at least its events of then. */
+     * every stream still there, on the same base, with at least its delta of then. */
     int identity = 1;
     for (uint64_t f = 0; f < n; f++) {
         if (e[f].id >= t->n_streams) return CHL_EBADFILE;
         const chl_stream *s = &t->streams[e[f].id];
-        if (s->hash != e[f].hash || s->name_len != e[f].name_len
-                || s->base_count + s->delta_count < e[f].base_count + e[f].delta_count)
+        if (s->hash != e[f].hash || s->name_len != e[f].name_len || s->base != e[f].base
+                || s->base_count != e[f].base_count || s->delta_count < e[f].delta_count)
             return CHL_EBADFILE;
         identity &= f == e[f].id;
     }
