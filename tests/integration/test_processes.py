@@ -322,6 +322,60 @@ def test_a_reader_process_never_touches_the_page_a_roll_cuts_away(tmp_path: Path
     assert {seg.stat().st_size for seg in sealed} == {8192}
 
 
+CUT_READER = """
+import sys, time
+import chronolog as cl
+path, seconds, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+with cl.EventStore.open(path, readonly=True) as store:
+    print("R", flush=True)
+    end, refreshes = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        assert store.refresh() == n
+        refreshes += 1
+print("read", refreshes, flush=True)
+"""
+
+
+def test_a_reader_process_survives_a_torn_tail_cut_under_it(tmp_path: Path) -> None:
+    """A writer in "os" mode that crashed mid-append leaves a torn tail, and the next writer's
+    open cuts it. A reader refreshing meanwhile looks at the torn frame (here: a 1 MiB frame
+    whose header checks and whose body does not) and must not read it through its mapping: a
+    page cut away under a read is SIGBUS. The cut is repeated here, thousands of times, while
+    the reader refreshes; before readers checked new frames through a copy, it died within a
+    second."""
+    path = tmp_path / "s"
+    with cl.EventStore.open(path, durability="os") as store:
+        for i in range(5):
+            store.append("a", [cl.NewEvent("T", b"%d" % i * 100)])
+    seg = max(path.glob("*.seg"))
+    end = seg.stat().st_size
+    with cl.EventStore.open(path, durability="os") as store:
+        store.append("a", [cl.NewEvent("T", os.urandom(1 << 20))])
+    frame = bytearray(seg.read_bytes()[end:])
+    os.truncate(seg, end)
+    frame[len(frame) // 2] ^= 0xFF
+    reader = _spawn(CUT_READER, str(path), "2.0", "5")
+    fd = os.open(seg, os.O_WRONLY)
+    cuts = 0
+    try:
+        _expect_line(reader, "R")
+        while reader.poll() is None and cuts < 100_000:
+            os.pwrite(fd, frame, end)
+            time.sleep(0.0002)
+            os.ftruncate(fd, end)
+            cuts += 1
+        out, err = reader.communicate(timeout=WAIT_SECONDS)
+        assert reader.returncode == 0, (reader.returncode, err[-2000:])
+        assert out.startswith("read ") and int(out.split()[1]) > 0
+        assert cuts > 500
+    finally:
+        os.close(fd)
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    with cl.EventStore.open(path, readonly=True) as after:
+        assert after.head == 5 and after.verify()["ok"]
+
 FORK_GUARD = """
 import os, sys
 import chronolog as cl

@@ -37,6 +37,8 @@ cdef class RecoveredLog:
     cdef readonly object failed
     cdef int visible_fd        # index/visible: the writer publishes, readers read it
     cdef uint64_t visible      # readers: the last mark read
+    cdef unsigned char *copy_buf  # readers: frames checked through a copy (_scan_tail)
+    cdef size_t copy_cap
     cdef readonly bint closed
     cdef readonly long owner_pid  # the process that opened it (a forked child must not write)
     cdef unsigned char *fork_page  # writers: zeroed in a forked child (MADV_WIPEONFORK), or NULL

@@ -26,7 +26,8 @@ from chronolog._core.format cimport (
 from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.codec cimport Decoder, Dictionaries
 from chronolog._core.segment cimport (
-    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, nonzero_end, FRAME_OK)
+    Segment, FrameInfo, FrameStatus, check_frame, check_frame_copy, frame_status_reason,
+    nonzero_end, FRAME_OK)
 from chronolog._core.index cimport (
     CheckpointJob, PositionIndex, StreamIndex, chl_streams_intern, chl_streams_push_batch,
     chl_streams_count, chl_streams_at, chl_streams_materialize)
@@ -71,10 +72,13 @@ cdef class RecoveredLog:
         self.vers = NULL
         self.visible_fd = -1
         self.visible = VISIBLE_ALL
+        self.copy_buf = NULL
+        self.copy_cap = 0
 
     def __dealloc__(self):
         free(self.sids)
         free(self.vers)
+        free(self.copy_buf)
         chl_fork_page_free(self.fork_page)
 
     # ---------------------------------------------------------------- opening and recovery
@@ -298,6 +302,12 @@ cdef class RecoveredLog:
         # Readers index only what the writer acknowledged; the writer (recovering, or
         # rebuilding its indexes), every complete frame.
         cdef uint64_t visible = self._visible_mark() if self.readonly else VISIBLE_ALL
+        # A reader with no exact mark (the writer's mode is not "fsync", or the mark file is
+        # missing) checks each new frame of the newest segment through a copy before it reads
+        # it mapped: a writer opening after a crash cuts a torn tail, and a read through the
+        # mapping of a page it cut away would be SIGBUS (complete frames, and sealed
+        # segments, are never cut).
+        cdef bint by_copy = self.readonly and visible == VISIBLE_ALL
         # Pass 1: where head's frame starts: right after the frame of head - 1.
         if self.written == 0:
             ordinal = 0
@@ -326,7 +336,13 @@ cdef class RecoveredLog:
                     # its bytes are read, not even to check them (the writer's fail-stop may be
                     # cutting them: a read of a page cut away is SIGBUS).
                     return 0
-                status = check_frame(seg.map, size, off, seg.salt, True, &fi)
+                if by_copy and ordinal + 1 == <uint64_t>len(self.segments):
+                    status = check_frame_copy(seg.fd, size, off, seg.salt, &self.copy_buf,
+                                              &self.copy_cap)
+                    if status == FRAME_OK:  # complete: its mapped bytes stay
+                        status = check_frame(seg.map, size, off, seg.salt, False, &fi)
+                else:
+                    status = check_frame(seg.map, size, off, seg.salt, True, &fi)
                 if status != FRAME_OK:
                     break
                 if fi.first_position != self.written:

@@ -28,6 +28,10 @@ cdef struct FrameInfo:
 
 cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t offset,
                              uint64_t salt, bint check_body, FrameInfo *fi) noexcept nogil
+cdef FrameStatus check_frame_at(const unsigned char *h, uint64_t avail, uint64_t offset,
+                                uint64_t salt, bint check_body, FrameInfo *fi) noexcept nogil
+cdef FrameStatus check_frame_copy(int fd, uint64_t limit, uint64_t offset, uint64_t salt,
+                                  unsigned char **buf, size_t *cap) noexcept nogil
 cdef str frame_status_reason(FrameStatus status)
 
 cdef class Segment:

@@ -7,7 +7,11 @@ import os
 cimport cython
 
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.errno cimport errno, EINTR
+from libc.stdlib cimport realloc
 from libc.string cimport memcmp
+from posix.types cimport off_t
+from posix.unistd cimport pread
 from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CLOEXEC
 from posix.stat cimport struct_stat, fstat
@@ -28,7 +32,15 @@ cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t
     """Check the frame at `offset` of a mapping whose first `limit` bytes are readable."""
     if offset + FRAME_HEADER_BYTES > limit:
         return FRAME_SHORT
-    cdef const unsigned char *h = base + offset
+    return check_frame_at(base + offset, limit - offset, offset, salt, check_body, fi)
+
+
+cdef FrameStatus check_frame_at(const unsigned char *h, uint64_t avail, uint64_t offset,
+                                uint64_t salt, bint check_body, FrameInfo *fi) noexcept nogil:
+    """Check the frame that starts at `h`, `avail` bytes of which are readable, and lies at
+    `offset` of its segment."""
+    if FRAME_HEADER_BYTES > avail:
+        return FRAME_SHORT
     if ld32(h) != FRAME_MAGIC:
         return FRAME_BAD_MAGIC
     if chl_crc32c(h, 52) != ld32(h + 52):
@@ -59,9 +71,9 @@ cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t
     else:
         return FRAME_BAD_CODEC
     cdef uint64_t end = offset + FRAME_OVERHEAD_BYTES + body_bytes
-    if end > limit:
+    if FRAME_OVERHEAD_BYTES + <uint64_t>body_bytes > avail:
         return FRAME_SHORT
-    cdef const unsigned char *t = base + end - FRAME_TRAILER_BYTES
+    cdef const unsigned char *t = h + FRAME_OVERHEAD_BYTES + body_bytes - FRAME_TRAILER_BYTES
     if ld32(t) != body_bytes or ld32(t + 4) != TRAILER_MAGIC:
         return FRAME_BAD_TRAILER
     if check_body and chl_crc32c(h + FRAME_HEADER_BYTES, body_bytes) != ld32(h + 48):
@@ -79,6 +91,54 @@ cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t
     fi.stored = h + FRAME_HEADER_BYTES
     fi.body = fi.stored if codec == CODEC_NONE else NULL
     return FRAME_OK
+
+
+cdef FrameStatus check_frame_copy(int fd, uint64_t limit, uint64_t offset, uint64_t salt,
+                                  unsigned char **buf, size_t *cap) noexcept nogil:
+    """Check the frame at `offset` of the segment open as `fd`, whose first `limit` bytes
+    exist, through a copy (pread into *buf, grown as needed, *cap bytes; free() it), never
+    through a mapping: a reader that cannot know how far the writer's frames are complete
+    must not touch bytes a writer may cut (a read of a page cut away is SIGBUS). The bytes a
+    cut removes read short here instead. FRAME_SHORT too when *buf cannot grow."""
+    cdef FrameInfo fi
+    if offset + FRAME_HEADER_BYTES > limit:
+        return FRAME_SHORT
+    if not _grow(buf, cap, FRAME_HEADER_BYTES) or \
+            _pread_full(fd, buf[0], FRAME_HEADER_BYTES, offset) != FRAME_HEADER_BYTES:
+        return FRAME_SHORT
+    cdef FrameStatus st = check_frame_at(buf[0], FRAME_HEADER_BYTES, offset, salt, False, &fi)
+    if st != FRAME_SHORT:
+        return st  # (a bad header: the whole frame cannot do better)
+    cdef uint64_t n = FRAME_OVERHEAD_BYTES + <uint64_t>ld32(buf[0] + 4)
+    if offset + n > limit or not _grow(buf, cap, n) or _pread_full(fd, buf[0], n, offset) != n:
+        return FRAME_SHORT
+    return check_frame_at(buf[0], n, offset, salt, True, &fi)
+
+
+cdef bint _grow(unsigned char **buf, size_t *cap, uint64_t n) noexcept nogil:
+    cdef void *p
+    if n <= cap[0]:
+        return True
+    p = realloc(buf[0], <size_t>n)
+    if p == NULL:
+        return False
+    buf[0] = <unsigned char *>p
+    cap[0] = <size_t>n
+    return True
+
+
+cdef uint64_t _pread_full(int fd, unsigned char *p, uint64_t n, uint64_t offset) noexcept nogil:
+    """Bytes read (fewer than n at the file's end or on an error)."""
+    cdef uint64_t got = 0
+    cdef ssize_t r
+    while got < n:
+        r = pread(fd, p + got, <size_t>(n - got), <off_t>(offset + got))
+        if r < 0 and errno == EINTR:
+            continue
+        if r <= 0:
+            break
+        got += <uint64_t>r
+    return got
 
 
 cdef str frame_status_reason(FrameStatus status):
