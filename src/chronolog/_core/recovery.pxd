@@ -61,7 +61,6 @@ cdef class RecoveredLog:
     cdef int _open_visible_for_write(self) except -1
     cdef int _publish(self, uint64_t value) except -1
     cdef int _scan_tail(self, bint recover) except -1
-    cdef int64_t _later_claim(self, Segment seg, uint64_t off, uint64_t size) except -2
     cdef int _quarantine(self, Segment seg, uint64_t off, uint64_t size) except -1
     cdef int _index_frame(self, Segment seg, FrameInfo *fi) except -1
     cdef int _index_records(self, Segment seg, FrameInfo *fi) except -1

@@ -10,7 +10,6 @@ import stat
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc, free
-from libc.string cimport memchr
 from posix.unistd cimport getpid
 from posix.fcntl cimport O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_CLOEXEC
 cdef extern from "<fcntl.h>":
@@ -27,7 +26,7 @@ from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.codec cimport Decoder, Dictionaries
 from chronolog._core.segment cimport (
     Segment, FrameInfo, FrameStatus, check_frame, check_frame_copy, frame_status_reason,
-    nonzero_end, FRAME_OK)
+    later_claim, nonzero_end, FRAME_OK)
 from chronolog._core.index cimport (
     CheckpointJob, PositionIndex, StreamIndex, chl_streams_intern, chl_streams_push_batch,
     chl_streams_count, chl_streams_at, chl_streams_materialize)
@@ -384,7 +383,7 @@ cdef class RecoveredLog:
             # crash leaves them. A whole frame ends in its trailer's magic, never in a zero
             # byte, so every whole frame of the tail lies before `used`.
             used = nonzero_end(seg.map, off, size)
-            claim = self._later_claim(seg, off, used)
+            claim = later_claim(seg.map + off, used - off, off, seg.salt)
             if claim > <int64_t>off:
                 raise CorruptionError(seg.path, off, frame_status_reason(status) +
                                       "; a later frame records these bytes as synced, so this "
@@ -395,25 +394,6 @@ cdef class RecoveredLog:
             self.io.ftruncate(seg.wfd, off)
             self.io.fsync(seg.wfd)
             return 0
-
-    cdef int64_t _later_claim(self, Segment seg, uint64_t off, uint64_t size) except -2:
-        """The highest synced mark claimed by a complete frame after `off` (-1: none)."""
-        cdef FrameInfo fi
-        cdef uint64_t p = off + 1
-        cdef int64_t best = -1
-        cdef const unsigned char *hit
-        while p + FRAME_HEADER_BYTES <= size:
-            hit = <const unsigned char *>memchr(seg.map + p, 0x43, size - p)  # 'C' of CHLF
-            if hit == NULL:
-                break
-            p = <uint64_t>(hit - seg.map)
-            if check_frame(seg.map, size, p, seg.salt, True, &fi) == FRAME_OK:
-                if <int64_t>fi.synced_mark > best:
-                    best = fi.synced_mark
-                p = fi.end
-            else:
-                p += 1
-        return best
 
     cdef int _quarantine(self, Segment seg, uint64_t off, uint64_t size) except -1:
         """Keep the bytes recovery cuts (whole frames that were never synced follow the torn

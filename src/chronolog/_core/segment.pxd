@@ -1,4 +1,4 @@
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from chronolog._core.fileio cimport FileIO
 
 cdef enum FrameStatus:
@@ -30,6 +30,8 @@ cdef FrameStatus check_frame(const unsigned char *base, uint64_t limit, uint64_t
                              uint64_t salt, bint check_body, FrameInfo *fi) noexcept nogil
 cdef FrameStatus check_frame_at(const unsigned char *h, uint64_t avail, uint64_t offset,
                                 uint64_t salt, bint check_body, FrameInfo *fi) noexcept nogil
+cdef int64_t later_claim(const unsigned char *p, uint64_t n, uint64_t at,
+                         uint64_t salt) noexcept nogil
 cdef FrameStatus check_frame_copy(int fd, uint64_t limit, uint64_t offset, uint64_t salt,
                                   unsigned char **buf, size_t *cap) noexcept nogil
 cdef str frame_status_reason(FrameStatus status)

@@ -6,10 +6,10 @@ import os
 
 cimport cython
 
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.errno cimport errno, EINTR
 from libc.stdlib cimport realloc
-from libc.string cimport memcmp
+from libc.string cimport memchr, memcmp
 from posix.types cimport off_t
 from posix.unistd cimport pread
 from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
@@ -113,6 +113,29 @@ cdef FrameStatus check_frame_copy(int fd, uint64_t limit, uint64_t offset, uint6
     if offset + n > limit or not _grow(buf, cap, n) or _pread_full(fd, buf[0], n, offset) != n:
         return FRAME_SHORT
     return check_frame_at(buf[0], n, offset, salt, True, &fi)
+
+
+cdef int64_t later_claim(const unsigned char *p, uint64_t n, uint64_t at,
+                         uint64_t salt) noexcept nogil:
+    """The highest synced mark claimed by a complete frame starting after p[0] (-1: none):
+    p holds n bytes of a segment from its offset `at` (the bytes after a frame that does not
+    check: recovery's torn-tail rule)."""
+    cdef FrameInfo fi
+    cdef uint64_t k = 1
+    cdef int64_t best = -1
+    cdef const unsigned char *hit
+    while k + FRAME_HEADER_BYTES <= n:
+        hit = <const unsigned char *>memchr(p + k, 0x43, n - k)  # 'C' of CHLF
+        if hit == NULL:
+            break
+        k = <uint64_t>(hit - p)
+        if check_frame_at(p + k, n - k, at + k, salt, True, &fi) == FRAME_OK:
+            if <int64_t>fi.synced_mark > best:
+                best = fi.synced_mark
+            k = fi.end - at
+        else:
+            k += 1
+    return best
 
 
 cdef bint _grow(unsigned char **buf, size_t *cap, uint64_t n) noexcept nogil:

@@ -15,7 +15,8 @@ from chronolog._core.recovery cimport RecoveredLog
 from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_disagrees
 from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.segment cimport (
-    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, nonzero_end, FRAME_OK)
+    Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, later_claim, nonzero_end,
+    FRAME_OK)
 
 from chronolog.errors import CorruptionError
 
@@ -39,6 +40,7 @@ def verify(RecoveredLog log):
     cdef uint32_t i
     cdef int rc
     cdef int64_t sid
+    cdef const unsigned char *tp
     problems = []
     notes = []
     cdef Decoder vdec = Decoder(log.dicts)
@@ -121,11 +123,19 @@ def verify(RecoveredLog log):
             # The newest segment's tail: a later complete frame means damage; anything
             # else is a torn tail (or, for a reader, a write in progress) that the
             # writer's next open cuts.
-            seg.ensure_mapped(size, 0)
             # Zeros at the end (the space a writer in "fsync" mode sizes its segment ahead
             # by) hold no frame: every whole frame ends in its trailer's magic.
-            used = nonzero_end(seg.map, seg.end, size)
-            claim = log._later_claim(seg, seg.end, used)
+            if log.readonly:
+                # A reader looks at a copy: a writer may be cutting these bytes (a torn tail
+                # at its open, a fail-stop), and a read of a page cut away is SIGBUS.
+                tail = os.pread(seg.fd, size - seg.end, seg.end)
+                tp = <const unsigned char *>(<bytes>tail)
+                used = seg.end + nonzero_end(tp, 0, len(tail))
+                claim = later_claim(tp, used - seg.end, seg.end, seg.salt)
+            else:
+                seg.ensure_mapped(size, 0)
+                used = nonzero_end(seg.map, seg.end, size)
+                claim = later_claim(seg.map + seg.end, used - seg.end, seg.end, seg.salt)
             if claim > <int64_t>seg.end:
                 problem(seg.path, seg.end, "a frame that does not check, though a later frame "
                         "records it as synced (damage)")
