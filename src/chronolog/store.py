@@ -472,7 +472,8 @@ class EventStore:
     def verify(self) -> dict[str, Any]:
         """Check every frame and record on disk (CRCs, dense positions and versions) and the
         indexes against them. Returns a report: {"ok", "events", "frames", "segments",
-        "bytes", "problems": [{"segment", "offset", "reason"}]}, first problem first.
+        "bytes" (of the frames, as stats() counts them), "problems": [{"segment", "offset",
+        "reason"}]}, first problem first.
 
         Example:
             >>> store.verify()["ok"]  # doctest: +SKIP

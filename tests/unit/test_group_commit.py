@@ -201,6 +201,10 @@ def test_a_roll_in_fsync_mode_syncs_only_the_cut_back_to_the_last_frame(
             store.append("s", [cl.NewEvent("E", payload + b"%d" % i)])
         io.trace = None
         segments = sorted(store_path.glob("*.seg"))
+        # Open, the newest segment is sized ahead: verify counts the frames' bytes, as stats.
+        assert segments[-1].stat().st_size > 64 + 2 * 1600
+        assert store.verify()["bytes"] == store.stats()["bytes"] < sum(
+            s.stat().st_size for s in segments)
     rolls = len(segments) - 1
     assert rolls == 4
     # One fdatasync per append, one of each sealed segment's cut, one fsync of each new

@@ -61,7 +61,7 @@ def verify(RecoveredLog log):
         off = SEGMENT_HEADER_BYTES
         size = seg.end
         seg.ensure_mapped(size, 0)
-        nbytes += seg.file_size()
+        nbytes += seg.end  # the frames' bytes, as stats() counts them (not the zeros ahead)
         if seg.first_position != position:
             problem(seg.path, 24, f"segment starts at position {seg.first_position}, expected {position}")
             break
