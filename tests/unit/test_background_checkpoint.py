@@ -9,6 +9,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,29 @@ def _first_position_of_newest_segment(path: Path) -> int:
     return int(max(p for p in os.listdir(path) if p.endswith(".seg"))[:-4])
 
 
+def _hold_the_first_checkpoint(entered: threading.Event, gate: threading.Event,
+                               trace: _Ops | None = None) -> Callable[[str, str | None, int, object], None]:
+    """A FileIO trace that holds the checkpoint thread at its first operation on
+    streams.idx.tmp (its snapshot taken, nothing written yet) until `gate` is set."""
+
+    def hold(op: str, path: str | None, offset: int, data: object) -> None:
+        if trace is not None:
+            trace(op, path, offset, data)
+        if (threading.current_thread().name == "chronolog-checkpoint" and not entered.is_set()
+                and os.path.basename(path or "") == "streams.idx.tmp"):
+            entered.set()
+            assert gate.wait(30)
+
+    return hold
+
+
+def _contents(store: cl.EventStore, as_tuples: Callable[..., list[tuple[object, ...]]]
+              ) -> tuple[list[tuple[object, ...]], dict[str, list[tuple[object, ...]]]]:
+    """Every event, and every stream's events, as tuples."""
+    return (as_tuples(store.read_all()),
+            {s: as_tuples(store.read_stream(s)) for s in store.streams()})
+
+
 def _renames_of_streams_idx(trace: _Ops) -> int:
     return sum(1 for o in trace.ops if o[:2] == ("rename", "streams.idx.tmp"))
 
@@ -105,11 +129,9 @@ def test_reads_are_the_same_before_and_after_the_checkpoint_is_adopted(
             assert after == before
             assert as_tuples(store.read_all())[:-1] == all_before
             assert store.verify()["ok"]
-        everything = as_tuples(store.read_all())
-        streams = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
+        contents = _contents(store, as_tuples)
     with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES) as again:
-        assert as_tuples(again.read_all()) == everything
-        assert {s: as_tuples(again.read_stream(s)) for s in again.streams()} == streams
+        assert _contents(again, as_tuples) == contents
 
 
 
@@ -120,14 +142,7 @@ def test_appends_made_while_the_checkpoint_is_built_stay_after_it_is_adopted(
     events before it, to streams new since), and adoption keeps exactly those in memory."""
     io = FileIO()
     entered, gate = threading.Event(), threading.Event()
-
-    def hold_the_checkpoint(op: str, path: str | None, offset: int, data: object) -> None:
-        if (threading.current_thread().name == "chronolog-checkpoint" and not entered.is_set()
-                and os.path.basename(path or "") == "streams.idx.tmp"):
-            entered.set()
-            assert gate.wait(20)
-
-    io.trace = hold_the_checkpoint
+    io.trace = _hold_the_first_checkpoint(entered, gate)
     with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES,
                             io=io) as store:
         with pytest.raises(cl.WrongExpectedVersionError):
@@ -169,15 +184,7 @@ def test_a_roll_does_not_wait_for_the_previous_rolls_checkpoint(store_path: Path
     io = FileIO()
     trace = _Ops()
     entered, gate = threading.Event(), threading.Event()
-
-    def hold_the_first_checkpoint(op: str, path: str | None, offset: int, data: object) -> None:
-        trace(op, path, offset, data)
-        if (threading.current_thread().name == "chronolog-checkpoint" and not entered.is_set()
-                and os.path.basename(path or "") == "streams.idx.tmp"):
-            entered.set()
-            assert gate.wait(30)
-
-    io.trace = hold_the_first_checkpoint
+    io.trace = _hold_the_first_checkpoint(entered, gate, trace)
     with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES,
                             io=io) as store:
         _append_until_roll(store, store_path)
@@ -205,11 +212,9 @@ def test_a_roll_does_not_wait_for_the_previous_rolls_checkpoint(store_path: Path
         assert _index_count(store_path / "index" / "positions.idx") == \
             _first_position_of_newest_segment(store_path)
         assert store.verify()["ok"]
-        everything = as_tuples(store.read_all())
-        streams = {s: as_tuples(store.read_stream(s)) for s in store.streams()}
+        contents = _contents(store, as_tuples)
     with cl.EventStore.open(store_path, durability="os", max_segment_bytes=SEGMENT_BYTES) as again:
-        assert as_tuples(again.read_all()) == everything
-        assert {s: as_tuples(again.read_stream(s)) for s in again.streams()} == streams
+        assert _contents(again, as_tuples) == contents
 
 @pytest.mark.parametrize("op", ["open", "write", "fsync", "rename"])
 def test_a_failed_background_checkpoint_loses_nothing_and_leaves_no_temporary_file(
