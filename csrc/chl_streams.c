@@ -817,10 +817,9 @@ int chl_streams_rebase_snapshot(chl_streams *t, const unsigned char *body, uint6
     }
     t->delta_events = events;
     chl_delta_reuse(t);
-    if (kept) {
-        kept->used = kept->cap;  /* full: later arrays come from the spare chunks or new ones */
-        t->delta_arena = kept;
-    }
+    /* `kept` is full now (its arrays fill it exactly): later arrays come from the spare
+     * chunks or new ones. */
+    if (kept) t->delta_arena = kept;
     free(t->slots);
     t->slots = mem;
     t->n_slots = n_mem;

@@ -590,12 +590,10 @@ cdef class StreamIndex:
         if names_bytes >= 0xFFFFFFFF or self.t.unsound:
             free(e)
             return 0
-        free(job.s_snap)
-        job.s_snap = e
-        if job.s_unmap == NULL:
-            job.s_unmap = self.retired
-            job.s_unmap_len = self.retired_len
-            self.retired = NULL
+        job.s_snap = e  # (a job is made per checkpoint: it holds no snapshot yet)
+        job.s_unmap = self.retired
+        job.s_unmap_len = self.retired_len
+        self.retired = NULL
         job.s_n = n
         job.s_names_bytes = names_bytes
         job.s_through = through
