@@ -11,6 +11,8 @@
 #define CHL_BATON_H
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <sched.h>
 #include <time.h>
 
 typedef struct {
@@ -56,9 +58,32 @@ static inline void chl_baton_destroy(chl_baton *b) {
  * (the caller keeps the baton alive until this returns). */
 static inline void chl_baton_post(chl_baton *b) {
     pthread_mutex_lock(&b->mu);
-    b->posted = 1;
+    __atomic_store_n(&b->posted, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&b->mu);
     pthread_cond_signal(&b->cv);
+}
+
+/* The wait of chl_baton_wait, running instead of sleeping: it looks at the baton and gives
+ * the CPU up (sched_yield) in turn, so a post wakes no one. 1 once posted; 0 after spin_ns;
+ * 2 when, from slice_ns on (as a sleeping waiter at the end of a slice), a racy look at the
+ * group commit's state says the wait is over without a post (`*synced` reached `seq`, or no
+ * sync runs: a lost baton, looked at again under the lock). */
+static inline int chl_baton_spin(chl_baton *b, long long spin_ns, long long slice_ns,
+                                 const uint64_t *synced, uint64_t seq, const int *syncing) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned k = 1;; k++) {
+        if (__atomic_load_n(&b->posted, __ATOMIC_ACQUIRE)) return 1;
+        if ((k & 7) == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            long long spun = (long long)(t.tv_sec - t0.tv_sec) * 1000000000LL + (t.tv_nsec - t0.tv_nsec);
+            if (spun >= slice_ns && (__atomic_load_n(synced, __ATOMIC_RELAXED) >= seq
+                                     || !__atomic_load_n(syncing, __ATOMIC_RELAXED)))
+                return 2;
+            if (spun >= spin_ns) return 0;
+        }
+        sched_yield();
+    }
 }
 
 /* 1 once posted, 0 after timeout_ns without a post. */

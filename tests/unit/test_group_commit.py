@@ -61,6 +61,40 @@ def test_every_waiter_returns_when_no_thread_appends_after_it(store_path: Path) 
     assert positions == list(range(150))
 
 
+@pytest.mark.parametrize("spin_ns", [
+    pytest.param(60_000_000_000, id="a-spin-longer-than-the-wait"),
+    pytest.param(1_000_000, id="a-spin-that-runs-out-then-a-sleep"),
+    pytest.param(0, id="no-spin")])
+def test_a_waiter_returns_only_once_a_sync_covers_it_whether_it_spins_or_sleeps(
+        store_path: Path, spin_ns: int) -> None:
+    """Waiters spin before they sleep (docs/design.md, "Group commit"): a spin that outlasts
+    the wait (ended by the baton, or by the look at the end of a slice when no thread comes
+    back to pass it), a spin that runs out (the waiter then sleeps) and no spin all return
+    once, after the fdatasync that covers the append, never before it."""
+    io = FileIO()
+    outcome: list[object] = []
+    with cl.EventStore.open(store_path, durability="fsync", io=io) as store:
+        store._log.spin_ns = spin_ns
+        store.append("warm", [cl.NewEvent("E", b"0")])
+        synced, release = _hold_first_sync_of("leader", io)
+        leader = _append_in_thread(store, "leader", "lead", b"L", outcome)
+        assert synced.wait(30), "the leader never synced"
+        waiters = [_append_in_thread(store, f"w-{k}", f"w-{k}", b"%d" % k, outcome)
+                   for k in range(6)]
+        # The waiters wrote after the held sync began: none may return, spinning or asleep.
+        leader.join(0.3)
+        assert outcome == [] and leader.is_alive()
+        release.set()
+        for t in [leader, *waiters]:
+            t.join(20)  # a spin of 60 s that nothing ended fails here
+            assert not t.is_alive(), "an appender never returned"
+        assert len(outcome) == 7 and all(isinstance(r, cl.AppendResult) for r in outcome)
+        assert store.head == 8
+        assert sorted(e.data for e in store.read_all()) == sorted([b"0", b"L"] + [b"%d" % k for k in range(6)])
+    with cl.EventStore.open(store_path, readonly=True) as again:
+        assert again.head == 8
+
+
 def test_a_failed_group_fdatasync_fails_every_waiter(store_path: Path) -> None:
     io = FileIO()
     with cl.EventStore.open(store_path, durability="fsync", io=io) as store:

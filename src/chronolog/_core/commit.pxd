@@ -10,10 +10,12 @@ cdef class GroupCommitLog(RecoveredLog):
     cdef object _waiters
     cdef bint syncing
     cdef long long last_sync_ns
+    cdef public long long spin_ns
     cdef uint64_t written_seq
     cdef uint64_t synced_seq
     cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1
     cdef int sync_to(self, uint64_t seq) except -1
+    cdef long long _spin_budget(self, Py_ssize_t waiting) noexcept
     cdef Segment _lead(self, uint64_t *target, uint64_t *target_pos, uint64_t *target_off, int *fd)
     cdef int _sync_as_leader(self, Segment seg, int fd, uint64_t target, uint64_t target_pos,
                              uint64_t target_off) except -1

@@ -23,6 +23,14 @@ from chronolog.errors import ForkedWriterError, StoreFailedError
 # lock whatever it saw.
 cdef long long BATON_SLICE_NS = 500000
 cdef long long BATON_TIMEOUT_NS = 2000000
+# Before it sleeps, a waiter spins (giving the CPU up between looks, docs/design.md "Group
+# commit") when at least SPIN_MIN_WAITERS wait and the last fdatasync took at most
+# SPIN_SYNC_MAX_NS (a fast disk: waiting on a slow one is not worth the CPU), for up to three
+# times that sync, at most SPIN_MAX_NS. A log's `spin_ns` overrides it: 0 never spins, > 0
+# always spins that long (tests), -1 (the default) is the rule above.
+cdef long long SPIN_SYNC_MAX_NS = 400000
+cdef long long SPIN_MAX_NS = 1000000
+cdef Py_ssize_t SPIN_MIN_WAITERS = 4
 
 cdef extern from "chl_baton.h" nogil:
     ctypedef struct chl_baton:
@@ -31,6 +39,8 @@ cdef extern from "chl_baton.h" nogil:
     void chl_baton_destroy(chl_baton *b)
     void chl_baton_post(chl_baton *b)
     int chl_baton_wait(chl_baton *b, long long timeout_ns)
+    int chl_baton_spin(chl_baton *b, long long spin_ns, long long slice_ns, const uint64_t *synced,
+                       uint64_t seq, const int *syncing)
 
 
 cdef inline long long _monotonic_ns() noexcept nogil:
@@ -64,6 +74,9 @@ cdef class GroupCommitLog(RecoveredLog):
     `syncing` flag and the active segment's descriptor against a roll.
     """
 
+    def __cinit__(self):
+        self.spin_ns = -1
+
     # ---------------------------------------------------------------- fail-stop and group commit
 
     cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1:
@@ -92,7 +105,8 @@ cdef class GroupCommitLog(RecoveredLog):
         caller as it enters here (the first waiter the last sync covered). A woken thread
         thus finds the GIL free instead of joining a herd. A waiter whose baton got lost (its
         passer did not come back: a burst) sees it at the end of a slice, without the GIL,
-        and goes on (covered) or leads the next sync. In durability "fsync" this is also what
+        and goes on (covered) or leads the next sync. With several waiters and a fast disk, a
+        waiter first spins (see SPIN_SYNC_MAX_NS) so that its baton wakes no one. In durability "fsync" this is also what
         makes appends visible to readers."""
         if self.synced_seq >= seq:
             return 0
@@ -100,7 +114,8 @@ cdef class GroupCommitLog(RecoveredLog):
         cdef int fd
         cdef uint64_t target, target_pos, target_off
         cdef bint woken
-        cdef long long waited, piece
+        cdef int spun
+        cdef long long waited, piece, spin
         cdef _Baton baton = None, waiter
         cdef chl_baton *give
         cond = self._sync_lock
@@ -117,6 +132,7 @@ cdef class GroupCommitLog(RecoveredLog):
                     waiter = _Baton()
                     entry = (seq, waiter)
                     self._waiters.append(entry)
+                    spin = self._spin_budget(len(self._waiters))
                     cond.release()
                     # The baton goes on once the GIL is given up: its taker finds it free.
                     give = &baton.b if baton is not None else NULL
@@ -129,7 +145,10 @@ cdef class GroupCommitLog(RecoveredLog):
                         elif piece > BATON_TIMEOUT_NS:
                             piece = BATON_TIMEOUT_NS  # a slow disk: a lost baton costs <= 2 ms
                         waited = 0
-                        while True:
+                        spun = chl_baton_spin(&waiter.b, spin, piece, &self.synced_seq, seq,
+                                              <const int *>&self.syncing) if spin > 0 else 0
+                        woken = spun == 1
+                        while spun == 0:
                             woken = chl_baton_wait(&waiter.b, piece)
                             if woken:
                                 break
@@ -149,6 +168,15 @@ cdef class GroupCommitLog(RecoveredLog):
             if baton is not None:
                 chl_baton_post(&baton.b)
         return self._sync_as_leader(seg, fd, target, target_pos, target_off)
+
+    cdef long long _spin_budget(self, Py_ssize_t waiting) noexcept:
+        """How long a waiter spins before it sleeps (see SPIN_SYNC_MAX_NS), `waiting` waiters
+        queued with it."""
+        if self.spin_ns >= 0:
+            return self.spin_ns
+        if waiting < SPIN_MIN_WAITERS or self.last_sync_ns > SPIN_SYNC_MAX_NS:
+            return 0
+        return min(3 * self.last_sync_ns, SPIN_MAX_NS)
 
     cdef Segment _lead(self, uint64_t *target, uint64_t *target_pos, uint64_t *target_off,
                        int *fd):
