@@ -63,26 +63,34 @@ static inline void chl_baton_post(chl_baton *b) {
     pthread_cond_signal(&b->cv);
 }
 
+static inline long long chl_baton_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 /* The wait of chl_baton_wait, running instead of sleeping: it looks at the baton and gives
  * the CPU up (sched_yield) in turn, so a post wakes no one. 1 once posted; 0 after spin_ns;
  * 2 when, from slice_ns on (as a sleeping waiter at the end of a slice), a racy look at the
  * group commit's state says the wait is over without a post (`*synced` reached `seq`, or no
- * sync runs: a lost baton, looked at again under the lock). */
+ * sync runs: a lost baton, looked at again under the lock); 3 when one sched_yield took more
+ * than late_ns: another thread or process runs for whole time slices on this CPU, and a
+ * spinner would see its baton a slice late (the caller sleeps instead, and stops spinning
+ * for a while). */
 static inline int chl_baton_spin(chl_baton *b, long long spin_ns, long long slice_ns,
-                                 const uint64_t *synced, uint64_t seq, const int *syncing) {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (unsigned k = 1;; k++) {
+                                 long long late_ns, const uint64_t *synced, uint64_t seq,
+                                 const int *syncing) {
+    long long t0 = chl_baton_now(), before = t0;
+    for (;;) {
         if (__atomic_load_n(&b->posted, __ATOMIC_ACQUIRE)) return 1;
-        if ((k & 7) == 0) {
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            long long spun = (long long)(t.tv_sec - t0.tv_sec) * 1000000000LL + (t.tv_nsec - t0.tv_nsec);
-            if (spun >= slice_ns && (__atomic_load_n(synced, __ATOMIC_RELAXED) >= seq
+        long long now = chl_baton_now();
+        if (now - before > late_ns) return 3;
+        if (now - t0 >= slice_ns && (__atomic_load_n(synced, __ATOMIC_RELAXED) >= seq
                                      || !__atomic_load_n(syncing, __ATOMIC_RELAXED)))
-                return 2;
-            if (spun >= spin_ns) return 0;
-        }
+            return 2;
+        if (now - t0 >= spin_ns) return 0;
         sched_yield();
+        before = now;
     }
 }
 
