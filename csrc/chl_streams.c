@@ -22,6 +22,13 @@
 
 static int chl_chunk_check(chl_streams *t, uint64_t c);
 static int chl_block_check(chl_streams *t, uint64_t b);
+/* Their common case inline: the chunk or block is checked already (or there is no lazy base). */
+static inline int chl_chunk_ok(chl_streams *t, uint64_t c) {
+    return !t->chunk_ok || (t->chunk_ok[c >> 6] >> (c & 63) & 1) || chl_chunk_check(t, c);
+}
+static inline int chl_block_ok(chl_streams *t, uint64_t b) {
+    return !t->block_ok || (t->block_ok[b >> 6] >> (b & 63) & 1) || chl_block_check(t, b);
+}
 static int chl_slots_sound(const uint32_t *slots, uint64_t n_slots, uint64_t n);
 
 struct chl_arena_chunk {
@@ -32,6 +39,18 @@ struct chl_arena_chunk {
 
 static inline uint64_t chl_ld64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 static inline uint32_t chl_ld32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+/* a[0, n) == b[0, n): names of 4 to 32 bytes (most stream names) in overlapping word loads
+ * from each side, where a memcmp call cost ~20 instructions per lookup; others by memcmp. */
+static inline int chl_same_name(const char *a, const char *b, uint32_t n) {
+    const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
+    if (n >= 8 && n <= 16) return chl_ld64(p) == chl_ld64(q) && chl_ld64(p + n - 8) == chl_ld64(q + n - 8);
+    if (n > 16 && n <= 32)
+        return chl_ld64(p) == chl_ld64(q) && chl_ld64(p + 8) == chl_ld64(q + 8)
+            && chl_ld64(p + n - 16) == chl_ld64(q + n - 16) && chl_ld64(p + n - 8) == chl_ld64(q + n - 8);
+    if (n >= 4 && n < 8) return chl_ld32(p) == chl_ld32(q) && chl_ld32(p + n - 4) == chl_ld32(q + n - 4);
+    return memcmp(a, b, n) == 0;
+}
 
 uint64_t chl_hash_bytes(const char *p, size_t n) {
     /* Eight bytes at a time: each word is mixed in by one multiply and a shift (a chain of
@@ -245,24 +264,24 @@ void chl_streams_free(chl_streams *t) {
 
 /* The base table: id of `name` (hash h), or -1. Slot values were checked by attach/rebase
  * (at most base_n, and an empty slot exists), so the probe ends and stays in bounds. */
-static int64_t chl_base_find(const chl_streams *t, const char *name, uint32_t len, uint64_t h) {
+static inline int64_t chl_base_find(const chl_streams *t, const char *name, uint32_t len, uint64_t h) {
     const uint32_t *slots = t->base_slots;
     if (!slots) return -1;
     uint64_t mask = t->base_n_slots - 1, i = h & mask;
     for (uint64_t probes = 0;; probes++) {
         /* A block is checked (CRC, values at most n) before its slots are read; a probe
          * longer than the table means a table with no empty slot: unsound. */
-        if (probes > mask || !chl_block_check((chl_streams *)t, i / CHL_SLOT_BLOCK)) {
+        if (probes > mask || !chl_block_ok((chl_streams *)t, i / CHL_SLOT_BLOCK)) {
             ((chl_streams *)t)->unsound = 1;
             return -1;
         }
         uint32_t v = slots[i];
         if (v == 0) return -1;
         /* Only a checked record is compared: a damaged one must not hide its stream. */
-        if (!chl_chunk_check((chl_streams *)t, (uint64_t)(v - 1) / CHL_DIR_CHUNK)) return -1;
+        if (!chl_chunk_ok((chl_streams *)t, (uint64_t)(v - 1) / CHL_DIR_CHUNK)) return -1;
         const unsigned char *d = t->base_dir + (uint64_t)(v - 1) * CHL_DIR_RECORD_BYTES;
         if (chl_ld64(d) == h && chl_ld32(d + 28) == len
-                && memcmp(t->base_names + chl_ld32(d + 24), name, len) == 0)
+                && chl_same_name(t->base_names + chl_ld32(d + 24), name, len))
             return (int64_t)(t->base_ids ? t->base_ids[v - 1] : v - 1);
         i = (i + 1) & mask;
     }
@@ -270,14 +289,14 @@ static int64_t chl_base_find(const chl_streams *t, const char *name, uint32_t le
 
 /* The memory table: id of `name` (hash h), or -1 with *slot_out the empty slot that ends
  * its probe. */
-static int64_t chl_mem_find(const chl_streams *t, const char *name, uint32_t len, uint64_t h,
+static inline int64_t chl_mem_find(const chl_streams *t, const char *name, uint32_t len, uint64_t h,
                             uint64_t *slot_out) {
     uint64_t mask = t->n_slots - 1, i = h & mask;
     for (;;) {
         uint32_t v = t->slots[i];
         if (v == 0) { *slot_out = i; return -1; }
         const chl_stream *s = &t->streams[v - 1];
-        if (s->hash == h && s->name_len == len && memcmp(s->name, name, len) == 0) {
+        if (s->hash == h && s->name_len == len && chl_same_name(s->name, name, len)) {
             *slot_out = i;
             return (int64_t)(v - 1);
         }
