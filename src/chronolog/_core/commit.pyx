@@ -115,8 +115,8 @@ cdef class GroupCommitLog(RecoveredLog):
         thus finds the GIL free instead of joining a herd. A waiter whose baton got lost (its
         passer did not come back: a burst) sees it at the end of a slice, without the GIL,
         and goes on (covered) or leads the next sync. With several waiters and a fast disk, a
-        waiter first spins (see SPIN_SYNC_MAX_NS) so that its baton wakes no one. In durability "fsync" this is also what
-        makes appends visible to readers."""
+        waiter first spins (see SPIN_SYNC_MAX_NS) so that its baton wakes no one. In
+        durability "fsync" this is also what makes appends visible to readers."""
         if self.synced_seq >= seq:
             return 0
         cdef Segment seg
