@@ -34,6 +34,7 @@ from chronolog._core.log import (
 from chronolog._core.log import (
     FORMAT_VERSION_NUMBER as FORMAT_VERSION,
 )
+from chronolog._cpu import cpu_quota
 from chronolog.errors import (
     InvalidArgumentError,
     InvalidEventError,
@@ -306,6 +307,8 @@ class EventStore:
             if lock_fd is not None:
                 os.close(lock_fd)
             raise
+        if not readonly and cpu_quota() is not None:
+            log.spin_ns = 0  # group-commit waiters would spend the quota spinning (_cpu.py)
         return cls(log, lock_fd, flush_interval_ms)
 
     def close(self) -> None:
