@@ -307,7 +307,7 @@ class EventStore:
             if lock_fd is not None:
                 os.close(lock_fd)
             raise
-        if not readonly and cpu_quota() is not None:
+        if not readonly and durability == "fsync" and cpu_quota() is not None:
             log.spin_ns = 0  # group-commit waiters would spend the quota spinning (_cpu.py)
         return cls(log, lock_fd, flush_interval_ms)
 

@@ -11,6 +11,7 @@ cdef class GroupCommitLog(RecoveredLog):
     cdef bint syncing
     cdef long long last_sync_ns
     cdef public long long spin_ns
+    # Written by waiters without the lock (a heuristic: a lost update only moves a back-off).
     cdef long long spin_off_until
     cdef long long spin_backoff
     cdef uint64_t written_seq
