@@ -165,6 +165,12 @@ class Model:
         elif op == "unlink":
             self.names.pop(rel, None)
             self._dir(rel).pending.append(("unlink", os.path.basename(rel), None))
+        elif op == "zero":  # zeros written over a reserved range: a write like any other
+            assert isinstance(data, int)
+            buf = self.inodes[self.names[rel]].data
+            if len(buf) < offset + data:
+                buf.extend(b"\0" * (offset + data - len(buf)))
+            buf[offset:offset + data] = bytes(data)
         elif op == "grow":  # fallocate that extends the file: zeros up to offset + length
             assert isinstance(data, int)
             buf = self.inodes[self.names[rel]].data

@@ -25,6 +25,7 @@ cdef class FileIO:
     cdef int pipe_finish(self, chl_wpipe *w, int fd, const unsigned char *frame, size_t n,
                          size_t head, uint64_t offset) except -1
     cdef int allocate(self, int fd, uint64_t offset, uint64_t n, bint grow=*) except -1
+    cdef int zero(self, int fd, uint64_t offset, uint64_t n) except -1
     cdef int hint_writeback(self, chl_wpipe *w, int fd, uint64_t offset, uint64_t n) except -1
     cdef int fsync(self, int fd) except -1
     cdef int fdatasync(self, int fd) except -1

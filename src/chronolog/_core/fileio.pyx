@@ -40,6 +40,31 @@ cdef extern from *:
     """
     int chl_allocate(int fd, long long off, long long n, int grow) nogil
 
+cdef extern from *:
+    """
+    #include <errno.h>
+    #include <unistd.h>
+    /* Zeros written over [off, off + n) of fd from one static zero page run (64 KiB). */
+    static const unsigned char chl_zero_run[65536];
+    static int chl_write_zeros(int fd, unsigned long long off, unsigned long long n) {
+        while (n > 0) {
+            size_t k = n < sizeof chl_zero_run ? (size_t)n : sizeof chl_zero_run;
+            ssize_t w = pwrite(fd, chl_zero_run, k, (off_t)off);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                return errno;
+            }
+            if (w == 0)
+                return EIO;
+            off += (unsigned long long)w;
+            n -= (unsigned long long)w;
+        }
+        return 0;
+    }
+    """
+    int chl_write_zeros(int fd, unsigned long long off, unsigned long long n) nogil
+
 cdef extern from "<stdio.h>" nogil:
     int c_rename "rename" (const char *src, const char *dst)
 
@@ -56,7 +81,8 @@ cdef enum:
     SMALL_WRITE_BYTES = 64 * 1024
 
 
-_OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir", "allocate", "publish")
+_OPS = ("open", "write", "fsync", "truncate", "rename", "unlink", "fsync_dir", "allocate", "publish",
+        "zero")
 
 
 def not_regular(str path):
@@ -89,7 +115,8 @@ cdef class FileIO:
     `inject(op, after=N, errno=E, persistent=False)` makes the (N+1)-th call of `op` from now
     fail with `E` (and every later one when persistent). Ops: open, write, fsync (fsync and
     fdatasync), truncate, rename, unlink, fsync_dir, allocate (a failed allocate is ignored:
-    it only reserves blocks ahead of the writes), publish (the readers' visibility mark).
+    it only reserves blocks ahead of the writes), publish (the readers' visibility mark), zero
+    (zeros written ahead of the writes: a hint too, a failure is ignored).
     `counts` tallies the calls per op.
 
     `trace`, when set to a callable, is called after every successful operation as
@@ -99,7 +126,8 @@ cdef class FileIO:
     ("allocate", path, offset, length) (blocks reserved, size unchanged), ("grow", path,
     offset, length) (blocks reserved and the file extended to offset + length if shorter, the
     new bytes zeros), ("writeback", path,
-    offset, length) (writeback of that range asked for: a hint, nothing changes), ("publish",
+    offset, length) (writeback of that range asked for: a hint, nothing changes), ("zero",
+    path, offset, length) (zeros written there: a write), ("publish",
     path, 0, bytes) (the visibility mark rewritten: a write of those bytes at offset 0). The
     torture suite replays it to simulate a power loss (what was fsynced survives, the rest may
     not).
@@ -302,6 +330,25 @@ cdef class FileIO:
             return 0
         if self.trace is not None:
             self.trace("grow" if grow else "allocate", self._paths.get(fd), offset, n)
+        return 1
+
+    cdef int zero(self, int fd, uint64_t offset, uint64_t n) except -1:
+        """Write zeros over [offset, offset + n) of fd, a range the writer has reserved and
+        not written yet (docs/design.md, "Zeros written ahead"): once the next fdatasync has
+        written them, the filesystem holds those blocks as written, and later syncs of writes
+        there have no extent to convert. A hint: returns 1 when it worked, 0 when it did not
+        (an error, an injected "zero" fault); the writes that follow still decide."""
+        cdef int err
+        try:
+            self._fault("zero")
+        except OSError:
+            return 0
+        with nogil:
+            err = chl_write_zeros(fd, offset, n)
+        if err != 0:
+            return 0
+        if self.trace is not None:
+            self.trace("zero", self._paths.get(fd), offset, n)
         return 1
 
     cdef int fsync(self, int fd) except -1:

@@ -32,6 +32,11 @@ cdef enum:
     # segment already holds, at least PREALLOC_MIN_BYTES, at most PREALLOC_MAX_BYTES ahead.
     PREALLOC_MIN_BYTES = 1024 * 1024
     PREALLOC_MAX_BYTES = 32 * 1024 * 1024
+    # In "fsync" mode, after a frame of at most ZERO_FRAME_MAX_BYTES, zeros are written over
+    # the reserved blocks up to ZERO_AHEAD_BYTES past its end, once fewer than half of them
+    # are left (_zero_ahead; docs/design.md, "Zeros written ahead").
+    ZERO_AHEAD_BYTES = 256 * 1024
+    ZERO_FRAME_MAX_BYTES = 64 * 1024
 
 
 cdef class WritingLog(GroupCommitLog):
@@ -96,6 +101,7 @@ cdef class WritingLog(GroupCommitLog):
         cdef Segment seg = self._new_segment(self.written)
         self.hinted = 0
         self.allocated = 0
+        self.zeroed = 0
         self.durable_ordinal = seg.ordinal
         self.durable_offset = SEGMENT_HEADER_BYTES
         seg.open_for_write()
@@ -208,6 +214,7 @@ cdef class WritingLog(GroupCommitLog):
         cdef bint extended = self.dmode == DURABILITY_FSYNC
         if self.allocated > seg.end and seg.wfd >= 0:
             self.allocated = seg.end
+            self.zeroed = seg.end
             if extended:
                 self.written_seq += 1
             try:
@@ -215,6 +222,30 @@ cdef class WritingLog(GroupCommitLog):
             except OSError as exc:
                 if extended and sealing:
                     self._fail(exc, None, 0)
+        return 0
+
+    cdef int _zero_ahead(self, Segment seg, uint64_t end, size_t frame_bytes) except -1:
+        """In "fsync" mode, after a small frame (at most ZERO_FRAME_MAX_BYTES) that ends at
+        `end`: when fewer than ZERO_AHEAD_BYTES / 2 of zeros are written past it, write zeros
+        over the blocks reserved up to ZERO_AHEAD_BYTES past it (never past `allocated`, so the
+        file's size is unchanged, and never before `end`, so no frame is touched). The next
+        group fdatasync writes them once and the filesystem converts their extent once; the
+        syncs after it then write into written blocks, with no extent to convert (group commit
+        1.4-1.6x faster here; docs/design.md, "Zeros written ahead"). Large frames skip it:
+        each of their syncs writes far more than the conversion costs. A hint."""
+        cdef uint64_t start, stop
+        if self.dmode != DURABILITY_FSYNC or frame_bytes > ZERO_FRAME_MAX_BYTES:
+            return 0
+        if end + ZERO_AHEAD_BYTES // 2 <= self.zeroed:
+            return 0
+        start = self.zeroed if self.zeroed > end else end
+        stop = end + ZERO_AHEAD_BYTES
+        if stop > self.allocated:
+            stop = self.allocated
+        if stop <= start:
+            return 0
+        self.zeroed = stop
+        self.io.zero(seg.wfd, start, stop - start)
         return 0
 
     cdef uint64_t _writeback_due(self, uint64_t off, uint64_t *start) noexcept:
@@ -245,6 +276,7 @@ cdef class WritingLog(GroupCommitLog):
         hint_bytes = self._writeback_due(off, &hint_from)
         if hint_bytes:
             self.io.hint_writeback(&self.wpipe, seg.wfd, hint_from, hint_bytes)
+        self._zero_ahead(seg, off + frame_bytes, frame_bytes)
         return self._wrote(seg, off, frame_bytes)
 
     cdef int _fail_write(self, object exc, Segment seg, uint64_t off) except -1:
