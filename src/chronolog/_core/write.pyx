@@ -227,8 +227,8 @@ cdef class WritingLog(GroupCommitLog):
     cdef int _zero_ahead(self, Segment seg, uint64_t end, size_t frame_bytes) except -1:
         """In "fsync" mode, after a small frame (at most ZERO_FRAME_MAX_BYTES) that ends at
         `end`: when fewer than ZERO_AHEAD_BYTES / 2 of zeros are written past it, write zeros
-        over the blocks reserved up to ZERO_AHEAD_BYTES past it (never past `allocated`, so the
-        file's size is unchanged, and never before `end`, so no frame is touched). The next
+        over the blocks reserved up to ZERO_AHEAD_BYTES past it (never past `allocated`, the size
+        the reservation gave the file, and never before `end`, so no frame is touched). The next
         group fdatasync writes them once and the filesystem converts their extent once; the
         syncs after it then write into written blocks, with no extent to convert (group commit
         1.4-1.6x faster here; docs/design.md, "Zeros written ahead"). Large frames skip it:
