@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -475,3 +476,46 @@ def test_a_failed_cut_of_a_segment_being_sealed_in_fsync_mode_fail_stops_and_los
         assert [e.data for e in reader.read_all()] == [payload + b"%d" % i for i in range(3)]
         assert reader.stats()["segments"] == 2
     assert list(store_path.glob("*.torn-*")) == []
+
+
+def test_spins_that_get_the_cpu_back_late_back_off_doubling_up_to_two_seconds_and_reset_after_a_good_spin(
+        store_path: Path) -> None:
+    """A spinning waiter whose sched_yield comes back later than `spin_late_ns` (another
+    process runs on its CPU for whole slices) ends its spin and sleeps, and waiters stop
+    spinning for a back-off that doubles at each such spin, up to 2 s; a spin that gets its
+    baton brings it back to 50 ms. Every append still returns once its sync covers it."""
+    io = FileIO()
+    outcome: list[object] = []
+    with cl.EventStore.open(store_path, durability="fsync", io=io) as store:
+        log = store._log
+        assert log.spin_backoff == 50_000_000 and log.spin_off_until == 0
+        log.spin_ns = 60_000_000_000  # every waiter spins (a fixed spin ignores the back-off)
+        log.spin_late_ns = 0  # every look comes "late"
+        store.append("warm", [cl.NewEvent("E", b"0")])
+        synced, release = _hold_first_sync_of("leader", io)
+        leader = _append_in_thread(store, "leader", "lead", b"L", outcome)
+        assert synced.wait(30), "the leader never synced"
+        waiters = [_append_in_thread(store, f"w-{k}", f"w-{k}", b"%d" % k, outcome)
+                   for k in range(7)]
+        deadline = time.monotonic() + 20
+        while log.spin_backoff < 2_000_000_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Seven late spins: 50 ms doubled to 100, 200, 400, 800, 1600 ms, then held at 2 s.
+        assert log.spin_backoff == 2_000_000_000
+        assert log.spin_off_until > time.monotonic_ns()
+        assert outcome == [] and leader.is_alive()  # a late spin sleeps, it never returns early
+        release.set()
+        for t in [leader, *waiters]:
+            t.join(20)
+            assert not t.is_alive(), "an appender never returned"
+        assert len(outcome) == 8 and all(isinstance(r, cl.AppendResult) for r in outcome)
+        # Spins that are never late: one that ends with its baton resets the back-off.
+        log.spin_late_ns = 1 << 62
+        for _ in range(50):
+            ths = [_append_in_thread(store, f"r-{k}", f"r-{k}", b"r", outcome) for k in range(8)]
+            for t in ths:
+                t.join(20)
+            if log.spin_backoff == 50_000_000:
+                break
+        assert log.spin_backoff == 50_000_000
+        assert store.head == 9 + len(outcome) - 8

@@ -11,9 +11,10 @@ cdef class GroupCommitLog(RecoveredLog):
     cdef bint syncing
     cdef long long last_sync_ns
     cdef public long long spin_ns
+    cdef public long long spin_late_ns
     # Written by waiters without the lock (a heuristic: a lost update only moves a back-off).
-    cdef long long spin_off_until
-    cdef long long spin_backoff
+    cdef readonly long long spin_off_until
+    cdef readonly long long spin_backoff
     cdef uint64_t written_seq
     cdef uint64_t synced_seq
     cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1

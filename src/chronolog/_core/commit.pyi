@@ -6,6 +6,11 @@ class GroupCommitLog(RecoveredLog):
     """A recovered log that syncs what its writers wrote, together, and writes checkpoints."""
 
     spin_ns: int  # how long a group-commit waiter spins before it sleeps: -1 adaptive, 0 never
+    spin_late_ns: int  # a spin whose CPU comes back later than this ends, and spinning backs off
+    @property
+    def spin_backoff(self) -> int: ...  # how long the next back-off lasts (ns)
+    @property
+    def spin_off_until(self) -> int: ...  # CLOCK_MONOTONIC ns until which waiters do not spin
 
     def sync(self) -> None: ...
     def checkpoint(self) -> None: ...

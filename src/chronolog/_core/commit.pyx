@@ -35,7 +35,9 @@ cdef Py_ssize_t SPIN_MIN_WAITERS = 4
 # threads that run whole time slices (another process, a CPU-bound thread): waiters then sleep
 # for a while, SPIN_BACKOFF_NS doubled at each such spin up to SPIN_BACKOFF_MAX_NS, back to
 # SPIN_BACKOFF_NS once a spin ends with its baton. (Without this, two CPU-bound processes
-# beside 16 appending threads took them from ~25 k to ~6.5 k appends/s.)
+# beside 16 appending threads took them from ~25 k to ~6.5 k appends/s.) A log's
+# `spin_late_ns` is SPIN_LATE_NS unless a test sets it; `spin_backoff` and `spin_off_until`
+# are readable (tests).
 cdef long long SPIN_LATE_NS = 1000000
 cdef long long SPIN_BACKOFF_NS = 50000000
 cdef long long SPIN_BACKOFF_MAX_NS = 2000000000
@@ -84,6 +86,7 @@ cdef class GroupCommitLog(RecoveredLog):
 
     def __cinit__(self):
         self.spin_ns = -1
+        self.spin_late_ns = SPIN_LATE_NS
         self.spin_backoff = SPIN_BACKOFF_NS
 
     # ---------------------------------------------------------------- fail-stop and group commit
@@ -154,12 +157,12 @@ cdef class GroupCommitLog(RecoveredLog):
                         elif piece > BATON_TIMEOUT_NS:
                             piece = BATON_TIMEOUT_NS  # a slow disk: a lost baton costs <= 2 ms
                         waited = 0
-                        spun = chl_baton_spin(&waiter.b, spin, piece, SPIN_LATE_NS, &self.synced_seq,
-                                              seq, <const int *>&self.syncing) if spin > 0 else 0
+                        spun = chl_baton_spin(&waiter.b, spin, piece, self.spin_late_ns,
+                                              &self.synced_seq, seq,
+                                              <const int *>&self.syncing) if spin > 0 else 0
                         if spun == 3:  # the CPUs are busy: sleep, and stop spinning for a while
                             self.spin_off_until = _monotonic_ns() + self.spin_backoff
-                            if self.spin_backoff < SPIN_BACKOFF_MAX_NS:
-                                self.spin_backoff *= 2
+                            self.spin_backoff = min(2 * self.spin_backoff, SPIN_BACKOFF_MAX_NS)
                         elif spun == 1:
                             self.spin_backoff = SPIN_BACKOFF_NS
                         woken = spun == 1
