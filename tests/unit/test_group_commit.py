@@ -76,12 +76,7 @@ def test_a_waiter_returns_only_once_a_sync_covers_it_whether_it_spins_or_sleeps(
     outcome: list[object] = []
     with cl.EventStore.open(store_path, durability="fsync", io=io) as store:
         store._log.spin_ns = spin_ns
-        store.append("warm", [cl.NewEvent("E", b"0")])
-        synced, release = _hold_first_sync_of("leader", io)
-        leader = _append_in_thread(store, "leader", "lead", b"L", outcome)
-        assert synced.wait(30), "the leader never synced"
-        waiters = [_append_in_thread(store, f"w-{k}", f"w-{k}", b"%d" % k, outcome)
-                   for k in range(6)]
+        leader, waiters, release = _waiters_behind_a_held_sync(store, io, 6, outcome)
         # The waiters wrote after the held sync began: none may return, spinning or asleep.
         leader.join(0.3)
         assert outcome == [] and leader.is_alive()
@@ -140,6 +135,19 @@ def _append_with_a_failing_write(store: cl.EventStore, io: FileIO, stream: str) 
     io.inject("write", after=0)
     with pytest.raises(StoreFailedError):
         store.append(stream, [cl.NewEvent("E", b"fails")])
+
+
+def _waiters_behind_a_held_sync(store: cl.EventStore, io: FileIO, n: int, outcome: list[object]
+                                 ) -> tuple[threading.Thread, list[threading.Thread], threading.Event]:
+    """After one warm-up append, a leader whose fdatasync is held and `n` appenders queued
+    behind it (each appends b"%d" % k to stream w-k): (leader, waiters, the held sync's
+    release)."""
+    store.append("warm", [cl.NewEvent("E", b"0")])
+    synced, release = _hold_first_sync_of("leader", io)
+    leader = _append_in_thread(store, "leader", "lead", b"L", outcome)
+    assert synced.wait(30), "the leader never synced"
+    waiters = [_append_in_thread(store, f"w-{k}", f"w-{k}", b"%d" % k, outcome) for k in range(n)]
+    return leader, waiters, release
 
 
 def _append_in_thread(store: cl.EventStore, name: str, stream: str, data: bytes,
@@ -491,12 +499,7 @@ def test_spins_that_get_the_cpu_back_late_back_off_doubling_up_to_two_seconds_an
         assert log.spin_backoff == 50_000_000 and log.spin_off_until == 0
         log.spin_ns = 60_000_000_000  # every waiter spins (a fixed spin ignores the back-off)
         log.spin_late_ns = 0  # every look comes "late"
-        store.append("warm", [cl.NewEvent("E", b"0")])
-        synced, release = _hold_first_sync_of("leader", io)
-        leader = _append_in_thread(store, "leader", "lead", b"L", outcome)
-        assert synced.wait(30), "the leader never synced"
-        waiters = [_append_in_thread(store, f"w-{k}", f"w-{k}", b"%d" % k, outcome)
-                   for k in range(7)]
+        leader, waiters, release = _waiters_behind_a_held_sync(store, io, 7, outcome)
         deadline = time.monotonic() + 20
         while log.spin_backoff < 2_000_000_000 and time.monotonic() < deadline:
             time.sleep(0.01)
