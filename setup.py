@@ -6,7 +6,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 CRC = ["csrc/chl_crc32c.c"]
-CSRC = ["csrc/chl_crc32c.c", "csrc/chl_streams.c"]
+CSRC = ["csrc/chl_crc32c.c", "csrc/chl_streams.c", "csrc/chl_streams_file.c"]
 DIRECTIVES = {"language_level": "3", "boundscheck": False, "wraparound": False,
               "cdivision": True, "initializedcheck": False}
 CFLAGS = ["-O3", "-std=c11", "-fno-strict-aliasing"]
