@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from chronolog import _batch_input
 from chronolog import scan as _scan
 from chronolog import subscriptions as _subs
 from chronolog._core import compact as _compact
@@ -37,8 +38,6 @@ from chronolog._core.log import (
 from chronolog._cpu import cpu_quota
 from chronolog.errors import (
     InvalidArgumentError,
-    InvalidEventError,
-    InvalidStreamNameError,
     StoreClosedError,
     StoreLockedError,
 )
@@ -64,87 +63,6 @@ class StreamState(IntEnum):
 ANY = StreamState.ANY
 NO_STREAM = StreamState.NO_STREAM
 STREAM_EXISTS = StreamState.STREAM_EXISTS
-
-
-def _as_strings(values: Any, n: int | None, what: str) -> pa.Array:
-    arr = _as_array(values, pa.large_string(), what)
-    if arr.null_count and what == "streams":
-        raise InvalidStreamNameError(None, "a stream name must be a str, streams holds a null")
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
-            try:
-                arr = arr.cast(pa.large_string())
-            except pa.ArrowInvalid as exc:
-                raise InvalidEventError(f"{what} must be valid UTF-8: {exc}") from None
-        else:
-            raise InvalidEventError(f"{what} must be strings, got Arrow type {arr.type}")
-    arr = arr.cast(pa.large_string())
-    _check_len(arr, n, what)
-    return arr
-
-
-def _as_bytes(values: Any, n: int | None, what: str) -> pa.Array:
-    arr = _as_array(values, pa.large_binary(), what)
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if not any(f(arr.type) for f in (pa.types.is_binary, pa.types.is_large_binary,
-                                      pa.types.is_string, pa.types.is_large_string)):
-        raise InvalidEventError(f"{what} must be bytes, got Arrow type {arr.type}")
-    arr = arr.cast(pa.large_binary())
-    _check_len(arr, n, what)
-    return arr
-
-
-def _as_array(values: Any, typ: pa.DataType, what: str) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        return values.combine_chunks()
-    if isinstance(values, pa.Array):
-        return values
-    if isinstance(values, (str, bytes)):
-        raise InvalidEventError(f"{what} must be a sequence (one value per event), not a single {type(values).__name__}")
-    try:
-        return pa.array(values, type=typ)
-    except UnicodeEncodeError as exc:
-        if what == "streams":
-            raise InvalidStreamNameError(exc.object, "a stream name must be valid Unicode "
-                                         "(no lone surrogates)") from None
-        raise InvalidEventError(f"{what} must be valid Unicode (no lone surrogates): {exc}") from None
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-        kind = "str" if pa.types.is_large_string(typ) else "bytes"
-        raise InvalidEventError(f"{what} must be a sequence of {kind}: {exc}") from None
-
-
-def _check_len(arr: pa.Array, n: int | None, what: str) -> None:
-    if n is not None and len(arr) != n:
-        raise InvalidArgumentError(f"{what} has {len(arr)} values, streams has {n}; the columns must be parallel")
-
-
-def _as_ids(values: Any, n: int) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if isinstance(values, pa.Array):
-        if values.type != pa.binary(16):
-            try:
-                values = values.cast(pa.binary(16))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise InvalidEventError(f"ids must be 16-byte values: {exc}") from None
-        arr = values
-    else:
-        out: list[bytes | None] = []
-        for v in values:
-            if v is None:
-                out.append(None)
-            elif isinstance(v, uuid.UUID):
-                out.append(v.bytes)
-            elif isinstance(v, (bytes, bytearray)) and len(v) == 16:
-                out.append(bytes(v))
-            else:
-                raise InvalidEventError(f"each id must be a uuid.UUID, 16 bytes or None, got {v!r}")
-        arr = pa.array(out, type=pa.binary(16))
-    _check_len(arr, n, "ids")
-    return arr
 
 
 def _flush_loop(log: Log, stop: threading.Event, period: float) -> None:
@@ -559,7 +477,7 @@ class EventStore:
             if not isinstance(expected_versions, Mapping):
                 raise InvalidArgumentError("expected_versions must be a mapping of stream -> expected version")
             codes = {k: expected_code(v) for k, v in expected_versions.items()}
-        if _short_lists(streams, types, datas, metadatas, ids):
+        if _batch_input.short_lists(streams, types, datas, metadatas, ids):
             # Building Arrow arrays costs more than the append itself for a few events.
             res = self._log.append_lists(
                 list(streams), list(types), list(datas),
@@ -567,13 +485,8 @@ class EventStore:
                 None if ids is None else list(ids), codes, time.time_ns())
             self._notifier.notify()
             return res
-        s = _as_strings(streams, None, "streams")
-        n = len(s)
-        t = _as_strings(types, n, "types")
-        d = _as_bytes(datas, n, "datas")
-        m = _as_bytes(metadatas, n, "metadatas") if metadatas is not None else None
-        i = _as_ids(ids, n) if ids is not None else None
-        res = self._log.append_columns(s, t, d, m, i, codes, time.time_ns())
+        res = self._log.append_columns(*_batch_input.as_arrays(streams, types, datas, metadatas, ids),
+                                       codes, time.time_ns())
         self._notifier.notify()
         return res
 
@@ -758,17 +671,6 @@ class EventStore:
             raise StoreClosedError(self._log.path)
         if not self._log.readonly:
             self._log.checkpoint()
-
-
-_SHORT_BATCH = 256
-
-
-def _short_lists(*columns: Any) -> bool:
-    """True when every column is a plain list or tuple (or None) of at most _SHORT_BATCH."""
-    for c in columns:
-        if c is not None and not (type(c) in (list, tuple) and len(c) <= _SHORT_BATCH):
-            return False
-    return True
 
 
 def _int_option(value: object, name: str, lo: int, hi: int) -> None:
