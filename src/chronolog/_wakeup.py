@@ -1,0 +1,220 @@
+"""How followers learn of new appends: the store's in-process AppendNotifier, an inotify watch
+of the store's directory for a writer in another process, and polling where there is neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from chronolog.errors import StoreClosedError
+
+if TYPE_CHECKING:
+    from chronolog._core.log import Log
+
+_POLL_MIN_S = 0.0005   # adaptive polling (no inotify): first sleep
+_POLL_MAX_S = 0.05     # and the longest
+
+
+class AppendNotifier:
+    """The in-process signal between a store and its readers: appends wake waiting
+    subscriptions, and closing the store waits for a scan batch in progress.
+
+    The store makes one, calls `notify()` after each append and `close()` before it releases
+    its files.
+
+    Invariants:
+        - once closed, `reading()` raises StoreClosedError and every waiter is woken;
+        - `close()` returns only when no `reading()` block is running.
+
+    Thread-safety: every method may be called from any thread.
+
+    Example:
+        >>> n = AppendNotifier()
+        >>> n.notify()
+        >>> n.close()
+    """
+
+    def __init__(self, path: str = "") -> None:
+        self._path = path
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0
+        self._readers = 0
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._closed
+
+    def notify(self) -> None:
+        """Wake every waiter (called after an append made new events visible). Costs a few
+        attribute reads when nobody waits."""
+        # The waiter increments _waiting under the lock before it checks the head; the appender
+        # moved the head before reading _waiting. Under the GIL one of the two sees the other.
+        if self._waiting:
+            with self._cond:
+                self._cond.notify_all()
+
+    def wait(self, is_done: Callable[[], bool], timeout: float | None) -> bool:
+        """Block until is_done() (checked after each notify), close, or timeout. Returns
+        is_done()."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._waiting += 1
+            try:
+                while not is_done() and not self._closed:
+                    if deadline is None:
+                        self._cond.wait()
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or not self._cond.wait(remaining):
+                            break
+            finally:
+                self._waiting -= 1
+        return is_done()
+
+    def wake(self) -> None:
+        """Wake every waiter so it re-checks its condition (a subscription being closed)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold off close() while the block runs (a scan batch reading mapped segments).
+
+        Raises:
+            StoreClosedError: the store is closed.
+        """
+        with self._cond:
+            if self._closed:
+                raise StoreClosedError(self._path)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0 and self._closed:
+                    self._cond.notify_all()
+
+    def close(self) -> None:
+        """Refuse new readers, wake every waiter, and wait for readers in progress."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            while self._readers:
+                self._cond.wait()
+
+
+class DirectoryWatch:
+    """inotify on the store directory (Linux): a segment written or created by another
+    process makes `wait` return, and so does a rewrite of index/visible (in "fsync" mode an
+    append becomes visible there, after its frame was written). A self-pipe lets another
+    thread interrupt a wait."""
+
+    IN_MODIFY = 0x00000002
+    IN_MOVED_TO = 0x00000080
+    IN_CREATE = 0x00000100
+
+    def __init__(self, path: str) -> None:
+        self.fd = -1
+        libc_name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        mask = self.IN_MODIFY | self.IN_MOVED_TO | self.IN_CREATE
+        if libc.inotify_add_watch(fd, os.fsencode(path), mask) < 0:
+            err = ctypes.get_errno()
+            os.close(fd)
+            raise OSError(err, "inotify_add_watch failed")
+        # The index directory exists once a writer opened the store; without it (or out of
+        # watches) appends still wake the reader through their segment writes.
+        libc.inotify_add_watch(fd, os.fsencode(os.path.join(path, "index")), mask)
+        self.fd = fd
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN)
+        self.poller.register(self.wake_r, select.POLLIN)
+
+    def drain(self) -> None:
+        """Forget the events seen so far (call before looking at the log again)."""
+        for fd in (self.fd, self.wake_r):
+            try:
+                while os.read(fd, 65536):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def wait(self, timeout: float | None) -> None:
+        self.poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.wake_w, b"!")
+
+    def close(self) -> None:
+        for fd in (self.fd, self.wake_r, self.wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fd = -1
+
+
+class HeadWaiter:
+    """Waits for a log's head to move: the notifier in the writer's process, inotify for a
+    read-only handle (another process writes), an adaptive sleep where neither works."""
+
+    def __init__(self, log: Log, notifier: AppendNotifier | None) -> None:
+        self.log = log
+        self.notifier = notifier if not log.readonly else None
+        self.watch: DirectoryWatch | None = None
+        self.woken = threading.Event()
+        if log.readonly:
+            try:
+                self.watch = DirectoryWatch(log.path)
+            except (OSError, AttributeError):
+                self.watch = None  # not Linux, or out of watches: poll
+        self._delay = _POLL_MIN_S
+
+    def head(self) -> int:
+        """The head now (a read-only handle first indexes what the writer appended)."""
+        if self.log.closed or (self.notifier is not None and self.notifier.closed):
+            raise StoreClosedError(self.log.path)
+        if self.watch is not None:
+            self.watch.drain()  # before the refresh, so no append slips between the two
+        return int(self.log.refresh() if self.log.readonly else self.log.head)
+
+    def wait_beyond(self, seen: int, timeout: float | None, stop: Callable[[], bool]) -> None:
+        """Return when the head may have moved past `seen` (the head last looked at), on
+        wake(), or after `timeout`."""
+        if self.notifier is not None:
+            self.notifier.wait(lambda: self.log.closed or self.log.head > seen or stop(), timeout)
+        elif self.watch is not None:
+            self.watch.wait(timeout)
+        else:
+            delay = self._delay if timeout is None else min(self._delay, timeout)
+            self.woken.wait(delay)
+            self._delay = min(self._delay * 2, _POLL_MAX_S)
+
+    def progressed(self) -> None:
+        self._delay = _POLL_MIN_S
+
+    def wake(self) -> None:
+        self.woken.set()
+        if self.notifier is not None:
+            self.notifier.wake()
+        if self.watch is not None:
+            self.watch.wake()
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
