@@ -42,28 +42,10 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    #include <errno.h>
-    #include <unistd.h>
-    /* Zeros written over [off, off + n) of fd from one static zero page run (64 KiB). */
+    /* A run of zeros that FileIO.zero writes, as many times as needed. */
     static const unsigned char chl_zero_run[65536];
-    static int chl_write_zeros(int fd, unsigned long long off, unsigned long long n) {
-        while (n > 0) {
-            size_t k = n < sizeof chl_zero_run ? (size_t)n : sizeof chl_zero_run;
-            ssize_t w = pwrite(fd, chl_zero_run, k, (off_t)off);
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                return errno;
-            }
-            if (w == 0)
-                return EIO;
-            off += (unsigned long long)w;
-            n -= (unsigned long long)w;
-        }
-        return 0;
-    }
     """
-    int chl_write_zeros(int fd, unsigned long long off, unsigned long long n) nogil
+    const unsigned char chl_zero_run[65536]
 
 cdef extern from "<stdio.h>" nogil:
     int c_rename "rename" (const char *src, const char *dst)
@@ -338,13 +320,18 @@ cdef class FileIO:
         written them, the filesystem holds those blocks as written, and later syncs of writes
         there have no extent to convert. A hint: returns 1 when it worked, 0 when it did not
         (an error, an injected "zero" fault); the writes that follow still decide."""
-        cdef int err
+        cdef int err = 0
+        cdef uint64_t at = offset, left = n, k
         try:
             self._fault("zero")
         except OSError:
             return 0
         with nogil:
-            err = chl_write_zeros(fd, offset, n)
+            while left > 0 and err == 0:
+                k = left if left < sizeof(chl_zero_run) else sizeof(chl_zero_run)
+                err = chl_pwrite_all(fd, chl_zero_run, <size_t>k, at)
+                at += k
+                left -= k
         if err != 0:
             return 0
         if self.trace is not None:

@@ -231,7 +231,7 @@ cdef class WritingLog(GroupCommitLog):
         the reservation gave the file, and never before `end`, so no frame is touched). The next
         group fdatasync writes them once and the filesystem converts their extent once; the
         syncs after it then write into written blocks, with no extent to convert (group commit
-        1.4-1.6x faster here; docs/design.md, "Zeros written ahead"). Large frames skip it:
+        1.2-1.5x faster here; docs/design.md, "Zeros written ahead"). Large frames skip it:
         each of their syncs writes far more than the conversion costs. A hint."""
         cdef uint64_t start, stop
         if self.dmode != DURABILITY_FSYNC or frame_bytes > ZERO_FRAME_MAX_BYTES:
