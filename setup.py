@@ -35,7 +35,8 @@ def core(name: str, extra: list[str] = (), *, zstd: bool = False) -> Extension:
 setup(
     ext_modules=cythonize(
         [core("crc", CRC), core("fileio"), core("events"), core("segment", CRC),
-         core("index", CSRC), core("batch", CRC), core("recovery", CSRC), core("reads", CSRC),
+         core("checkpoint", CSRC), core("index", CSRC), core("batch", CRC),
+         core("recovery", CSRC), core("reads", CSRC),
          core("commit", CSRC), core("write", CRC), core("log", CSRC),
          core("verify", CSRC), core("compact", CRC), core("columns"), core("scan", CSRC),
          core("codec", CRC + ZSTD + ["csrc/chl_zjobs.c"], zstd=True)],

@@ -15,7 +15,7 @@
  *   - the memory table: `slots`, holding the ids of the streams that are not in the base
  *     (created since the checkpoint, or every stream when there is none).
  * Every stream id is in exactly one of them. The checkpoint layout (slots, 32-byte directory
- * records, names, positions) is specified in index.pyx; chl_streams_attach checks it.
+ * records, names, positions) is specified in checkpoint.pyx; chl_streams_attach checks it.
  *
  * Ids are dense, 0-based, in order of first appearance (a checkpoint's streams keep their
  * directory order). Not thread-safe: the caller holds the GIL (or its own lock) around every
@@ -159,7 +159,7 @@ int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position);
  * caller unmaps the checkpoint afterwards. */
 void chl_streams_clear(chl_streams *t);
 
-/* ---- checkpoints (streams.idx; the layout is specified in index.pyx) ---- */
+/* ---- checkpoints (streams.idx; the layout is specified in checkpoint.pyx) ---- */
 
 /* Slots of the hash table of a checkpoint of n streams: the smallest power of two >= 2n,
  * at least 8. */

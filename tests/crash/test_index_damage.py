@@ -126,7 +126,7 @@ def test_a_stream_index_body_with_any_byte_changed_answers_as_before(
 
 def test_a_stream_index_directory_and_names_with_any_byte_changed_answer_as_before(
         template: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
-    # The layout of index.pyx: slots (a power of two >= 2n, at least 8, u32 each), the slot
+    # The layout of checkpoint.pyx: slots (a power of two >= 2n, at least 8, u32 each), the slot
     # CRC table (u32 per 16384 slots, padded to 8 B), the chunk table (16 B per 1024
     # streams), the directory (32 B per stream), then the names.
     raw = (template[0] / "index" / "streams.idx").read_bytes()

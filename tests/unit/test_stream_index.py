@@ -48,7 +48,7 @@ def _answers(store: cl.EventStore) -> dict[str, Any]:
 
 
 def _layout(raw: bytes) -> dict[str, int]:
-    """Offsets of the parts of a streams.idx file (index.pyx docstring)."""
+    """Offsets of the parts of a streams.idx file (checkpoint.pyx docstring)."""
     n = struct.unpack_from("<Q", raw, 40)[0]
     names_bytes = struct.unpack_from("<I", raw, 48)[0]
     slots = 8

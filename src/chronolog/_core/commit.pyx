@@ -9,7 +9,7 @@ import threading
 from libc.stdint cimport uint64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
-from chronolog._core.index cimport CheckpointJob
+from chronolog._core.checkpoint cimport CheckpointJob
 from chronolog._core.recovery cimport RecoveredLog, DURABILITY_FSYNC
 from chronolog._core.segment cimport Segment, FrameInfo
 

@@ -82,7 +82,7 @@
 #     44 u32    reserved, zero
 #     48        [event id, 16 B, when flag bit 0] stream, type, metadata, data
 #
-# Derived index files (index/): see index.pyx for their layout; they are validated on open and
+# Derived index files (index/): see checkpoint.pyx for their layout; they are validated on open and
 # rebuilt from the segments whenever missing, damaged or stale.
 #
 # index/visible (VISIBLE_MARK_BYTES = 16): how far readers in other processes may read,

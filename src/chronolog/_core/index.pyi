@@ -1,6 +1,7 @@
 """Type stubs of chronolog._core.index (compiled): the derived position and stream indexes.
 
-Their methods are C-level only (used by the log); Python sees the classes and CheckpointJob.run.
+Their methods are C-level only (used by the log); Python sees the classes. The checkpoint
+job that writes their files: checkpoint.pyi.
 """
 
 class PositionIndex:
@@ -12,15 +13,3 @@ class StreamIndex:
     """stream name -> stream id -> positions by version."""
 
     def __init__(self) -> None: ...
-
-class CheckpointJob:
-    """The file I/O of one checkpoint of both indexes (built and adopted by the log)."""
-
-    through: int
-    done: bool
-    error: BaseException | None
-    thread: object
-
-    def __init__(self, io: object, through: int) -> None: ...
-    def run(self) -> None:
-        """Write both checkpoint files; a failure is kept in `error`."""

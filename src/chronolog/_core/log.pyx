@@ -23,7 +23,7 @@ from chronolog._core.batch cimport (
 from chronolog._core.codec cimport Compressor, Decoder
 from chronolog._core.events cimport NewEvent, AppendResult
 from chronolog._core.fileio cimport FileIO
-from chronolog._core.index cimport (
+from chronolog._core.streams cimport (
     chl_streams_find, chl_streams_intern, chl_streams_intern_batch,
     chl_streams_count, chl_streams_position)
 from chronolog._core.reads cimport view_position

@@ -8,7 +8,7 @@ from chronolog._core.format cimport (
     NARROW_HEADER_BYTES, NARROW_MAX_TYPES, MAX_STREAM_NAME_BYTES, ld16, ld32, st16, st32,
     chl_crc32c)
 from chronolog._core.segment cimport FrameInfo
-from chronolog._core.index cimport chl_name_key
+from chronolog._core.streams cimport chl_name_key
 from chronolog._core.record cimport RecordView, view_record
 
 cdef enum:

@@ -14,7 +14,7 @@ from chronolog._core.format cimport (
 from chronolog._core.batch cimport stream_utf8
 from chronolog._core.codec cimport Decoder
 from chronolog._core.events cimport RecordedEvent
-from chronolog._core.index cimport (
+from chronolog._core.streams cimport (
     chl_stream, chl_streams_find, chl_streams_count, chl_streams_position, chl_streams_at,
     chl_streams_materialize)
 from chronolog._core.recovery cimport RecoveredLog

@@ -3,7 +3,9 @@
 # Log use (reads, verify, compact, scan).
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from chronolog._core.fileio cimport FileIO
-from chronolog._core.index cimport CheckpointJob, PositionIndex, StreamIndex, chl_streams
+from chronolog._core.checkpoint cimport CheckpointJob
+from chronolog._core.index cimport PositionIndex, StreamIndex
+from chronolog._core.streams cimport chl_streams
 from chronolog._core.segment cimport Segment, FrameInfo
 from chronolog._core.codec cimport Compressor, Decoder, Dictionaries
 

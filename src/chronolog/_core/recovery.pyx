@@ -27,9 +27,11 @@ from chronolog._core.codec cimport Decoder, Dictionaries
 from chronolog._core.segment cimport (
     Segment, FrameInfo, FrameStatus, check_frame, check_frame_copy, frame_status_reason,
     later_claim, nonzero_end, FRAME_OK)
-from chronolog._core.index cimport (
-    CheckpointJob, PositionIndex, StreamIndex, chl_streams_intern, chl_streams_push_batch,
-    chl_streams_count, chl_streams_at, chl_streams_materialize)
+from chronolog._core.checkpoint cimport CheckpointJob
+from chronolog._core.index cimport PositionIndex, StreamIndex
+from chronolog._core.streams cimport (
+    chl_streams_intern, chl_streams_push_batch, chl_streams_count, chl_streams_at,
+    chl_streams_materialize)
 from chronolog._core.fileio import not_regular, read_regular
 from chronolog._core.segment import (
     segment_name, encode_segment_header, decode_segment_header, encode_store_header,

@@ -17,7 +17,7 @@ from chronolog._core.segment cimport (
     FRAME_BAD_BODY_CRC)
 from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_offsets, narrow_stream_ix
-from chronolog._core.index cimport (
+from chronolog._core.streams cimport (
     chl_streams, chl_streams_new, chl_streams_free, chl_streams_find, chl_streams_intern,
     chl_name_key)
 from chronolog._core.log cimport Log

@@ -8,9 +8,10 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from chronolog._core.format cimport SEGMENT_HEADER_BYTES, CODEC_NONE
 from chronolog._core.codec cimport Decoder
-from chronolog._core.index cimport (
-    StreamIndex, chl_stream, chl_streams_find, chl_streams_intern, chl_streams_push,
-    chl_streams_count, chl_streams_count_below, chl_streams_position, chl_streams_materialize)
+from chronolog._core.index cimport StreamIndex
+from chronolog._core.streams cimport (
+    chl_stream, chl_streams_find, chl_streams_intern, chl_streams_push, chl_streams_count,
+    chl_streams_count_below, chl_streams_position, chl_streams_materialize)
 from chronolog._core.recovery cimport RecoveredLog
 from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_disagrees
 from chronolog._core.record cimport RecordView, record_problem, view_record
