@@ -321,6 +321,41 @@ def test_append_batch_with_an_event_over_max_event_bytes_is_refused(open_store, 
     _refused(s, disk_state, EventTooLargeError, ["a", "b"], ["T", "T"], [b"x" * 10, b"x" * 2000])
 
 
+@pytest.mark.parametrize("with_ids", [False, True], ids=["no-ids", "ids"])
+@pytest.mark.parametrize("where", ["data", "metadata"])
+def test_append_batch_takes_an_event_of_exactly_max_event_bytes_and_refuses_one_byte_more(
+    open_store, disk_state, with_ids: bool, where: str
+) -> None:
+    # A record is 48 header bytes, 16 for an id, then stream, type, metadata and data.
+    s = open_store(max_event_bytes=1024)
+    room = 1024 - 48 - (16 if with_ids else 0) - len("order-1") - len("Placed")
+
+    def batch(extra: int) -> dict[str, Any]:
+        big, empty = [b"x" * 10, b"y" * (room + extra)], [b"", b""]
+        cols: dict[str, Any] = ({"datas": big, "metadatas": empty} if where == "data"
+                                else {"datas": empty, "metadatas": big})
+        if with_ids:
+            cols["ids"] = [uuid.uuid4(), uuid.uuid4()]
+        return cols
+
+    _refused(s, disk_state, EventTooLargeError, ["order-0", "order-1"], ["Placed", "Placed"],
+             **batch(1))
+    s.append_batch(["order-0", "order-1"], ["Placed", "Placed"], **batch(0))
+    stored = list(s.read_all())
+    assert [len(e.data) + len(e.metadata) for e in stored] == [10, room]
+    assert s.verify()["ok"]
+
+
+def test_append_batch_refuses_a_stream_name_one_byte_over_the_limit_after_valid_events(
+    store: cl.EventStore, disk_state
+) -> None:
+    streams = ["a" * 1024] * 3 + ["b" * 1025]
+    _refused(store, disk_state, InvalidStreamNameError, pa.array(streams, pa.large_string()),
+             ["T"] * 4, [b""] * 4)
+    store.append_batch(streams[:3], ["T"] * 3, [b""] * 3)
+    assert store.stream_version("a" * 1024) == 2
+
+
 def test_append_batch_refusal_leaves_no_trace_in_a_later_append(store: cl.EventStore) -> None:
     with pytest.raises(WrongExpectedVersionError):
         store.append_batch(

@@ -7,8 +7,8 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memchr
 
 from chronolog._core.format cimport (
-    FRAME_HEADER_BYTES, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES, st32, chl_crc32c_extend,
-    chl_crc32c_extend_record)
+    FRAME_HEADER_BYTES, MAX_STREAM_NAME_BYTES, MAX_TYPE_NAME_BYTES, RECORD_HEADER_BYTES,
+    EVENT_ID_BYTES, st32, chl_crc32c_extend, chl_crc32c_extend_record)
 from chronolog._core.fileio cimport chl_wpipe, chl_wpipe_submit
 from chronolog._core.narrow cimport NarrowPlan, narrow_encode
 from chronolog._core.record cimport record_bytes, put_record_raw, seal_records
@@ -106,6 +106,8 @@ cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigne
     if n > 0 and cols[0].offsets != NULL and cols[0].data != NULL:
         nul = <const char *>memchr(cols[0].data + cols[0].offsets[0], 0,
                                    <size_t>(cols[0].offsets[n] - cols[0].offsets[0]))
+    if nul == NULL and idvalid == NULL and _sizes_fit(cols, n, idp != NULL, max_event, body):
+        return 0
     for i in range(n):
         slen = col_len(&cols[0], i)
         tlen = col_len(&cols[1], i)
@@ -123,6 +125,45 @@ cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigne
             return 3
         body[0] += rec + 4
     return 0
+
+
+cdef bint _sizes_fit(const ColView *cols, Py_ssize_t n, bint has_ids, size_t max_event,
+                     size_t *body) noexcept nogil:
+    """size_batch's fast path, for batches whose events all carry an id or all none: whether
+    every event passes the checks (then its body size is added to body), else False (the
+    exact loop finds the first that does not). Branch-free range checks over the offsets, and
+    the body's size from the columns' spans: ~10 instructions per event instead of ~50."""
+    cdef const int64_t *so = cols[0].offsets
+    cdef const int64_t *to = cols[1].offsets
+    cdef const int64_t *mo = cols[2].offsets
+    cdef const int64_t *do = cols[3].offsets
+    cdef size_t fixed = RECORD_HEADER_BYTES + (EVENT_ID_BYTES if has_ids else 0)
+    if so == NULL or to == NULL or do == NULL or max_event < fixed:
+        return False
+    cdef uint64_t room = max_event - fixed, bad = 0, s, t, r, m  # (max_event <= 1 GiB: no sum wraps)
+    cdef Py_ssize_t i
+    # A length below 1 wraps to a huge value: each check is one unsigned comparison.
+    if mo == NULL:
+        for i in range(n):
+            s = <uint64_t>(so[i + 1] - so[i])
+            t = <uint64_t>(to[i + 1] - to[i])
+            r = <uint64_t>(do[i + 1] - do[i])
+            bad |= (s - 1 >= MAX_STREAM_NAME_BYTES) | (t - 1 >= MAX_TYPE_NAME_BYTES) \
+                | (r > room) | (s + t + r > room)
+    else:
+        for i in range(n):
+            s = <uint64_t>(so[i + 1] - so[i])
+            t = <uint64_t>(to[i + 1] - to[i])
+            r = <uint64_t>(do[i + 1] - do[i])
+            m = <uint64_t>(mo[i + 1] - mo[i])
+            bad |= (s - 1 >= MAX_STREAM_NAME_BYTES) | (t - 1 >= MAX_TYPE_NAME_BYTES) \
+                | (r > room) | (m > room) | (s + t + r + m > room)
+    if bad:
+        return False
+    # Every length is in range (none negative): the sum of each column's lengths is its span.
+    body[0] += <size_t>n * (fixed + 4) + <size_t>(so[n] - so[0]) + <size_t>(to[n] - to[0])
+    body[0] += <size_t>(do[n] - do[0]) + (<size_t>(mo[n] - mo[0]) if mo != NULL else 0)
+    return True
 
 
 cdef uint32_t encode_batch(unsigned char *bp, size_t body, const ColView *cols,
