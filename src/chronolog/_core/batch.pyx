@@ -132,7 +132,7 @@ cdef bint _sizes_fit(const ColView *cols, Py_ssize_t n, bint has_ids, size_t max
     """size_batch's fast path, for batches whose events all carry an id or all none: whether
     every event passes the checks (then its body size is added to body), else False (the
     exact loop finds the first that does not). Branch-free range checks over the offsets, and
-    the body's size from the columns' spans: ~10 instructions per event instead of ~50."""
+    the body's size from the columns' spans: ~30 instructions per event instead of ~50."""
     cdef const int64_t *so = cols[0].offsets
     cdef const int64_t *to = cols[1].offsets
     cdef const int64_t *mo = cols[2].offsets
@@ -142,22 +142,15 @@ cdef bint _sizes_fit(const ColView *cols, Py_ssize_t n, bint has_ids, size_t max
         return False
     cdef uint64_t room = max_event - fixed, bad = 0, s, t, r, m  # (max_event <= 1 GiB: no sum wraps)
     cdef Py_ssize_t i
-    # A length below 1 wraps to a huge value: each check is one unsigned comparison.
-    if mo == NULL:
-        for i in range(n):
-            s = <uint64_t>(so[i + 1] - so[i])
-            t = <uint64_t>(to[i + 1] - to[i])
-            r = <uint64_t>(do[i + 1] - do[i])
-            bad |= (s - 1 >= MAX_STREAM_NAME_BYTES) | (t - 1 >= MAX_TYPE_NAME_BYTES) \
-                | (r > room) | (s + t + r > room)
-    else:
-        for i in range(n):
-            s = <uint64_t>(so[i + 1] - so[i])
-            t = <uint64_t>(to[i + 1] - to[i])
-            r = <uint64_t>(do[i + 1] - do[i])
-            m = <uint64_t>(mo[i + 1] - mo[i])
-            bad |= (s - 1 >= MAX_STREAM_NAME_BYTES) | (t - 1 >= MAX_TYPE_NAME_BYTES) \
-                | (r > room) | (m > room) | (s + t + r + m > room)
+    # A length below 1 wraps to a huge value: each check is one unsigned comparison (the
+    # compiler makes a loop of each case of `mo`).
+    for i in range(n):
+        s = <uint64_t>(so[i + 1] - so[i])
+        t = <uint64_t>(to[i + 1] - to[i])
+        r = <uint64_t>(do[i + 1] - do[i])
+        m = <uint64_t>(mo[i + 1] - mo[i]) if mo != NULL else 0
+        bad |= (s - 1 >= MAX_STREAM_NAME_BYTES) | (t - 1 >= MAX_TYPE_NAME_BYTES) \
+            | (r > room) | (m > room) | (s + t + r + m > room)
     if bad:
         return False
     # Every length is in range (none negative): the sum of each column's lengths is its span.
