@@ -11,6 +11,7 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -414,3 +415,75 @@ def test_a_forked_child_never_waits_for_the_parents_helper_thread(
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["child 0", "child 0", "read True"]
+
+
+def test_an_interval_sync_while_a_large_frame_is_being_written_does_not_show_it(
+        open_store) -> None:
+    """A piped frame is indexed while its helper still writes it: a sync that runs then (here
+    the interval thread's, called from inside the frame's write) covers only the bytes before
+    it, so it must not move head past the frame. Before the fix it did, and a reader then read
+    the half-written frame, took it for a damaged index and waited for the writer's lock to
+    rebuild every index."""
+    io = FileIO()
+    seen: list[tuple[int, list[int]]] = []
+    s = open_store(durability="interval", flush_interval_ms=60_000, io=io)
+    s.append_batch(*_columns(0, 3000))
+
+    def trace(op: str, path: object, offset: int, data: object) -> None:
+        if op == "write" and isinstance(data, bytes) and len(data) > 512 * 1024 and not seen:
+            s._log.sync()  # what the interval thread does, at this moment
+            read: list[int] = []
+            reader = threading.Thread(target=lambda: read.append(sum(1 for _ in s.read_all())),
+                                      daemon=True)
+            reader.start()
+            reader.join(10)
+            seen.append((s.head, read))
+
+    io.trace = trace
+    s.append_batch(*_columns(3000, 3000))
+    io.trace = None
+    assert seen == [(3000, [3000])]
+    assert s.head == 6000 and s.verify()["ok"] is True
+
+
+def test_a_group_commit_led_while_a_large_frame_is_being_written_does_not_show_it(
+        open_store) -> None:
+    """In "fsync" mode head moves only with a sync that covered the events. Thread C leads a
+    sync (held inside its fdatasync), thread B appends one event and waits for the next sync,
+    then the main thread appends a large frame: while that frame is being written, C's sync
+    ends and B leads the next one. B's sync covers C's and B's events, not the frame still
+    being written, so head must stop before the frame."""
+    io = FileIO()
+    s = open_store(durability="fsync", io=io)
+    s.append_batch(*_columns(0, 3000))
+    c_holds, c_may_go, b_wrote, b_synced = (threading.Event() for _ in range(4))
+    seen: list[int] = []
+
+    def trace(op: str, path: object, offset: int, data: object) -> None:
+        me = threading.current_thread().name
+        if op == "fsync" and me == "C" and not c_holds.is_set():
+            c_holds.set()
+            c_may_go.wait(10)
+        elif op == "write" and me == "B":
+            b_wrote.set()
+        elif op == "publish" and me == "B":
+            b_synced.set()
+        elif op == "write" and isinstance(data, bytes) and len(data) > 512 * 1024 and not seen:
+            c_may_go.set()
+            b_synced.wait(10)
+            seen.append(s.head)
+
+    io.trace = trace
+    c = threading.Thread(target=lambda: s.append("c", [cl.NewEvent("T", b"c")]), name="C")
+    c.start()
+    assert c_holds.wait(10)
+    b = threading.Thread(target=lambda: s.append("b", [cl.NewEvent("T", b"b")]), name="B")
+    b.start()
+    assert b_wrote.wait(10)
+    s.append_batch(*_columns(3000, 3000))
+    c.join(10)
+    b.join(10)
+    io.trace = None
+    assert b_synced.is_set()
+    assert seen == [3002]  # the first 3000 events, C's and B's; not the frame being written
+    assert s.head == 6002 and s.verify()["ok"] is True

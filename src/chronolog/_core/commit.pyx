@@ -77,6 +77,7 @@ cdef class GroupCommitLog(RecoveredLog):
 
     Invariants:
         - synced_seq <= written_seq (bytes written by this handle, in order);
+        - the events below written - inflight are in bytes counted in written_seq;
         - at most one sync runs (`syncing`), with _sync_lock released during its fdatasync;
         - after a write or fsync error, `failed` is set and no append succeeds again.
 
@@ -203,9 +204,11 @@ cdef class GroupCommitLog(RecoveredLog):
         fdatasync covers (fd: a duplicate of the active segment's descriptor, or -1)."""
         self.syncing = True
         # A consistent snapshot (the GIL is held): every byte counted in written_seq is in
-        # this segment or in an older one, which the roll synced before sealing it.
+        # this segment or in an older one, which the roll synced before sealing it. The
+        # events of a pipelined frame still being written are indexed already (`inflight`):
+        # this sync does not cover them, so it must not make them visible.
         target[0] = self.written_seq
-        target_pos[0] = self.written
+        target_pos[0] = self.written - self.inflight
         cdef Segment seg = self.segments[len(self.segments) - 1]
         target_off[0] = seg.end
         fd[0] = -1

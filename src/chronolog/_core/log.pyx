@@ -443,14 +443,21 @@ cdef class Log(WritingLog):
                 self._reset_pending(n)
                 raise
             # Pass 6: commit to the indexes. A piped write is indexed while its helper writes
-            # the last chunks (reads stop at head, which moves only once it is all written; a
-            # failed write fail-stops: nothing past head is ever read).
+            # the last chunks (reads stop at head, which moves only once it is all written:
+            # `inflight` keeps another thread's sync from moving it earlier; a failed write
+            # fail-stops: nothing past head is ever read).
             try:
                 if piped:
+                    # Indexed before its bytes are all written: until then no sync (another
+                    # thread's group commit, the interval thread) may make it visible.
+                    self.inflight = n
                     try:
                         self._index_batch(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
                     finally:
-                        self._end_piped(seg, off, frame_bytes)  # the pipeline always ends
+                        try:
+                            self._end_piped(seg, off, frame_bytes)  # the pipeline always ends
+                        finally:
+                            self.inflight = 0
                     self._show_written()
                 else:
                     self._commit(n, (<uint64_t>seg.ordinal << 32) | off, self._written_table(n))
