@@ -487,3 +487,26 @@ def test_a_group_commit_led_while_a_large_frame_is_being_written_does_not_show_i
     assert b_synced.is_set()
     assert seen == [3002]  # the first 3000 events, C's and B's; not the frame being written
     assert s.head == 6002 and s.verify()["ok"] is True
+
+
+@pytest.mark.parametrize("durability", ["os", "fsync", "interval"])
+def test_verify_while_another_thread_writes_a_large_frame_finds_nothing_wrong(
+        open_store, durability: str) -> None:
+    """verify() and stats() from another thread while a large frame is being written (here
+    from inside its write) see the store as it was before that append: the frame is indexed
+    already but not all written, and it is not taken for a damaged index."""
+    io = FileIO()
+    seen: list[tuple[bool, list[object], int]] = []
+    s = open_store(durability=durability, io=io)
+    s.append_batch(*_columns(0, 3000))
+
+    def trace(op: str, path: object, offset: int, data: object) -> None:
+        if op == "write" and isinstance(data, bytes) and len(data) > 512 * 1024 and not seen:
+            report = s.verify()
+            seen.append((report["ok"], report["problems"], s.stats()["events"]))
+
+    io.trace = trace
+    s.append_batch(*_columns(3000, 3000))
+    io.trace = None
+    assert seen == [(True, [], 3000)]
+    assert s.verify()["ok"] is True and s.stats()["events"] == 6000

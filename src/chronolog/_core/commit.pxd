@@ -17,9 +17,6 @@ cdef class GroupCommitLog(RecoveredLog):
     cdef readonly long long spin_backoff
     cdef uint64_t written_seq
     cdef uint64_t synced_seq
-    # Events indexed (counted in `written`) whose frame's bytes are not yet all written nor
-    # counted in written_seq: a pipelined frame between _index_batch and _end_piped (log.pyx).
-    cdef uint64_t inflight
     cdef int _fail(self, object exc, Segment seg, uint64_t keep) except -1
     cdef int sync_to(self, uint64_t seq) except -1
     cdef long long _spin_budget(self, Py_ssize_t waiting) noexcept

@@ -30,6 +30,10 @@ cdef class RecoveredLog:
     cdef chl_streams *st
     cdef readonly uint64_t head
     cdef readonly uint64_t written
+    # Events indexed (counted in `written`) whose frame's bytes are not all written yet (nor
+    # counted in seg.end and written_seq): a pipelined frame between _index_batch and
+    # _end_piped (log.pyx). A sync's snapshot and verify() count only written - inflight.
+    cdef uint64_t inflight
     cdef bint catching_up
     cdef bint sidx_checked
     cdef uint64_t durable_ordinal
