@@ -239,3 +239,25 @@ class StoreNotFoundError(ChronologError, FileNotFoundError):
         super().__init__(
             f"no Chronolog store at {path!r}; create one with EventStore.open(path) "
             "(without readonly=True) or `chronolog init`")
+
+
+class ThreadLimitError(ChronologError, RuntimeError):
+    """Raised when the store needs a thread of its own and the process cannot start one (a
+    thread, process or memory limit: `ulimit -u`, a container's pids limit, `ulimit -v`).
+
+    Only a mode that cannot work without its thread refuses: durability "interval" (its flush
+    thread). Every other thread of the store has a fallback (large frames are written by the
+    appender itself, index checkpoints are written in the appending thread). Nothing was
+    written and the store's lock is released.
+
+    Example:
+        >>> isinstance(ThreadLimitError("/s", "the flush thread", RuntimeError("can't start new thread")), RuntimeError)
+        True
+    """
+
+    def __init__(self, path: str, what: str, cause: BaseException) -> None:
+        self.path = path
+        super().__init__(
+            f"store {path!r}: cannot start {what} ({cause}); the process has reached a thread, "
+            "process or memory limit. Raise the limit, or open the store with "
+            "durability='fsync' or 'os', which need no thread of their own")

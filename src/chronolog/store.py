@@ -40,6 +40,7 @@ from chronolog.errors import (
     InvalidArgumentError,
     StoreClosedError,
     StoreLockedError,
+    ThreadLimitError,
 )
 
 __all__ = ["ANY", "NO_STREAM", "STREAM_EXISTS", "EventStore", "StreamState", "compact"]
@@ -131,7 +132,12 @@ class EventStore:
             self._flusher = threading.Thread(
                 target=_flush_loop, args=(log, self._stop, flush_interval_ms / 1000.0),
                 name=f"chronolog-flush:{log.path}", daemon=True)
-            self._flusher.start()
+            try:
+                self._flusher.start()
+            except RuntimeError as exc:  # no thread can be made: refuse, holding nothing
+                _release(log, lock_fd, self._notifier, self._stop, None)
+                raise ThreadLimitError(log.path, "the flush thread durability='interval' needs",
+                                       exc) from exc
         # Everything close() lets go of, held by a finalizer and not by self: a handle dropped
         # unclosed (or left open at exit) is closed like a file object, not left holding the
         # store's lock and descriptors for the rest of the process.

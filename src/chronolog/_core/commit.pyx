@@ -342,8 +342,14 @@ cdef class GroupCommitLog(RecoveredLog):
         self._ckpt = job
         if background:
             job.thread = threading.Thread(target=job.run, name="chronolog-checkpoint")
-            job.thread.start()
-        else:
+            try:
+                job.thread.start()
+            except RuntimeError:
+                # No thread can be made now (a thread, process or memory limit): write it
+                # here; the roll waits for it, as every roll did before the thread.
+                job.thread = None
+                background = False
+        if not background:
             job.run()
             self._checkpoint_join()
         return 0

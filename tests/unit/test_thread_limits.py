@@ -1,0 +1,96 @@
+"""When the process cannot start a thread (a thread, process or memory limit: `ulimit -u`, a
+container's pids limit, `ulimit -v`), a store works without its threads where it can: a large
+frame is written by the appender itself (csrc/chl_wpipe.h), an index checkpoint in the
+appending thread (commit.pyx); durability "interval", which needs its flush thread, refuses
+with ThreadLimitError and holds nothing."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# The child starts with 1 GiB thread stacks (RLIMIT_STACK, read by the C library at start) and
+# then allows itself at most 256 MiB more address space: every new thread's stack is mapped
+# whole, so none can start, while the store's own mappings (2 MiB segments) still fit.
+_CHILD = """
+import os, resource, sys, threading
+sys.path.insert(0, sys.argv[2])
+import chronolog as cl
+from chronolog.errors import ThreadLimitError
+from test_store_large_frames import _columns
+
+def tasks():
+    return len(os.listdir("/proc/self/task"))
+
+with open("/proc/self/statm") as f:
+    vsize = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (vsize + (256 << 20), resource.RLIM_INFINITY))
+try:
+    threading.Thread(target=lambda: None).start()
+    print("threads can start")
+    sys.exit(0)
+except RuntimeError:
+    pass
+path, durability = sys.argv[1], sys.argv[3]
+if durability == "interval":
+    try:
+        cl.EventStore.open(path, durability="interval", max_segment_bytes=2 << 20)
+    except ThreadLimitError as exc:
+        print("refused", "durability='fsync' or 'os'" in str(exc))
+    with cl.EventStore.open(path, durability="os", max_segment_bytes=2 << 20) as again:
+        again.append("s", [cl.NewEvent("T", b"x")])
+        print("reopened", again.head)  # (the refused open let go of the lock)
+    sys.exit(0)
+before = tasks()
+store = cl.EventStore.open(path, durability=durability, max_segment_bytes=2 << 20)
+batches = [_columns(k * 3000, 3000) for k in range(6)]  # ~1 MB frames: pipelined, and rolls
+for b in batches:
+    store.append_batch(*b)
+print("threads", tasks() - before)
+got = [(e.stream, e.type, e.data) for e in store.read_all()]
+print("read", got == [(s, t, d) for b in batches for s, t, d in zip(*b)])
+print("segments", store.stats()["segments"] >= 3)
+print("checkpoint", os.path.exists(os.path.join(path, "index", "streams.idx")))
+print("verify", store.verify()["ok"])
+store.close()
+with cl.EventStore.open(path, readonly=True) as r:
+    print("reopened", [(e.stream, e.type, e.data) for e in r.read_all()] == got)
+"""
+
+
+def _run_without_threads(tmp_path: Path, durability: str) -> list[str]:
+    def big_stacks() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+        want = 1 << 30
+        resource.setrlimit(resource.RLIMIT_STACK,
+                           (want if hard == resource.RLIM_INFINITY or hard >= want else hard, hard))
+
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "s"),
+                          str(Path(__file__).parent), durability],
+                         capture_output=True, text=True, timeout=120, check=False,
+                         preexec_fn=big_stacks, env={"OPENBLAS_NUM_THREADS": "1",
+                                                     "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    if lines == ["threads can start"]:
+        pytest.skip("this machine lets a thread start past RLIMIT_AS with 1 GiB stacks: "
+                    "no way to deny threads here")
+    return lines
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("durability", ["os", "fsync"])
+def test_without_threads_large_frames_and_checkpoints_are_written_by_the_appender(
+        tmp_path: Path, durability: str) -> None:
+    assert _run_without_threads(tmp_path, durability) == [
+        "threads 0", "read True", "segments True", "checkpoint True", "verify True",
+        "reopened True"]
+
+
+def test_without_threads_interval_durability_refuses_and_lets_go_of_the_store(
+        tmp_path: Path) -> None:
+    assert _run_without_threads(tmp_path, "interval") == ["refused True", "reopened 1"]
