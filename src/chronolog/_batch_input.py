@@ -9,16 +9,6 @@ import pyarrow as pa
 
 from chronolog.errors import InvalidArgumentError, InvalidEventError, InvalidStreamNameError
 
-_SHORT_BATCH = 256
-
-
-def short_lists(*columns: Any) -> bool:
-    """True when every column is a plain list or tuple (or None) of at most _SHORT_BATCH."""
-    for c in columns:
-        if c is not None and not (type(c) in (list, tuple) and len(c) <= _SHORT_BATCH):
-            return False
-    return True
-
 
 def as_arrays(streams: Any, types: Any, datas: Any, metadatas: Any, ids: Any
               ) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array | None, pa.Array | None]:

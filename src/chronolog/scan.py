@@ -7,21 +7,31 @@ arguments and keeps a closing store from pulling the segments away under a runni
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from chronolog._core.columns import COLUMNS, schema_of
-from chronolog._core.scan import Scanner
 from chronolog.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from chronolog._core.columns import COLUMNS, schema_of
     from chronolog._core.log import Log
+    from chronolog._core.scan import Scanner
     from chronolog.subscriptions import AppendNotifier
 
 __all__ = ["COLUMNS", "scan", "scan_table", "schema_of"]
 
 DEFAULT_BATCH_SIZE = 65536
+
+
+def __getattr__(name: str) -> Any:
+    """COLUMNS and schema_of come from the compiled core, loaded (with pyarrow) at first use:
+    `import chronolog` does not import pyarrow."""
+    if name in ("COLUMNS", "schema_of"):
+        from chronolog._core import columns
+
+        return getattr(columns, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _position(value: int | None, name: str, default: int | None) -> int | None:
@@ -50,6 +60,8 @@ def make_scanner(
     stop = _position(to_position, "to_position", None)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    from chronolog._core.scan import Scanner
+
     return Scanner(log, start, stop, types=None if types is None else list(types),
                    streams=None if streams is None else list(streams),
                    stream_prefix=stream_prefix, batch_size=min(batch_size, 1 << 30),
@@ -134,5 +146,9 @@ def scan_table(
     """
     scanner = make_scanner(log, from_position, to_position, types=types, streams=streams,
                            stream_prefix=stream_prefix, batch_size=batch_size, columns=columns)
+    import pyarrow as pa
+
+    from chronolog._core.columns import schema_of
+
     return pa.Table.from_batches(list(_batches(scanner, notifier)),
                                  schema=schema_of(scanner.columns))

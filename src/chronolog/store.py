@@ -14,11 +14,8 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from chronolog import _batch_input
 from chronolog import scan as _scan
 from chronolog import subscriptions as _subs
 from chronolog._core import compact as _compact
@@ -43,7 +40,22 @@ from chronolog.errors import (
     ThreadLimitError,
 )
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = ["ANY", "NO_STREAM", "STREAM_EXISTS", "EventStore", "StreamState", "compact"]
+
+# append_batch takes plain lists or tuples of at most this many events without building Arrow
+# arrays (which cost more than the append itself for a few events, and import pyarrow).
+_SHORT_BATCH = 256
+
+
+def _short_lists(*columns: Any) -> bool:
+    """True when every column is a plain list or tuple (or None) of at most _SHORT_BATCH."""
+    for c in columns:
+        if c is not None and not (type(c) in (list, tuple) and len(c) <= _SHORT_BATCH):
+            return False
+    return True
 
 _READ_CHUNK = 4096
 
@@ -483,7 +495,7 @@ class EventStore:
             if not isinstance(expected_versions, Mapping):
                 raise InvalidArgumentError("expected_versions must be a mapping of stream -> expected version")
             codes = {k: expected_code(v) for k, v in expected_versions.items()}
-        if _batch_input.short_lists(streams, types, datas, metadatas, ids):
+        if _short_lists(streams, types, datas, metadatas, ids):
             # Building Arrow arrays costs more than the append itself for a few events.
             res = self._log.append_lists(
                 list(streams), list(types), list(datas),
@@ -491,6 +503,8 @@ class EventStore:
                 None if ids is None else list(ids), codes, time.time_ns())
             self._notifier.notify()
             return res
+        from chronolog import _batch_input  # (imports pyarrow: not at `import chronolog`)
+
         res = self._log.append_columns(*_batch_input.as_arrays(streams, types, datas, metadatas, ids),
                                        codes, time.time_ns())
         self._notifier.notify()

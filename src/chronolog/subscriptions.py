@@ -4,7 +4,6 @@ plus `wait_for` (read-your-writes) and the in-process append signal that wakes t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
@@ -255,6 +254,8 @@ class AsyncSubscription(Generic[T]):
             raise StopAsyncIteration
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="chronolog-subscribe")
+        import asyncio  # (not at `import chronolog`: only async iteration needs it)
+
         loop = asyncio.get_running_loop()
         try:
             items = await loop.run_in_executor(self._executor, self._sub.take, self._sub._timeout)

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from rich.table import Table
 
 from chronolog.cli.output import fmt_int, fmt_mb, fmt_rate, make_console, make_progress, print_json
@@ -200,6 +199,8 @@ def _replay(store: EventStore, demo: DemoRun) -> Step:
 
 
 def _stream_reads(store: EventStore, seed: int, demo: DemoRun) -> Step:
+    import numpy as np
+
     names = store.streams()
     rng = np.random.default_rng(seed + 1)
     picked = [names[i] for i in rng.choice(len(names), min(STREAM_READS, len(names)),

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:  # (imported where used: the CLI starts without numpy and pyarrow)
+    import numpy as np
+    import pyarrow as pa
 
 EVENT_TYPES = ("OrderPlaced", "ItemAdded", "PaymentReceived", "OrderShipped", "OrderCancelled")
 # How often each type occurs: mostly items, few cancellations.
@@ -38,6 +39,8 @@ class WorkloadBatch:
     @property
     def data_bytes(self) -> int:
         """The payload bytes of the batch."""
+        import pyarrow.compute as pc
+
         return int(pc.sum(pc.binary_length(self.datas)).as_py() or 0)
 
 
@@ -48,10 +51,15 @@ def stream_names(streams: int) -> pa.Array:
         >>> stream_names(2).to_pylist()
         ['order-00000', 'order-00001']
     """
+    import pyarrow as pa
+
     return pa.array([f"order-{i:05d}" for i in range(streams)], type=pa.string())
 
 
 def _digits(values: np.ndarray, width: int) -> pa.Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     return pc.utf8_lpad(pc.cast(pa.array(values), pa.string()), width, "0")
 
 
@@ -69,6 +77,10 @@ def reference_batches(events: int = DEFAULT_EVENTS, streams: int = DEFAULT_STREA
     """
     if events < 0 or streams < 1 or batch_events < 1:
         raise ValueError("events must be >= 0, streams and batch_events >= 1")
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     rng = np.random.default_rng(seed)
     names = stream_names(streams)
     types = pa.array(EVENT_TYPES, type=pa.large_string())

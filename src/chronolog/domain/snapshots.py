@@ -7,16 +7,18 @@ import hashlib
 import os
 import typing
 import warnings
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
-import pyarrow as pa
 
 from chronolog._core.events import NewEvent
 from chronolog.domain.aggregate import Aggregate
 from chronolog.domain.errors import EventDefinitionError
 from chronolog.domain.upcasting import Upcasters
 from chronolog.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 from chronolog.store import ANY, EventStore
 
 __all__ = [
@@ -225,9 +227,18 @@ class BulkSnapshot:
         1000
     """
 
-    SCHEMA: ClassVar[pa.Schema] = pa.schema([
-        ("id", pa.string()), ("stream", pa.string()), ("version", pa.int64()),
-        ("state", pa.binary())])
+    @staticmethod
+    def schema() -> pa.Schema:
+        """The file's columns (before its metadata): id, stream, version, state.
+
+        Example:
+            >>> BulkSnapshot.schema().names
+            ['id', 'stream', 'version', 'state']
+        """
+        import pyarrow as pa  # (not at `import chronolog`: only bulk snapshots need it)
+
+        return pa.schema([("id", pa.string()), ("stream", pa.string()), ("version", pa.int64()),
+                          ("state", pa.binary())])
 
     def __init__(self, table: pa.Table, path: str) -> None:
         self.path = path
@@ -244,11 +255,13 @@ class BulkSnapshot:
     def write(cls, path: str | os.PathLike[str], codec: StateCodec, rows: list[tuple[str, str, int, bytes]],
               position: int) -> str:
         """Write rows (id, stream, version, state) atomically (temp file, fsync, rename)."""
+        import pyarrow as pa
+
         path = os.fspath(path)
         ids, streams, versions, states = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
         table = pa.table([pa.array(ids, pa.string()), pa.array(streams, pa.string()),
                           pa.array(versions, pa.int64()), pa.array(states, pa.binary())],
-                         schema=cls.SCHEMA.with_metadata({
+                         schema=cls.schema().with_metadata({
                              "chronolog.class": codec.name,
                              "chronolog.snapshot_version": str(codec.version),
                              "chronolog.fingerprint": codec.fingerprint,
@@ -267,6 +280,8 @@ class BulkSnapshot:
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> BulkSnapshot:
         """Read a bulk snapshot file (memory-mapped)."""
+        import pyarrow as pa
+
         path = os.fspath(path)
         with pa.memory_map(path) as src:
             table = pa.ipc.open_file(src).read_all()
