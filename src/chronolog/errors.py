@@ -245,19 +245,19 @@ class ThreadLimitError(ChronologError, RuntimeError):
     """Raised when the store needs a thread of its own and the process cannot start one (a
     thread, process or memory limit: `ulimit -u`, a container's pids limit, `ulimit -v`).
 
-    Only a mode that cannot work without its thread refuses: durability "interval" (its flush
-    thread). Every other thread of the store has a fallback (large frames are written by the
-    appender itself, index checkpoints are written in the appending thread). Nothing was
-    written and the store's lock is released.
+    Only what cannot work without its thread refuses: durability "interval" (its flush
+    thread, at open: nothing was written and the store's lock is released) and the async
+    iteration of a subscription (the thread its waits run in). The store's other threads
+    have a fallback: large frames are written by the appender itself, index checkpoints in
+    the appending thread.
 
     Example:
         >>> isinstance(ThreadLimitError("/s", "the flush thread", RuntimeError("can't start new thread")), RuntimeError)
         True
     """
 
-    def __init__(self, path: str, what: str, cause: BaseException) -> None:
+    def __init__(self, path: str, what: str, cause: BaseException, advice: str = "") -> None:
         self.path = path
         super().__init__(
             f"store {path!r}: cannot start {what} ({cause}); the process has reached a thread, "
-            "process or memory limit. Raise the limit, or open the store with "
-            "durability='fsync' or 'os', which need no thread of their own")
+            f"process or memory limit: raise the limit{advice}")

@@ -149,7 +149,8 @@ class EventStore:
             except RuntimeError as exc:  # no thread can be made: refuse, holding nothing
                 _release(log, lock_fd, self._notifier, self._stop, None)
                 raise ThreadLimitError(log.path, "the flush thread durability='interval' needs",
-                                       exc) from exc
+                                       exc, ", or open the store with durability='fsync' or "
+                                       "'os', which need no thread of their own") from exc
         # Everything close() lets go of, held by a finalizer and not by self: a handle dropped
         # unclosed (or left open at exit) is closed like a file object, not left holding the
         # store's lock and descriptors for the rest of the process.

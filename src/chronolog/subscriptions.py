@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from chronolog._core.events import RecordedEvent
 from chronolog._core.reads import read_positions
 from chronolog._wakeup import AppendNotifier, HeadWaiter
-from chronolog.errors import InvalidArgumentError, StoreClosedError
+from chronolog.errors import InvalidArgumentError, StoreClosedError, ThreadLimitError
 from chronolog.scan import make_scanner
 
 if TYPE_CHECKING:
@@ -258,7 +258,13 @@ class AsyncSubscription(Generic[T]):
 
         loop = asyncio.get_running_loop()
         try:
-            items = await loop.run_in_executor(self._executor, self._sub.take, self._sub._timeout)
+            waiting = loop.run_in_executor(self._executor, self._sub.take, self._sub._timeout)
+        except RuntimeError as exc:  # its thread cannot start (a thread or memory limit)
+            raise ThreadLimitError(str(self._sub._log.path), "the thread an async subscription "
+                                   "waits in", exc, ", or iterate the subscription without "
+                                   "async (store.subscribe)") from exc
+        try:
+            items = await waiting
         except asyncio.CancelledError:
             self.close()
             raise

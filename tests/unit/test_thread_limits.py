@@ -2,7 +2,8 @@
 container's pids limit, `ulimit -v`), a store works without its threads where it can: a large
 frame is written by the appender itself (csrc/chl_wpipe.h), an index checkpoint in the
 appending thread (commit.pyx); durability "interval", which needs its flush thread, refuses
-with ThreadLimitError and holds nothing."""
+with ThreadLimitError and holds nothing, and so does the async iteration of a subscription
+(its waits run in a thread) while the plain one works."""
 
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ try:
 except RuntimeError:
     pass
 path, durability = sys.argv[1], sys.argv[3]
+if durability == "async":
+    import asyncio
+    async def follow(store):
+        async with store.subscribe_async(timeout=0.1) as sub:
+            return [e.position async for e in sub]
+    with cl.EventStore.open(path, durability="os", max_segment_bytes=2 << 20) as store:
+        store.append("s", [cl.NewEvent("T", b"x")])
+        try:
+            asyncio.run(follow(store))
+        except ThreadLimitError as exc:
+            print("refused", "store.subscribe" in str(exc))
+        print("sync", [e.position for e in store.subscribe(timeout=0.1)])
+    sys.exit(0)
 if durability == "interval":
     try:
         cl.EventStore.open(path, durability="interval", max_segment_bytes=2 << 20)
@@ -94,3 +108,7 @@ def test_without_threads_large_frames_and_checkpoints_are_written_by_the_appende
 def test_without_threads_interval_durability_refuses_and_lets_go_of_the_store(
         tmp_path: Path) -> None:
     assert _run_without_threads(tmp_path, "interval") == ["refused True", "reopened 1"]
+
+
+def test_without_threads_async_iteration_refuses_and_the_plain_one_works(tmp_path: Path) -> None:
+    assert _run_without_threads(tmp_path, "async") == ["refused True", "sync [0]"]
