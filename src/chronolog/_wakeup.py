@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import select
 import threading
@@ -126,8 +125,13 @@ class DirectoryWatch:
 
     def __init__(self, path: str) -> None:
         self.fd = -1
-        libc_name = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(libc_name, use_errno=True)
+        try:  # the process's own symbols hold libc's (find_library runs ldconfig: ~5 ms)
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.inotify_init1  # noqa: B018 (present, or AttributeError)
+        except (OSError, AttributeError):
+            from ctypes.util import find_library
+
+            libc = ctypes.CDLL(find_library("c"), use_errno=True)
         fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
