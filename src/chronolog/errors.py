@@ -241,23 +241,27 @@ class StoreNotFoundError(ChronologError, FileNotFoundError):
             "(without readonly=True) or `chronolog init`")
 
 
-class ThreadLimitError(ChronologError, RuntimeError):
-    """Raised when the store needs a thread of its own and the process cannot start one (a
-    thread, process or memory limit: `ulimit -u`, a container's pids limit, `ulimit -v`).
+class ResourceLimitError(ChronologError, RuntimeError):
+    """Raised when the process has reached a limit the store cannot work under: it cannot
+    start a thread the store needs (a thread, process or memory limit: `ulimit -u`, a
+    container's pids limit, `ulimit -v`), or it may not open a descriptor for each of the
+    store's segments (`ulimit -n`, its hard limit).
 
-    Only what cannot work without its thread refuses: durability "interval" (its flush
-    thread, at open: nothing was written and the store's lock is released) and the async
-    iteration of a subscription (the thread its waits run in). The store's other threads
-    have a fallback: large frames are written by the appender itself, index checkpoints in
-    the appending thread.
+    What refuses: opening a store of more segments than the open-file hard limit allows (the
+    soft limit is raised up to the hard one first), durability "interval" without its flush
+    thread (both at open: nothing was written and the store's lock is released), and the
+    async iteration of a subscription without the thread its waits run in. The store's other
+    threads have a fallback: large frames are written by the appender itself, index
+    checkpoints in the appending thread.
 
     Example:
-        >>> isinstance(ThreadLimitError("/s", "the flush thread", RuntimeError("can't start new thread")), RuntimeError)
+        >>> isinstance(ResourceLimitError("/s", "the flush thread", RuntimeError("can't start new thread")), RuntimeError)
         True
     """
 
-    def __init__(self, path: str, what: str, cause: BaseException, advice: str = "") -> None:
+    def __init__(self, path: str, what: str, cause: BaseException | str,
+                 advice: str = "") -> None:
         self.path = path
         super().__init__(
-            f"store {path!r}: cannot start {what} ({cause}); the process has reached a thread, "
-            f"process or memory limit: raise the limit{advice}")
+            f"store {path!r}: cannot {what} ({cause}); the process has reached a limit: "
+            f"raise it{advice}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno as _errno
 import fcntl
 import os
+import resource
 import stat
 import threading
 import time
@@ -35,9 +36,9 @@ from chronolog._core.log import (
 from chronolog._cpu import cpu_quota
 from chronolog.errors import (
     InvalidArgumentError,
+    ResourceLimitError,
     StoreClosedError,
     StoreLockedError,
-    ThreadLimitError,
 )
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class EventStore:
                 self._flusher.start()
             except RuntimeError as exc:  # no thread can be made: refuse, holding nothing
                 _release(log, lock_fd, self._notifier, self._stop, None)
-                raise ThreadLimitError(log.path, "the flush thread durability='interval' needs",
+                raise ResourceLimitError(log.path, "start the flush thread durability='interval' needs",
                                        exc, ", or open the store with durability='fsync' or "
                                        "'os', which need no thread of their own") from exc
         # Everything close() lets go of, held by a finalizer and not by self: a handle dropped
@@ -218,6 +219,7 @@ class EventStore:
         _int_option(compression_block_bytes, "compression_block_bytes", 1024, 1 << 24)
         if io is not None and not isinstance(io, FileIO):
             raise InvalidArgumentError(f"io must be a chronolog FileIO or None, got {type(io).__name__}")
+        _room_for_segments(os.fspath(path))
         lock_fd = None
         if not readonly:
             os.makedirs(path, mode=0o700, exist_ok=True)
@@ -692,6 +694,34 @@ class EventStore:
             raise StoreClosedError(self._log.path)
         if not self._log.readonly:
             self._log.checkpoint()
+
+
+# Descriptors a store holds besides one per segment (the lock, index files, the active
+# segment's writing descriptor, ...), and room left for the rest of the process.
+_FD_SPARE = 256
+
+
+def _room_for_segments(path: str) -> None:
+    """A store keeps a read descriptor open for each segment: with more segments than the
+    process's open-file soft limit allows, raise it (up to the hard limit, as the Go runtime
+    does at start) rather than fail half-way through the open with EMFILE; beyond the hard
+    limit, ResourceLimitError says so before anything is opened."""
+    try:
+        n = sum(1 for name in os.listdir(path) if name.endswith(".seg"))
+    except OSError:
+        return  # no directory yet (a new store), or not one: the open reports it
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = n + _FD_SPARE
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and need > hard:
+        raise ResourceLimitError(
+            os.path.abspath(path), "open its segments", f"{n} segments, each kept open, and "
+            f"this process may open at most {hard} files (the hard limit of `ulimit -n`)",
+            f": `ulimit -n {need * 2}` in the shell that starts the process (or LimitNOFILE= "
+            "in its systemd unit)")
+    want = need * 2 if hard == resource.RLIM_INFINITY else min(hard, need * 2)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def _int_option(value: object, name: str, lo: int, hi: int) -> None:

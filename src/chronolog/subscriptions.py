@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from chronolog._core.events import RecordedEvent
 from chronolog._core.reads import read_positions
 from chronolog._wakeup import AppendNotifier, HeadWaiter
-from chronolog.errors import InvalidArgumentError, StoreClosedError, ThreadLimitError
+from chronolog.errors import InvalidArgumentError, ResourceLimitError, StoreClosedError
 from chronolog.scan import make_scanner
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ class AsyncSubscription(Generic[T]):
         try:
             waiting = loop.run_in_executor(self._executor, self._sub.take, self._sub._timeout)
         except RuntimeError as exc:  # its thread cannot start (a thread or memory limit)
-            raise ThreadLimitError(str(self._sub._log.path), "the thread an async subscription "
+            raise ResourceLimitError(str(self._sub._log.path), "start the thread an async subscription "
                                    "waits in", exc, ", or iterate the subscription without "
                                    "async (store.subscribe)") from exc
         try:

@@ -1,9 +1,14 @@
-"""When the process cannot start a thread (a thread, process or memory limit: `ulimit -u`, a
-container's pids limit, `ulimit -v`), a store works without its threads where it can: a large
-frame is written by the appender itself (csrc/chl_wpipe.h), an index checkpoint in the
-appending thread (commit.pyx); durability "interval", which needs its flush thread, refuses
-with ThreadLimitError and holds nothing, and so does the async iteration of a subscription
-(its waits run in a thread) while the plain one works."""
+"""Limits of the process a store must live with.
+
+Threads: when none can start (a thread, process or memory limit: `ulimit -u`, a container's
+pids limit, `ulimit -v`), a store works without its threads where it can: a large frame is
+written by the appender itself (csrc/chl_wpipe.h), an index checkpoint in the appending
+thread (commit.pyx); durability "interval", which needs its flush thread, refuses with
+ResourceLimitError and holds nothing, and so does the async iteration of a subscription (its
+waits run in a thread) while the plain one works.
+
+Open files: each segment keeps a descriptor; a store of more segments than the soft limit
+raises it up to the hard one, and beyond the hard one refuses with ResourceLimitError."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ _CHILD = """
 import os, resource, sys, threading
 sys.path.insert(0, sys.argv[2])
 import chronolog as cl
-from chronolog.errors import ThreadLimitError
+from chronolog.errors import ResourceLimitError
 from test_store_large_frames import _columns
 
 def tasks():
@@ -46,14 +51,14 @@ if durability == "async":
         store.append("s", [cl.NewEvent("T", b"x")])
         try:
             asyncio.run(follow(store))
-        except ThreadLimitError as exc:
+        except ResourceLimitError as exc:
             print("refused", "store.subscribe" in str(exc))
         print("sync", [e.position for e in store.subscribe(timeout=0.1)])
     sys.exit(0)
 if durability == "interval":
     try:
         cl.EventStore.open(path, durability="interval", max_segment_bytes=2 << 20)
-    except ThreadLimitError as exc:
+    except ResourceLimitError as exc:
         print("refused", "durability='fsync' or 'os'" in str(exc))
     with cl.EventStore.open(path, durability="os", max_segment_bytes=2 << 20) as again:
         again.append("s", [cl.NewEvent("T", b"x")])
@@ -112,3 +117,54 @@ def test_without_threads_interval_durability_refuses_and_lets_go_of_the_store(
 
 def test_without_threads_async_iteration_refuses_and_the_plain_one_works(tmp_path: Path) -> None:
     assert _run_without_threads(tmp_path, "async") == ["refused True", "sync [0]"]
+
+
+_OPEN_MANY = """
+import resource, sys
+import chronolog as cl
+from chronolog.errors import ResourceLimitError
+for readonly in (False, True):
+    try:
+        with cl.EventStore.open(sys.argv[1], readonly=readonly, durability="os",
+                                max_segment_bytes=64 << 10) as s:
+            print("opened", s.head, sum(1 for _ in s.read_all()),
+                  resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 200)
+    except ResourceLimitError as exc:
+        print("refused", "ulimit -n" in str(exc))
+"""
+
+
+@pytest.fixture(scope="module")
+def many_segments(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of 300 segments (64 KiB each)."""
+    import chronolog as cl
+
+    path = tmp_path_factory.mktemp("many") / "s"
+    with cl.EventStore.open(path, durability="os", max_segment_bytes=64 << 10) as s:
+        while s.stats()["segments"] < 300:
+            s.append_batch([f"s-{s.head % 50}"] * 20, ["T"] * 20, [b"x" * 150] * 20)
+    return path
+
+
+def _open_with_files(path: Path, soft: int, hard: int) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", _OPEN_MANY, str(path)], capture_output=True,
+                         text=True, timeout=120, check=False,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def test_a_store_of_more_segments_than_the_soft_open_file_limit_opens(many_segments: Path) -> None:
+    """Each segment keeps a descriptor: the open raises the soft limit (200 here) up to the
+    hard one instead of failing half-way with EMFILE."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"this process's open-file hard limit is {hard}")
+    lines = _open_with_files(many_segments, 200, hard if hard != resource.RLIM_INFINITY else 4096)
+    assert [line.split()[0] for line in lines] == ["opened", "opened"]
+    assert all(line.endswith("True") and line.split()[1] == line.split()[2] for line in lines)
+
+
+def test_a_store_of_more_segments_than_the_hard_limit_refuses_with_what_to_do(
+        many_segments: Path) -> None:
+    assert _open_with_files(many_segments, 200, 200) == ["refused True", "refused True"]
