@@ -28,6 +28,7 @@ sys.path.insert(0, sys.argv[2])
 import chronolog as cl
 from chronolog.errors import ResourceLimitError
 from test_store_large_frames import _columns
+import numpy, pyarrow  # (loaded before the limit: the large frames take the Arrow path)
 
 def tasks():
     return len(os.listdir("/proc/self/task"))
