@@ -59,6 +59,9 @@ cdef class RecoveredLog:
         - written == positions.count(): every position below written is indexed;
         - head <= written: positions below head are visible to reads (in "fsync" mode head
           trails written until a sync covers them; otherwise they are equal);
+        - the frames of the positions below written - inflight are all written (`inflight`:
+          the events of a pipelined frame indexed while its helper still writes it), so a
+          sync or verify() of another thread looks no further;
         - for every stream, its versions are 0..count-1 and map to increasing positions;
         - segments[-1] is the only segment that grows; bytes past its `end` are not yet
           acknowledged (or are a torn tail that recovery cut).
