@@ -255,7 +255,8 @@ class ResourceLimitError(ChronologError, RuntimeError):
     checkpoints in the appending thread.
 
     Example:
-        >>> isinstance(ResourceLimitError("/s", "the flush thread", RuntimeError("can't start new thread")), RuntimeError)
+        >>> err = ResourceLimitError("/s", "start its flush thread", RuntimeError("can't start new thread"))
+        >>> str(err).startswith("store '/s': cannot start its flush thread (can't start new thread)")
         True
     """
 

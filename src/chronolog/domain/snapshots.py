@@ -16,10 +16,10 @@ from chronolog.domain.aggregate import Aggregate
 from chronolog.domain.errors import EventDefinitionError
 from chronolog.domain.upcasting import Upcasters
 from chronolog.errors import InvalidArgumentError
+from chronolog.store import ANY, EventStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
-from chronolog.store import ANY, EventStore
 
 __all__ = [
     "SNAPSHOT_PREFIX",
