@@ -26,4 +26,5 @@ cdef class GroupCommitLog(RecoveredLog):
     cdef object _covered_waiter(self)
     cdef int _wake_waiter(self) except -1
     cdef int _checkpoint(self) except -1
+    cdef int _checkpoint_at_close(self) except -1
     cdef int _checkpoint_begin(self, bint background) except -1

@@ -15,6 +15,13 @@ from chronolog._core.segment cimport Segment, FrameInfo
 
 from chronolog.errors import ForkedWriterError, StoreFailedError
 
+# Close leaves the tail past the last checkpoint to the next open (_checkpoint_at_close) when
+# it holds at most CLOSE_TAIL_EVENTS events and CLOSE_TAIL_BYTES bytes of the newest segment,
+# and the checkpoint would cover at least CLOSE_TAIL_SHARE times as many streams and events.
+cdef uint64_t CLOSE_TAIL_EVENTS = 16384
+cdef uint64_t CLOSE_TAIL_BYTES = 4 * 1024 * 1024
+cdef uint64_t CLOSE_TAIL_SHARE = 64
+
 # A group-commit waiter (sync_to) looks every slice, without the GIL, whether its baton got
 # lost: the last sync covered it already, or no sync runs (it should lead one). A slice is
 # twice the last fdatasync, between BATON_SLICE_NS and BATON_TIMEOUT_NS: longer than most
@@ -309,6 +316,25 @@ cdef class GroupCommitLog(RecoveredLog):
         more; so an OSError here is swallowed."""
         self._checkpoint_begin(False)
         return 0
+
+    cdef int _checkpoint_at_close(self) except -1:
+        """Close's checkpoint (the lock held): written, unless the events past the last one
+        (the tail) are few, in the newest segment, and a small share of what it would
+        rewrite. The stream checkpoint is rewritten whole (O(streams + events): ~580 ms for 2M
+        streams of one event), so a process that opens a large store, appends a few events
+        and closes would pay that at every close; the next open indexes such a tail from
+        the segment instead (at most CLOSE_TAIL_EVENTS, ~1-3 ms). docs/design.md, "Index
+        checkpoints"."""
+        self._checkpoint_join()  # adopt a roll's checkpoint still being written
+        cdef uint64_t tail = self.written - self.checkpoint_through, entry
+        cdef Segment seg
+        if self.checkpoint_through != 0xFFFFFFFFFFFFFFFF and 0 < tail <= CLOSE_TAIL_EVENTS \
+                and tail * CLOSE_TAIL_SHARE <= self.checkpoint_through + self.st.n_streams:
+            entry = self.pidx.get(self.checkpoint_through)  # the tail's first frame
+            seg = self.segments[len(self.segments) - 1]
+            if entry >> 32 == seg.ordinal and seg.end - (entry & 0xFFFFFFFF) <= CLOSE_TAIL_BYTES:
+                return 0
+        return self._checkpoint_begin(False)
 
     cdef int _checkpoint_begin(self, bint background) except -1:
         """Start a checkpoint of both indexes through `written` (docs/design.md, "Index

@@ -193,6 +193,8 @@ cdef class Log(WritingLog):
             self._check_writable()
             self._checkpoint_poll()
             sid = chl_streams_find(self.st, sp, slen)
+            if self._lookups_unsound():
+                sid = chl_streams_find(self.st, sp, slen)
             count = chl_streams_count(self.st, sid) if sid >= 0 else 0
             # Pass 1: an idempotent retry returns the original result and writes nothing.
             if all_ids and count:
@@ -333,6 +335,38 @@ cdef class Log(WritingLog):
                                   <const unsigned char *>valid if (valid is not None and not all_ids) else NULL,
                                   0, n, all_ids, expected_versions, timestamp)
 
+    cdef list _look_up_streams(self, ColView *cols, Py_ssize_t n, dict expected_versions):
+        """Pass 2 of _append_views (the lock held): each event's stream id and version into
+        sids and vers (new streams get ids now, with no events; `pending` counts the batch's
+        events), and (name, code, count) for each stream expected_versions names. Every
+        lookup comes before any decision made from it: when one met a damaged chunk of the
+        stream checkpoint, the indexes are rebuilt and the lookups made again
+        (_lookups_unsound). On an exception nothing stays pending."""
+        cdef size_t done
+        cdef int64_t sid
+        cdef list expected
+        for _ in range(2):
+            done = chl_streams_intern_batch(self.st, cols[0].offsets, cols[0].data, <size_t>n,
+                                            self.sids, self.vers)
+            if done < <size_t>n:
+                self._reset_pending(done)
+                raise MemoryError()
+            expected = []
+            try:
+                if expected_versions:
+                    for name, code in expected_versions.items():
+                        b = stream_utf8(name)
+                        sid = chl_streams_find(self.st, PyBytes_AS_STRING(b), len(b))
+                        expected.append((name, code, chl_streams_count(self.st, sid) if sid >= 0 else 0))
+            except BaseException:
+                self._reset_pending(n)
+                raise
+            if not self.st.unsound:
+                return expected
+            self._reset_pending(n)
+            self._lookups_unsound()
+        raise AssertionError("the stream index is still unsound after a rebuild")
+
     cdef object _append_views(self, ColView *cols, const unsigned char *idp,
                               const unsigned char *idvalid, int64_t id_offset, Py_ssize_t n,
                               bint all_ids, dict expected_versions, int64_t timestamp):
@@ -367,7 +401,6 @@ cdef class Log(WritingLog):
         cdef unsigned char *bp
         cdef size_t n_first = 0
         cdef size_t narrow = 0
-        cdef size_t done
         cdef const char **streams_p
         cdef uint32_t *slens_p
         cdef bint piped = False
@@ -375,12 +408,8 @@ cdef class Log(WritingLog):
             self._check_writable()
             self._checkpoint_poll()
             self._reserve_scratch(n)
-            # Pass 2: stream ids and versions (new streams get ids now, with no events).
-            done = chl_streams_intern_batch(self.st, cols[0].offsets, cols[0].data, <size_t>n,
-                                            self.sids, self.vers)
-            if done < <size_t>n:
-                self._reset_pending(done)
-                raise MemoryError()
+            # Pass 2: stream ids and versions, and the streams expected_versions names.
+            expected = self._look_up_streams(cols, n, expected_versions)
             try:
                 # Pass 3: an idempotent retry returns the original result and writes nothing.
                 if all_ids:
@@ -411,13 +440,9 @@ cdef class Log(WritingLog):
                         self._reset_pending(n)
                         return res
                 # Pass 4: every expected version, before anything is written.
-                if expected_versions:
-                    for name, code in expected_versions.items():
-                        b = stream_utf8(name)
-                        sid = chl_streams_find(self.st, PyBytes_AS_STRING(b), len(b))
-                        count = chl_streams_count(self.st, sid) if sid >= 0 else 0
-                        if not expectation_holds(code, count):
-                            raise WrongExpectedVersionError(name, code, count - 1 if count else None)
+                for name, code, count in expected:
+                    if not expectation_holds(code, count):
+                        raise WrongExpectedVersionError(name, code, count - 1 if count else None)
                 # Pass 5: the narrow region (docs/scan.md "Narrow scans"), then encode
                 # (without the GIL for long batches) and write.
                 narrow = self._plan_narrow(cols, n, body)
@@ -478,7 +503,8 @@ cdef class Log(WritingLog):
     # ---------------------------------------------------------------- close
 
     def close(self):
-        """Sync, checkpoint the indexes (the writer) and release every file."""
+        """Sync, checkpoint the indexes unless the tail past the last checkpoint is short (the
+        writer) and release every file."""
         if self.closed:
             return
         try:
@@ -489,7 +515,7 @@ cdef class Log(WritingLog):
                     if self.segments:  # (a cut back to the last frame: synced just below)
                         self._release_reserved(self.segments[len(self.segments) - 1], False)
                     self.sync()
-                    self._checkpoint()
+                    self._checkpoint_at_close()
         finally:
             self.closed = True
             self._release()

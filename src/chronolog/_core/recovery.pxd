@@ -35,7 +35,6 @@ cdef class RecoveredLog:
     # _end_piped (log.pyx). A sync's snapshot and verify() count only written - inflight.
     cdef uint64_t inflight
     cdef bint catching_up
-    cdef bint sidx_checked
     cdef uint64_t durable_ordinal
     cdef uint64_t durable_offset
     cdef object _lock
@@ -83,6 +82,7 @@ cdef class RecoveredLog:
     cdef bint _forked(self) noexcept
     cdef bint _forked(self) noexcept
     cdef int _make_sound(self) except -1
+    cdef bint _lookups_unsound(self) except -1
     cdef int _unsound(self) except -1
     cdef Segment _segment_of(self, uint64_t position)
     cdef Decoder _decoder(self)
