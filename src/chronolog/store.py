@@ -254,8 +254,9 @@ class EventStore:
         """Sync, write the index checkpoints and release the store (idempotent).
 
         The checkpoints are left as they are when only a few events followed the last one (at
-        most 16,384, 4 MiB): the next open indexes those from the segment, where rewriting the
-        stream checkpoint would cost O(streams + events) at every close of a large store.
+        most 256 and 4 MiB, and a small share of the store): the next open indexes those from
+        the segment, where rewriting the stream checkpoint would cost O(streams + events) at
+        every close of a large store.
 
         A handle dropped without close (or still open at interpreter exit) is closed the same
         way when collected, with a ResourceWarning, as an unclosed file is.

@@ -1,5 +1,5 @@
 """Close writes the index checkpoints unless only a short tail followed the last one: at most
-16,384 events and 4 MiB, all in the newest segment, and at most 1/64 of the streams and
+256 events and 4 MiB, all in the newest segment, and at most 1/256 of the streams and
 events the checkpoint would rewrite. The next open indexes such a tail from the segment, so
 every handle (writer or reader) answers exactly as if it had been written."""
 
@@ -56,9 +56,9 @@ def test_a_few_appends_to_a_large_store_leave_the_checkpoint_and_every_handle_se
     assert open_store(readonly=True).verify()["ok"] is True
 
 
-def test_close_writes_the_checkpoint_when_the_tail_is_over_a_64th_of_it(
+def test_close_writes_the_checkpoint_when_the_tail_is_over_a_256th_of_it(
         open_store: Callable[..., cl.EventStore], store_path: Path) -> None:
-    names = _checkpointed(open_store, 100)  # 100 streams + 100 events: 1/64 of it is 3.125
+    names = _checkpointed(open_store, 500)  # 500 streams + 500 events: 1/256 of it is 3.9
     before = _stamp(store_path)
     s = open_store()
     s.append_batch(names[:3], ["W"] * 3, [b"w"] * 3)
@@ -84,19 +84,19 @@ def test_close_writes_the_checkpoint_when_the_tail_holds_over_4_mib(
     assert open_store().stream_version(names[5]) == 4
 
 
-def test_close_writes_the_checkpoint_past_16384_events_and_not_at_16384(
+def test_close_writes_the_checkpoint_past_256_events_and_not_at_256(
         open_store: Callable[..., cl.EventStore], store_path: Path) -> None:
-    # 1,048,576 events in the checkpoint: a tail of 16,385 is under 1/64 of it and under
-    # 4 MiB, so only the event limit decides.
-    names = _checkpointed(open_store, 1 << 14, per_stream=64)
+    # 4,096 streams of 16 events: a tail of 257 is under 1/256 of them and under 4 MiB, so
+    # only the event limit decides.
+    names = _checkpointed(open_store, 4096, per_stream=16)
     before = _stamp(store_path)
     s = open_store()
-    s.append_batch(names, ["W"] * len(names), [b""] * len(names))
+    s.append_batch(names[:256], ["W"] * 256, [b""] * 256)
     s.close()
     assert _stamp(store_path) == before
     s = open_store()
-    assert s.head == (1 << 20) + (1 << 14) and s.stream_version(names[-1]) == 64
+    assert s.head == 16 * 4096 + 256 and s.stream_version(names[255]) == 16
     s.append(names[0], [cl.NewEvent("W", b"")])
     s.close()
     assert _stamp(store_path) != before
-    assert open_store(readonly=True).stream_version(names[0]) == 65
+    assert open_store(readonly=True).stream_version(names[0]) == 17
