@@ -315,6 +315,32 @@ def test_outside_fsync_mode_writeback_of_the_active_segment_is_started_every_mib
     assert len(seen) >= 15  # (20 MiB appended)
 
 
+def test_a_short_session_on_a_reopened_segment_reserves_a_mib_and_asks_for_no_writeback(
+        open_store, store_path: Path) -> None:
+    # What the segment held at open was synced by the open: no hint covers it again, and the
+    # reservation grows with what this handle writes, not with the segment (it was 32 MiB).
+    s = open_store()
+    for i in range(12):
+        s.append_batch(*_columns(i * 1000, 1000))
+    s.close()
+    seg = store_path / "00000000000000000000.seg"
+    size_open = os.stat(seg).st_size
+    assert size_open > 3 << 20
+    io = FileIO()
+    seen: list[int] = []
+    io.trace = lambda op, path, offset, data: seen.append(offset) \
+        if op == "writeback" and str(path).endswith(seg.name) else None
+    s = open_store(io=io)
+    s.append("a", [cl.NewEvent("T", b"x" * 100)])
+    assert seen == []
+    assert _disk_bytes(seg) <= _page_rounded(size_open) + (1 << 20) + 8192
+    while os.stat(seg).st_size < size_open + (3 << 20):
+        s.append_batch(*_columns(0, 100))
+    assert seen and seen[0] == size_open & ~4095
+    s.close()
+    assert _disk_bytes(seg) <= _page_rounded(os.stat(seg).st_size) + 4096  # (+ an extent block)
+
+
 def test_in_fsync_mode_no_writeback_is_asked_for(open_store, store_path: Path) -> None:
     assert _writebacks("fsync", store_path, open_store, 3000) == []
 

@@ -17,6 +17,7 @@ cdef class WritingLog(GroupCommitLog):
     cdef chl_wpipe wpipe
     cdef uint64_t hinted
     cdef uint64_t allocated
+    cdef uint64_t reserve_from
     cdef uint64_t zeroed
     cdef unsigned char *_frame_buffer(self, size_t n) except NULL
     cdef Segment _segment_for(self, size_t frame_bytes)
@@ -28,7 +29,7 @@ cdef class WritingLog(GroupCommitLog):
     cdef int _preallocate(self, Segment seg, uint64_t end) except -1
     cdef int _release_reserved(self, Segment seg, bint sealing) except -1
     cdef int _zero_ahead(self, Segment seg, uint64_t end, size_t frame_bytes) except -1
-    cdef uint64_t _writeback_due(self, uint64_t off, uint64_t *start) noexcept
+    cdef uint64_t _writeback_due(self, Segment seg, uint64_t off, uint64_t *start) noexcept
     cdef uint64_t _write_frame(self, Segment seg, size_t frame_bytes) except? 0
     cdef int _fail_write(self, object exc, Segment seg, uint64_t off) except -1
     cdef uint64_t _wrote(self, Segment seg, uint64_t off, size_t frame_bytes) except? 0

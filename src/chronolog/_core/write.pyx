@@ -28,8 +28,8 @@ cdef enum:
     # single append (the one that seals) took 7.5-9.4 ms with 8 MiB, 4.2-4.9 with 2 MiB and
     # 3.0-3.9 with 1 MiB (docs/design.md, "Pipelined writes").
     WRITEBACK_HINT_BYTES = 1024 * 1024
-    # Blocks are reserved ahead of the active segment's end (FileIO.allocate): as many as the
-    # segment already holds, at least PREALLOC_MIN_BYTES, at most PREALLOC_MAX_BYTES ahead.
+    # Blocks are reserved ahead of the active segment's end (FileIO.allocate): as many as this
+    # handle has written to it, at least PREALLOC_MIN_BYTES, at most PREALLOC_MAX_BYTES ahead.
     PREALLOC_MIN_BYTES = 1024 * 1024
     PREALLOC_MAX_BYTES = 32 * 1024 * 1024
     # In "fsync" mode, after a frame of at most ZERO_FRAME_MAX_BYTES, zeros are written over
@@ -189,8 +189,13 @@ cdef class WritingLog(GroupCommitLog):
         cdef uint64_t start, ahead, stop
         if end <= self.allocated:
             return 0
+        if self.allocated == 0:
+            # The handle's first write into this segment (after open or a roll): reserve ahead
+            # by what it writes, not by what the segment holds, so that a short session on a
+            # big segment reserves 1 MiB, not 32 (and gives less back at close).
+            self.reserve_from = seg.end
         start = seg.end if seg.end > self.allocated else self.allocated
-        ahead = end - SEGMENT_HEADER_BYTES if end > SEGMENT_HEADER_BYTES else 0
+        ahead = end - self.reserve_from if end > self.reserve_from else 0
         if ahead < PREALLOC_MIN_BYTES:
             ahead = PREALLOC_MIN_BYTES
         if ahead > PREALLOC_MAX_BYTES:
@@ -248,15 +253,19 @@ cdef class WritingLog(GroupCommitLog):
         self.io.zero(seg.wfd, start, stop - start)
         return 0
 
-    cdef uint64_t _writeback_due(self, uint64_t off, uint64_t *start) noexcept:
-        """Outside "fsync" mode: how many bytes of the active segment, from `hinted` (set in
-        start) up to the page holding `off`, to ask the kernel to start writing back now, once
-        there are at least WRITEBACK_HINT_BYTES of them (0: not yet); `hinted` moves past them."""
+    cdef uint64_t _writeback_due(self, Segment seg, uint64_t off, uint64_t *start) noexcept:
+        """Outside "fsync" mode: how many bytes of the active segment `seg`, from `hinted` (set
+        in start) up to the page holding `off`, to ask the kernel to start writing back now,
+        once there are at least WRITEBACK_HINT_BYTES of them (0: not yet); `hinted` moves past
+        them. Bytes known to be on stable storage (synced at open, or since) need no hint: a
+        handle that appends a little after opening never starts the hint thread."""
         cdef uint64_t upto = off & ~<uint64_t>4095, n
         if self.dmode == DURABILITY_FSYNC:
             return 0
         if self.hinted > upto:
             self.hinted = 0  # (a roll resets it; never past the end)
+        if seg.ordinal == self.durable_ordinal and self.hinted < (self.durable_offset & ~<uint64_t>4095):
+            self.hinted = self.durable_offset & ~<uint64_t>4095
         n = upto - self.hinted
         if n < WRITEBACK_HINT_BYTES:
             return 0
@@ -273,7 +282,7 @@ cdef class WritingLog(GroupCommitLog):
             self.io.pwrite_all(seg.wfd, self.out, frame_bytes, off)
         except OSError as exc:
             self._fail_write(exc, seg, off)
-        hint_bytes = self._writeback_due(off, &hint_from)
+        hint_bytes = self._writeback_due(seg, off, &hint_from)
         if hint_bytes:
             self.io.hint_writeback(&self.wpipe, seg.wfd, hint_from, hint_bytes)
         self._zero_ahead(seg, off + frame_bytes, frame_bytes)
@@ -310,7 +319,7 @@ cdef class WritingLog(GroupCommitLog):
         cdef uint32_t mark = self._synced_mark(seg)
         cdef uint32_t crc
         self._preallocate(seg, off + frame_bytes)
-        cdef uint64_t hint_bytes = self._writeback_due(off, &hint_from)
+        cdef uint64_t hint_bytes = self._writeback_due(seg, off, &hint_from)
         try:
             self.io.pipe_start(&self.wpipe, seg.wfd, bp, off, hint_from, hint_bytes)
         except OSError as exc:
