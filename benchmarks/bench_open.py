@@ -1,6 +1,7 @@
 """Open and memory benchmarks: the time to open a store of 10 million events (against one of
-1 million, after a clean close and after a kill -9), and the peak RSS of a process that
-ingests 10 million events with append_batch.
+1 million, after a clean close and after a kill -9), the peak RSS of a process that
+ingests 10 million events with append_batch, and short sessions (open, read a stream,
+append one event, close) on a store of 1 million streams against SQLite.
 
 The big stores are built once under the benchmark directory (default /tmp/chronolog-bench,
 ~2.7 GB for 10M events) and reused by later runs. Every measurement runs in a child process
@@ -159,6 +160,113 @@ def child_roll(path: str) -> None:
                       "appends": len(lat)}), flush=True)
 
 
+SESSION_DATA = b'{"order": "o", "items": 3, "total_cents": 12345, "currency": "EUR", "note": "" }'
+
+
+def child_session(path: str, kind: str, repeats: int, n_streams: int) -> None:
+    """Time `repeats` short sessions, each in a fresh handle: open the store, read one
+    stream, append one event to it (expecting the version read), close; print the median
+    and slowest as JSON. `kind`: "chronolog" or "sqlite" (the same session on SQLite: connect
+    with WAL and synchronous=NORMAL, SELECT the stream, INSERT at the next position, commit,
+    close)."""
+    import statistics
+
+    lat, clock = [], time.perf_counter
+    streams = [f"order-{(r * 7919) % n_streams:07d}" for r in range(repeats + 1)]
+    if kind == "chronolog":
+        import chronolog as cl
+
+        with tempfile.TemporaryDirectory() as tmp:  # imports and first calls, not timed
+            cl.EventStore.open(tmp + "/warm", durability="os").close()
+        for stream in streams[1:]:
+            t0 = clock()
+            store = cl.EventStore.open(path, durability="os")
+            events = store.read_stream(stream)
+            store.append(stream, [cl.NewEvent("Shipped", SESSION_DATA)],
+                         expected_version=events[-1].version)
+            store.close()
+            lat.append(clock() - t0)
+    else:
+        from benchmarks.baselines import sqlite_open
+
+        with tempfile.TemporaryDirectory() as tmp:
+            sqlite_open(Path(tmp) / "warm.db").close()
+        for stream in streams[1:]:
+            t0 = clock()
+            conn = sqlite_open(Path(path))
+            rows = conn.execute("SELECT position, version, type, data FROM events "
+                                "WHERE stream = ? ORDER BY version", (stream,)).fetchall()
+            (last,) = conn.execute("SELECT max(position) FROM events").fetchone()
+            conn.execute("INSERT INTO events (position, stream, version, type, data) "
+                         "VALUES (?, ?, ?, ?, ?)", (last + 1, stream, rows[-1][1] + 1,
+                                                    "Shipped", SESSION_DATA))
+            conn.commit()
+            conn.close()
+            lat.append(clock() - t0)
+    print(json.dumps({"median_s": statistics.median(lat), "slowest_s": max(lat)}), flush=True)
+
+
+def session_stores(root: Path, n_streams: int, ctx_notes: list[str]) -> Path:
+    """A Chronolog store (store/) and an SQLite database (events.db) of n_streams streams of
+    one event each (built once under root, reused later)."""
+    import sqlite3
+
+    import pyarrow as pa
+
+    import chronolog as cl
+    from benchmarks.baselines import sqlite_open
+    from chronolog.store import FORMAT_VERSION
+
+    home = root / f"session-v{_BUILD_VERSION}-f{FORMAT_VERSION}-{n_streams}"
+    if (home / "built.json").exists():
+        ctx_notes.append(f"reused the {n_streams:,}-stream session stores")
+        return home
+    remove(home)
+    home.mkdir(parents=True)
+    step = 100_000
+    with cl.EventStore.open(home / "store", durability="os") as store:
+        for at in range(0, n_streams, step):
+            k = min(step, n_streams - at)
+            store.append_batch(pa.array([f"order-{i:07d}" for i in range(at, at + k)], pa.large_string()),
+                               pa.array(["Created"] * k, pa.large_string()),
+                               pa.array([SESSION_DATA] * k, pa.large_binary()))
+    conn: sqlite3.Connection = sqlite_open(home / "events.db")
+    for at in range(0, n_streams, step):
+        conn.executemany("INSERT INTO events (position, stream, version, type, data) "
+                         "VALUES (?, ?, 0, 'Created', ?)",
+                         ((i, f"order-{i:07d}", SESSION_DATA) for i in range(at, min(at + step, n_streams))))
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    (home / "built.json").write_text(json.dumps({"built": time.strftime("%Y-%m-%d %H:%M")}))
+    return home
+
+
+def sessions(ctx: BenchContext, n_streams: int) -> Figure:
+    """Short sessions on a store of n_streams streams against SQLite, on copies of the built
+    stores (each run starts from the same state), children interleaved."""
+    home = session_stores(ctx.root, n_streams, ctx.notes)
+    work = ctx.fresh_dir("session")
+    shutil.copytree(home / "store", work / "store")
+    shutil.copy(home / "events.db", work / "events.db")
+    _child("open", str(work / "store"))  # index files of the current core (a rebuild if not)
+    per_child = 20
+    ours, theirs = [], []
+    for _ in range(max(ctx.repeats, 3)):
+        ours.append(_child("session", str(work / "store"), "chronolog", str(per_child), str(n_streams)))
+        theirs.append(_child("session", str(work / "events.db"), "sqlite", str(per_child), str(n_streams)))
+    remove(work)
+    label = f"{n_streams // 1_000_000}M" if n_streams >= 1_000_000 else f"{n_streams // 1000}k"
+    t_ours = median([r["median_s"] for r in ours])
+    t_theirs = median([r["median_s"] for r in theirs])
+    return Figure(f"short session (open, read a stream, append one event, close), {label} streams",
+                  "sessions/s", 1 / t_ours, "the same session on SQLite (WAL, NORMAL)", 1 / t_theirs,
+                  kind="info",
+                  detail=f"medians of {len(ours)} children x {per_child} sessions each side, "
+                         f"interleaved; slowest: {max(r['slowest_s'] for r in ours) * 1e3:.1f} ms vs "
+                         f"{max(r['slowest_s'] for r in theirs) * 1e3:.1f} ms")
+
+
 # ---------------------------------------------------------------------- building and reusing
 
 def big_store(root: Path, n_events: int, n_streams: int, ctx_notes: list[str]) -> tuple[Path, dict[str, Any]]:
@@ -254,6 +362,7 @@ def measure(ctx: BenchContext) -> list[Figure]:
     # roll grows with the log; docs/design.md, "Index checkpoints in the background").
     rolls = [_child("roll", str(rss_home / "store")) for _ in range(ctx.repeats)]
     remove(rss_home)
+    session = sessions(ctx, small_n)
     ms = 1000.0
     b, s = f"{big_n // 1_000_000}M" if big_n >= 1_000_000 else f"{big_n // 1000}k", \
         f"{small_n // 1_000_000}M" if small_n >= 1_000_000 else f"{small_n // 1000}k"
@@ -279,6 +388,7 @@ def measure(ctx: BenchContext) -> list[Figure]:
                "RSS after imports", rss["rss_imports_mb"], target=300.0, kind="max",
                detail=f"VmHWM of a child fed by a generator process; appending took {rss['append_s']:.1f} s "
                       f"({big_n / rss['append_s'] / 1e6:.2f} M ev/s sustained)"),
+        session,
     ]
 
 
@@ -304,9 +414,12 @@ def main(argv: list[str]) -> None:
         child_open(argv[1], readonly=argv[2:] == ["readonly"])
     elif argv[0] == "roll":
         child_roll(argv[1])
+    elif argv[0] == "session":
+        child_session(argv[1], argv[2], int(argv[3]), int(argv[4]))
     else:
         raise SystemExit("usage: python -m benchmarks.bench_open produce N STREAMS | "
-                         "ingest PATH kill|close | open PATH [readonly] | roll PATH")
+                         "ingest PATH kill|close | open PATH [readonly] | roll PATH | "
+                         "session PATH chronolog|sqlite REPEATS STREAMS")
 
 
 if __name__ == "__main__":
