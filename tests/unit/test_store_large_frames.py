@@ -188,11 +188,13 @@ def test_blocks_are_reserved_ahead_of_the_active_segment_without_changing_its_si
     io = FileIO()
     s = open_store(io=io)
     s.append("a", [cl.NewEvent("T", b"x" * 100)])
+    assert io.counts["allocate"] == 0  # a short session reserves nothing ("os" mode)
+    s.append("a", [cl.NewEvent("T", b"x" * (256 << 10))])
     seg = store_path / "00000000000000000000.seg"
     st = os.stat(seg)
-    assert io.counts["allocate"] == 1
-    assert st.st_size < 4096  # the size is the bytes written, not the reservation
-    assert st.st_blocks * 512 >= 1 << 20  # reserved: a MiB ahead to begin with
+    assert io.counts["allocate"] == 1  # from 256 KiB written on
+    assert st.st_size < 300 << 10  # the size is the bytes written, not the reservation
+    assert st.st_blocks * 512 >= (1 << 20) + (256 << 10)  # reserved: a MiB ahead to begin with
     # Reservations grow with the segment: a few calls for many appends, none past the limit.
     for i in range(200):
         s.append_batch(*_columns(i * 100, 100))
@@ -215,6 +217,9 @@ def test_closing_a_store_gives_back_the_blocks_reserved_past_the_active_segment(
     s.append("a", [cl.NewEvent("T", b"x" * 100)])
     s.append_batch(*_columns(0, 50))
     seg = store_path / "00000000000000000000.seg"
+    if durability == "os":  # nothing reserved before the handle wrote 256 KiB
+        assert _disk_bytes(seg) <= _page_rounded(os.stat(seg).st_size)
+        s.append("b", [cl.NewEvent("T", b"y" * (256 << 10))])
     size_open = os.stat(seg).st_size
     assert _disk_bytes(seg) >= 1 << 20  # reserved while open
     s.close()
@@ -226,8 +231,10 @@ def test_closing_a_store_gives_back_the_blocks_reserved_past_the_active_segment(
     assert _disk_bytes(seg) <= _page_rounded(size)
     # Reopened, it reads the same and reserves again as it grows.
     s2 = open_store(durability=durability)
-    assert s2.head == 51
+    assert s2.head == (52 if durability == "os" else 51)
     s2.append("a", [cl.NewEvent("T", b"y")])
+    if durability == "os":
+        s2.append("c", [cl.NewEvent("T", b"z" * (256 << 10))])
     assert _disk_bytes(seg) >= 1 << 20
     assert [e.data for e in s2.read_stream("a")] == [b"x" * 100, b"y"]
 
@@ -236,7 +243,7 @@ _KILLED_HOLDER = """
 import sys, time
 import chronolog as cl
 store = cl.EventStore.open(sys.argv[1], durability="os")
-store.append_batch(["a"] * 50, ["T"] * 50, [b"x" * 300] * 50)
+store.append_batch(["a"] * 50, ["T"] * 50, [b"x" * 6000] * 50)  # 300 KB: blocks reserved
 print("ready", flush=True)
 time.sleep(120)
 """
@@ -315,10 +322,10 @@ def test_outside_fsync_mode_writeback_of_the_active_segment_is_started_every_mib
     assert len(seen) >= 15  # (20 MiB appended)
 
 
-def test_a_short_session_on_a_reopened_segment_reserves_a_mib_and_asks_for_no_writeback(
+def test_a_short_session_on_a_reopened_segment_reserves_nothing_and_asks_for_no_writeback(
         open_store, store_path: Path) -> None:
     # What the segment held at open was synced by the open: no hint covers it again, and the
-    # reservation grows with what this handle writes, not with the segment (it was 32 MiB).
+    # reservation follows what this handle writes, not the segment (it was 32 MiB at once).
     s = open_store()
     for i in range(12):
         s.append_batch(*_columns(i * 1000, 1000))
@@ -333,7 +340,8 @@ def test_a_short_session_on_a_reopened_segment_reserves_a_mib_and_asks_for_no_wr
     s = open_store(io=io)
     s.append("a", [cl.NewEvent("T", b"x" * 100)])
     assert seen == []
-    assert _disk_bytes(seg) <= _page_rounded(size_open) + (1 << 20) + 8192
+    assert _disk_bytes(seg) <= _page_rounded(size_open) + 8192
+    assert io.counts["allocate"] == 0
     while os.stat(seg).st_size < size_open + (3 << 20):
         s.append_batch(*_columns(0, 100))
     assert seen and seen[0] == size_open & ~4095

@@ -600,7 +600,7 @@ cdef class RecoveredLog:
         False when every lookup so far was sound. Checking only the chunks an append touches
         keeps the first append to a store of millions of streams O(its events), where
         checking them all (_make_sound) cost ~90 ms and ~120 MB per million streams
-        (docs/design.md, "Lazy attach")."""
+        (docs/design.md, "The stream index")."""
         if not self.st.unsound:
             return False
         self._rebuild_unlocked()
