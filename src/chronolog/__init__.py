@@ -10,6 +10,7 @@ Example:
 
 from chronolog import errors
 from chronolog._core.events import AppendResult, NewEvent, RecordedEvent
+from chronolog.compaction import compact
 from chronolog.domain import (
     Aggregate,
     AggregateNotFoundError,
@@ -37,7 +38,7 @@ from chronolog.errors import (
     StoreLockedError,
     WrongExpectedVersionError,
 )
-from chronolog.store import ANY, NO_STREAM, STREAM_EXISTS, EventStore, StreamState, compact
+from chronolog.store import ANY, NO_STREAM, STREAM_EXISTS, EventStore, StreamState
 
 __version__ = "0.1.0"
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import errno as _errno
-import fcntl
 import os
-import resource
-import stat
 import threading
 import time
 import uuid
-import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum
@@ -19,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from chronolog import scan as _scan
 from chronolog import subscriptions as _subs
+from chronolog._args import UNBOUNDED, int_option, non_negative
 from chronolog._core import compact as _compact
 from chronolog._core import reads as _reads
 from chronolog._core import verify as _verify
 from chronolog._core.batch import expected_code
 from chronolog._core.events import AppendResult, NewEvent, RecordedEvent
-from chronolog._core.fileio import FileIO, not_regular
+from chronolog._core.fileio import FileIO
 from chronolog._core.log import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_SEGMENT_BYTES,
@@ -34,17 +30,13 @@ from chronolog._core.log import (
     FORMAT_VERSION_NUMBER as FORMAT_VERSION,
 )
 from chronolog._cpu import cpu_quota
-from chronolog.errors import (
-    InvalidArgumentError,
-    ResourceLimitError,
-    StoreClosedError,
-    StoreLockedError,
-)
+from chronolog._lifetime import close_dropped, flush_loop, release, room_for_segments, take_lock
+from chronolog.errors import InvalidArgumentError, ResourceLimitError, StoreClosedError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["ANY", "NO_STREAM", "STREAM_EXISTS", "EventStore", "StreamState", "compact"]
+__all__ = ["ANY", "NO_STREAM", "STREAM_EXISTS", "EventStore", "StreamState"]
 
 # append_batch takes plain lists or tuples of at most this many events without building Arrow
 # arrays (which cost more than the append itself for a few events, and import pyarrow).
@@ -79,39 +71,6 @@ NO_STREAM = StreamState.NO_STREAM
 STREAM_EXISTS = StreamState.STREAM_EXISTS
 
 
-def _flush_loop(log: Log, stop: threading.Event, period: float) -> None:
-    """The "interval" durability thread: fdatasync every `period` seconds until stopped."""
-    while not stop.wait(period):
-        try:
-            log.sync()
-        except OSError:  # the log is now failed-stop (StoreFailedError); appends report it
-            return
-
-
-def _release(log: Log, lock_fd: int | None, notifier: _subs.AppendNotifier,
-             stop: threading.Event, flusher: threading.Thread | None) -> None:
-    """What EventStore.close does: stop the flush thread, sync, checkpoint, let go of every
-    file and, last, of the writer's lock."""
-    stop.set()
-    if flusher is not None and flusher is not threading.current_thread():
-        flusher.join()
-    notifier.close()
-    try:
-        log.close()
-    finally:
-        if lock_fd is not None:
-            os.close(lock_fd)
-
-
-def _close_dropped(log: Log, lock_fd: int | None, notifier: _subs.AppendNotifier,
-                   stop: threading.Event, flusher: threading.Thread | None) -> None:
-    """An EventStore collected (or left at exit) unclosed: warn as an unclosed file does,
-    then close it."""
-    warnings.warn(f"EventStore({log.path!r}) was never closed: close it, or open it in a "
-                  "with block", ResourceWarning, stacklevel=1)
-    _release(log, lock_fd, notifier, stop, flusher)
-
-
 class EventStore:
     """An embedded event store: a directory holding a segmented, checksummed append-only log.
 
@@ -143,19 +102,19 @@ class EventStore:
         self._flusher: threading.Thread | None = None
         if log.durability == "interval" and not log.readonly:
             self._flusher = threading.Thread(
-                target=_flush_loop, args=(log, self._stop, flush_interval_ms / 1000.0),
+                target=flush_loop, args=(log, self._stop, flush_interval_ms / 1000.0),
                 name=f"chronolog-flush:{log.path}", daemon=True)
             try:
                 self._flusher.start()
             except RuntimeError as exc:  # no thread can be made: refuse, holding nothing
-                _release(log, lock_fd, self._notifier, self._stop, None)
+                release(log, lock_fd, self._notifier, self._stop, None)
                 raise ResourceLimitError(log.path, "start the flush thread durability='interval' needs",
                                        exc, ", or open the store with durability='fsync' or "
                                        "'os', which need no thread of their own") from exc
         # Everything close() lets go of, held by a finalizer and not by self: a handle dropped
         # unclosed (or left open at exit) is closed like a file object, not left holding the
         # store's lock and descriptors for the rest of the process.
-        self._finalizer = weakref.finalize(self, _close_dropped, log, lock_fd, self._notifier,
+        self._finalizer = weakref.finalize(self, close_dropped, log, lock_fd, self._notifier,
                                            self._stop, self._flusher)
 
     # ------------------------------------------------------------------ lifecycle
@@ -208,35 +167,19 @@ class EventStore:
         if durability not in ("fsync", "interval", "os"):
             raise InvalidArgumentError(
                 f"durability must be 'fsync', 'interval' or 'os', got {durability!r}")
-        _int_option(flush_interval_ms, "flush_interval_ms", 1, 1 << 31)
-        _int_option(max_segment_bytes, "max_segment_bytes", 4096, 1 << 31)
-        _int_option(max_event_bytes, "max_event_bytes", 64, 1 << 30)
+        int_option(flush_interval_ms, "flush_interval_ms", 1, 1 << 31)
+        int_option(max_segment_bytes, "max_segment_bytes", 4096, 1 << 31)
+        int_option(max_event_bytes, "max_event_bytes", 64, 1 << 30)
         if not isinstance(readonly, bool):
             raise InvalidArgumentError(f"readonly must be True or False, got {readonly!r}")
         if compression not in (None, "zstd"):
             raise InvalidArgumentError(f"compression must be None or 'zstd', got {compression!r}")
-        _int_option(compression_level, "compression_level", -(1 << 17), 22)
-        _int_option(compression_block_bytes, "compression_block_bytes", 1024, 1 << 24)
+        int_option(compression_level, "compression_level", -(1 << 17), 22)
+        int_option(compression_block_bytes, "compression_block_bytes", 1024, 1 << 24)
         if io is not None and not isinstance(io, FileIO):
             raise InvalidArgumentError(f"io must be a chronolog FileIO or None, got {type(io).__name__}")
-        _room_for_segments(os.fspath(path))
-        lock_fd = None
-        if not readonly:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-            lock_path = os.path.join(path, "LOCK")
-            try:  # (O_NONBLOCK: a FIFO there must not hang the open)
-                lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
-            except IsADirectoryError:
-                raise not_regular(lock_path) from None
-            try:
-                if not stat.S_ISREG(os.fstat(lock_fd).st_mode):
-                    raise not_regular(lock_path)
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(lock_fd)
-                if exc.errno in (_errno.EWOULDBLOCK, _errno.EAGAIN, _errno.EACCES):
-                    raise StoreLockedError(os.path.abspath(path)) from None
-                raise
+        room_for_segments(os.fspath(path))
+        lock_fd = None if readonly else take_lock(path)
         try:
             log = Log(path, readonly=readonly, durability=durability,
                       max_segment_bytes=max_segment_bytes, max_event_bytes=max_event_bytes, io=io,
@@ -269,7 +212,7 @@ class EventStore:
         self._closed = True
         held = self._finalizer.detach()
         if held is not None:
-            _release(*held[2])
+            release(*held[2])
 
     def __enter__(self) -> EventStore:  # noqa: PYI034 (Python 3.10 has no typing.Self)
         return self
@@ -408,8 +351,8 @@ class EventStore:
         if log.compressor is None:
             raise InvalidArgumentError("train_dictionary needs compression: open the store with "
                                        "compression='zstd'")
-        _int_option(sample_events, "sample_events", 1, 1 << 30)
-        _int_option(dict_bytes, "dict_bytes", 1024, 1 << 24)
+        int_option(sample_events, "sample_events", 1, 1 << 30)
+        int_option(dict_bytes, "dict_bytes", 1024, 1 << 24)
         samples = _compact.sample_records(log, sample_events)
         data = train(samples, dict_bytes)
         dict_id = int(log.dicts.add(data, log.io))
@@ -539,13 +482,13 @@ class EventStore:
             [0, 1, 2]
         """
         log = self._reading()
-        lim = _non_negative(limit, "limit", default=_UNBOUNDED)
+        lim = non_negative(limit, "limit", default=UNBOUNDED)
         if backwards:
-            hi = _non_negative(from_version, "from_version", default=_UNBOUNDED - 1) + 1
-            lo = _non_negative(to_version, "to_version", default=0)
+            hi = non_negative(from_version, "from_version", default=UNBOUNDED - 1) + 1
+            lo = non_negative(to_version, "to_version", default=0)
         else:
-            lo = _non_negative(from_version, "from_version", default=0)
-            hi = _non_negative(to_version, "to_version", default=_UNBOUNDED - 1) + 1
+            lo = non_negative(from_version, "from_version", default=0)
+            hi = non_negative(to_version, "to_version", default=UNBOUNDED - 1) + 1
         return _reads.read_stream(log, stream, lo, hi, backwards, lim)  # a new list each call
 
     def read_all(self, from_position: int | None = None, *, backwards: bool = False,
@@ -564,12 +507,12 @@ class EventStore:
             [0, 1]
         """
         log = self._reading()
-        lim = _non_negative(limit, "limit", default=_UNBOUNDED)
+        lim = non_negative(limit, "limit", default=UNBOUNDED)
         head = int(log.head)
         if backwards:
-            start = min(_non_negative(from_position, "from_position", default=head - 1), head - 1)
+            start = min(non_negative(from_position, "from_position", default=head - 1), head - 1)
             return self._read_back(log, start, lim)
-        start = _non_negative(from_position, "from_position", default=0)
+        start = non_negative(from_position, "from_position", default=0)
         return self._read_fwd(log, start, head, lim)
 
     @staticmethod
@@ -699,93 +642,3 @@ class EventStore:
             raise StoreClosedError(self._log.path)
         if not self._log.readonly:
             self._log.checkpoint()
-
-
-# Descriptors a store holds besides one per segment (the lock, index files, the active
-# segment's writing descriptor, ...), and room left for the rest of the process.
-_FD_SPARE = 256
-
-
-def _room_for_segments(path: str) -> None:
-    """A store keeps a read descriptor open for each segment: with more segments than the
-    process's open-file soft limit allows, raise it (up to the hard limit, as the Go runtime
-    does at start) rather than fail half-way through the open with EMFILE; beyond the hard
-    limit, ResourceLimitError says so before anything is opened."""
-    try:
-        n = sum(1 for name in os.listdir(path) if name.endswith(".seg"))
-    except OSError:
-        return  # no directory yet (a new store), or not one: the open reports it
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = n + _FD_SPARE
-    if soft == resource.RLIM_INFINITY or need <= soft:
-        return
-    if hard != resource.RLIM_INFINITY and need > hard:
-        raise ResourceLimitError(
-            os.path.abspath(path), "open its segments", f"{n} segments, each kept open, and "
-            f"this process may open at most {hard} files (the hard limit of `ulimit -n`)",
-            f": `ulimit -n {need * 2}` in the shell that starts the process (or LimitNOFILE= "
-            "in its systemd unit)")
-    want = need * 2 if hard == resource.RLIM_INFINITY else min(hard, need * 2)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-
-def _int_option(value: object, name: str, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InvalidArgumentError(f"{name} must be an int between {lo} and {hi}, got {value!r}")
-
-
-# "No bound" for versions, positions and limits: the largest int64, so that the core's
-# uint64_t arguments convert on CPython's fast path (2**63 does not fit a C long and would take
-# the slow, digit-by-digit conversion on every read).
-_UNBOUNDED = (1 << 63) - 1
-
-
-def _non_negative(value: int | None, name: str, *, default: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{name} must be an int >= 0 or None, got {value!r}")
-    if value < 0:
-        raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
-    return min(value, _UNBOUNDED - 1)
-
-
-def compact(path: str | os.PathLike[str], *, compression: str | None = "zstd",
-            compression_level: int = 1, use_dictionary: bool = True) -> dict[str, int]:
-    """Rewrite the sealed segments of the store at `path` with `compression` ("zstd" or None),
-    offline (it takes the write lock: no writer may have the store open).
-
-    Positions, versions, ids, timestamps and every byte of every event stay as they are;
-    only the frames' encoding changes. Crash-safe: each segment is written beside the old
-    one, fsynced, and renamed over it, so a crash leaves it old or new, never neither; the
-    index checkpoints are removed first and rebuilt by the next open. The newest segment is
-    left alone (it is still growing). With use_dictionary, the store's newest trained
-    dictionary is used.
-
-    Returns:
-        {"segments": rewritten, "bytes_before": ..., "bytes_after": ...}
-
-    Raises:
-        StoreLockedError: a writer has the store open.
-        CorruptionError: a sealed segment fails its checks (nothing is rewritten from it on).
-
-    Example:
-        >>> import chronolog as cl
-        >>> cl.compact("data/shop", compression="zstd")  # doctest: +SKIP
-        {'segments': 3, 'bytes_before': 805306368, 'bytes_after': 201326592}
-    """
-    from chronolog._core.codec import Compressor
-
-    if compression not in (None, "zstd"):
-        raise InvalidArgumentError(f"compression must be None or 'zstd', got {compression!r}")
-    store = EventStore.open(path, durability="fsync")
-    try:
-        log = store._log
-        target = None
-        if compression == "zstd":
-            newest = int(log.dicts.newest) if use_dictionary else 0
-            target = Compressor(compression_level, log.dicts, newest)
-        segments, before, after = _compact.compact_sealed(log, target)
-    finally:
-        store.close()
-    return {"segments": int(segments), "bytes_before": int(before), "bytes_after": int(after)}
