@@ -447,6 +447,7 @@ int chl_streams_push(chl_streams *t, uint64_t id, uint64_t position) {
         uint64_t *d = chl_delta_alloc(t, n ? n * 2 : 4);
         if (!d) return CHL_ENOMEM;
         if (n) memcpy(d, s->delta, n * sizeof(uint64_t));
+        else t->delta_streams++;
         s->delta = d;
     }
     s->delta[s->delta_count++] = position;
@@ -458,6 +459,7 @@ void chl_streams_clear(chl_streams *t) {
     chl_free_deltas(t);
     t->n_streams = 0;
     t->delta_events = 0;
+    t->delta_streams = 0;
     memset(t->slots, 0, t->n_slots * sizeof(uint32_t));
     t->n_in_slots = 0;
     chl_detach_base(t);

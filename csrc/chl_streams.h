@@ -70,6 +70,7 @@ typedef struct {
     chl_arena_chunk *delta_arena; /* the chunks of the delta arrays (chl_streams.c) ... */
     chl_arena_chunk *delta_spare; /* ... and those free for reuse */
     uint64_t delta_events; /* total events held in delta arrays */
+    uint64_t delta_streams; /* streams whose delta holds an event (close's estimate) */
     /* The base (a mapped checkpoint; all NULL/0 when there is none). */
     const uint32_t *base_slots;
     uint64_t base_n_slots;
@@ -182,6 +183,10 @@ int chl_streams_attach(chl_streams *t, const unsigned char *body, uint64_t len, 
                        uint64_t names_bytes, uint64_t through, uint32_t crc, int lazy);
 /* Streams with events (count >= 1), and the bytes of their names: what a checkpoint holds. */
 uint64_t chl_streams_live(chl_streams *t, uint64_t *names_bytes);
+/* The directory chunks and slot blocks of the base a fresh open would check to index the
+ * events in the deltas (each stream's lookup reads at most one of each): at most two per
+ * stream with a delta, at most every one. Close weighs it against rewriting the checkpoint. */
+uint64_t chl_streams_tail_pieces(const chl_streams *t);
 /* One live stream of a snapshot (chl_streams_snapshot): what a checkpoint built outside the
  * table's lock needs. The pointers stay valid until the table is rebased or cleared: delta
  * arrays are never moved or reused before that (a full one is copied, the old one left where it

@@ -194,6 +194,12 @@ uint64_t chl_streams_live(chl_streams *t, uint64_t *names_bytes) {
     return n;
 }
 
+uint64_t chl_streams_tail_pieces(const chl_streams *t) {
+    uint64_t pieces = (t->base_n + CHL_DIR_CHUNK - 1) / CHL_DIR_CHUNK
+                      + (t->base_n_slots + CHL_SLOT_BLOCK - 1) / CHL_SLOT_BLOCK;
+    return t->delta_streams * 2 < pieces ? t->delta_streams * 2 : pieces;
+}
+
 chl_snap_entry *chl_streams_snapshot(chl_streams *t, uint64_t *n_out, uint64_t *names_bytes) {
     uint64_t n = chl_streams_live(t, names_bytes), j = 0;
     chl_snap_entry *e = malloc((n ? n : 1) * sizeof(chl_snap_entry));
@@ -320,7 +326,7 @@ int chl_streams_rebase_snapshot(chl_streams *t, const unsigned char *body, uint6
     if (!mem || (rest && !kept)) { free(ids); free(mem); free(kept); return CHL_ENOMEM; }
     const char *names = (const char *)body + l.names;
     const uint64_t *positions = (const uint64_t *)(body + l.positions);
-    uint64_t events = 0;
+    uint64_t events = 0, touched = 0;
     for (uint64_t id = 0, f = 0; id < t->n_streams; id++) {
         chl_stream *s = &t->streams[id];
         uint64_t keep_from = 0;
@@ -347,8 +353,10 @@ int chl_streams_rebase_snapshot(chl_streams *t, const unsigned char *body, uint6
         s->delta = d;
         s->delta_count = since;
         events += since;
+        touched += since != 0;
     }
     t->delta_events = events;
+    t->delta_streams = touched;
     chl_delta_reuse(t);
     /* `kept` is full now (its arrays fill it exactly): later arrays come from the spare
      * chunks or new ones. */

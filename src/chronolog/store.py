@@ -196,10 +196,11 @@ class EventStore:
     def close(self) -> None:
         """Sync, write the index checkpoints and release the store (idempotent).
 
-        The checkpoints are left as they are when only a few events followed the last one (at
-        most 256 and 4 MiB, and a small share of the store): the next open indexes those from
-        the segment, where rewriting the stream checkpoint would cost O(streams + events) at
-        every close of a large store.
+        The checkpoints are left as they are when the events that followed the last one would
+        cost the next open little to index (a few ms by an estimate from their count and their
+        streams; at most 4 MiB, and a small share of the store): the next open indexes those
+        from the segment, where rewriting the stream checkpoint would cost O(streams + events)
+        at every close of a large store.
 
         A handle dropped without close (or still open at interpreter exit) is closed the same
         way when collected, with a ResourceWarning, as an unclosed file is.

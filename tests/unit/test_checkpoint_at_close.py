@@ -1,7 +1,9 @@
-"""Close writes the index checkpoints unless only a short tail followed the last one: at most
-256 events and 4 MiB, all in the newest segment, and at most 1/256 of the streams and
-events the checkpoint would rewrite. The next open indexes such a tail from the segment, so
-every handle (writer or reader) answers exactly as if it had been written."""
+"""Close writes the index checkpoints unless only a short tail followed the last one: one whose
+estimated cost to the next open (200 ns per event, 12.5 µs per directory chunk and slot block
+of the checkpoint its streams' lookups check: at most two per stream, at most every one) is
+within the budget (6.5 ms), of at most 4 MiB, all in the newest segment, and at most 1/256 of
+the streams and events the checkpoint would rewrite. The next open indexes such a tail from
+the segment, so every handle (writer or reader) answers exactly as if it had been written."""
 
 from __future__ import annotations
 
@@ -86,16 +88,65 @@ def test_close_writes_the_checkpoint_when_the_tail_holds_over_4_mib(
     assert open_store().stream_version(names[5]) == 4
 
 
-def test_close_writes_the_checkpoint_past_256_events_and_not_at_256(
+def test_a_tail_of_a_thousand_events_on_a_few_streams_is_left_to_the_next_open(
         open_store: Callable[..., cl.EventStore], store_path: Path) -> None:
-    # 4,096 streams of 16 events: a tail of 257 is under 1/256 of them and under 4 MiB, so
-    # only the event limit decides.
-    names = _checkpointed(open_store, 4096, per_stream=16)
+    # 4,096 streams of 64 events: 1,000 events are under 1/256 of them and under 4 MiB, and
+    # on five streams they cost an open ~0.3 ms by the estimate (the rule of 256 events
+    # before wrote the checkpoint).
+    names = _checkpointed(open_store, 4096, per_stream=64)
+    five = [names[i] for i in (0, 1000, 2000, 3000, 4095)]
     assert not _close_rewrites(open_store, store_path,
-                               lambda s: s.append_batch(names[:256], ["W"] * 256, [b""] * 256))
-    r = open_store(readonly=True)
-    assert r.head == 16 * 4096 + 256 and r.stream_version(names[255]) == 16
-    assert _close_rewrites(open_store, store_path,
-                           lambda s: s.append(names[0], [cl.NewEvent("W", b"")]))
-    r.refresh()
-    assert r.stream_version(names[0]) == 17
+                               lambda s: s.append_batch(five * 200, ["W"] * 1000, [b"w"] * 1000))
+    for options in ({}, {"readonly": True}):
+        h = open_store(**options)
+        assert h.head == 64 * 4096 + 1000
+        assert [h.stream_version(n) for n in five + names[1:3]] == [263] * 5 + [63, 63]
+        assert [e.data for e in h.read_stream(five[2], 63)] == [b"x"] + [b"w"] * 200
+        h.close()
+    assert open_store(readonly=True).verify()["ok"] is True
+
+
+def _budget(ns: int, append: Callable[[cl.EventStore], Any]) -> Callable[[cl.EventStore], Any]:
+    """`append` in a handle whose close weighs the tail against a budget of `ns`."""
+    def run(s: cl.EventStore) -> None:
+        s._log.close_tail_budget_ns = ns  # type: ignore[attr-defined]
+        append(s)
+    return run
+
+
+def test_the_tail_estimate_counts_its_events_and_the_checks_its_streams_need(
+        open_store: Callable[..., cl.EventStore], store_path: Path) -> None:
+    # 4,096 streams: 4 directory chunks and 1 slot block (8,192 slots) a lookup may check.
+    names = _checkpointed(open_store, 4096, per_stream=16)
+
+    def events(*streams: str) -> Callable[[cl.EventStore], Any]:
+        return lambda s: s.append_batch(list(streams), ["W"] * len(streams), [b""] * len(streams))
+
+    one = 2 * 12_500  # a stream's lookup: its chunk and its slot block
+    # 10 events on one stream: 10 x 200 ns + 25 µs, exactly the budget: left.
+    assert not _close_rewrites(open_store, store_path, _budget(10 * 200 + one, events(*[names[7]] * 10)))
+    # One more event (the tail is now 11): 200 ns over it.
+    assert _close_rewrites(open_store, store_path, _budget(10 * 200 + one, events(names[7])))
+    # 10 events on two streams: two streams' checks, over that budget ...
+    two = events(*[names[7]] * 5, *[names[9]] * 5)
+    assert _close_rewrites(open_store, store_path, _budget(10 * 200 + one, two))
+    # ... and within one that counts them.
+    assert not _close_rewrites(open_store, store_path, _budget(10 * 200 + 2 * one, two))
+    s = open_store()
+    s.checkpoint()
+    s.close()
+    # 10 events on 10 streams need at most every piece (5), not 20.
+    assert not _close_rewrites(open_store, store_path,
+                               _budget(10 * 200 + 5 * 12_500, events(*names[100:110])))
+    # In one handle: two streams, a checkpoint, then one stream: only the last counts.
+    s = open_store()
+    s._log.close_tail_budget_ns = 10 * 200 + one  # type: ignore[attr-defined]
+    two(s)
+    s.checkpoint()
+    before = _stamp(store_path)
+    events(*[names[9]] * 10)(s)
+    s.close()
+    assert _stamp(store_path) == before
+    h = open_store(readonly=True)
+    assert [h.stream_version(n) for n in (names[7], names[9], names[100], names[109])] == [41, 40, 16, 16]
+    assert h.verify()["ok"] is True

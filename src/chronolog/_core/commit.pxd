@@ -12,6 +12,7 @@ cdef class GroupCommitLog(RecoveredLog):
     cdef long long last_sync_ns
     cdef public long long spin_ns
     cdef public long long spin_late_ns
+    cdef public uint64_t close_tail_budget_ns
     # Written by waiters without the lock (a heuristic: a lost update only moves a back-off).
     cdef readonly long long spin_off_until
     cdef readonly long long spin_backoff

@@ -7,6 +7,7 @@ class GroupCommitLog(RecoveredLog):
 
     spin_ns: int  # how long a group-commit waiter spins before it sleeps: -1 adaptive, 0 never
     spin_late_ns: int  # a spin whose CPU comes back later than this ends, and spinning backs off
+    close_tail_budget_ns: int  # close leaves a tail whose estimated cost on open is at most this
     @property
     def spin_backoff(self) -> int: ...  # how long the next back-off lasts (ns)
     @property

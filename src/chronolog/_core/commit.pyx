@@ -12,18 +12,25 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from chronolog._core.checkpoint cimport CheckpointJob
 from chronolog._core.recovery cimport RecoveredLog, DURABILITY_FSYNC
 from chronolog._core.segment cimport Segment, FrameInfo
+from chronolog._core.streams cimport chl_streams_tail_pieces
 
 from chronolog.errors import ForkedWriterError, StoreFailedError
 
 # Close leaves the tail past the last checkpoint to the next open (_checkpoint_at_close) when
-# it holds at most CLOSE_TAIL_EVENTS events and CLOSE_TAIL_BYTES bytes of the newest segment,
-# and the checkpoint would cover at least CLOSE_TAIL_SHARE times as many streams and events.
-# Costs measured on the 2-vCPU VM: writing the stream checkpoint ~150 ns per stream and event
-# (576 ms for 2M + 2M); indexing a tail event on open 0.1-0.2 µs when its stream's entry and
-# pages are few and shared, up to ~25 µs in a store of 1M streams (each event's stream in a
-# directory chunk and slot block of its own: their checks and ~5 page faults): a 256-event
-# tail made that open 0.24 -> 6.5 ms.
-cdef uint64_t CLOSE_TAIL_EVENTS = 256
+# indexing it would cost a fresh open at most CLOSE_TAIL_BUDGET_NS by the estimate below, it
+# holds at most CLOSE_TAIL_BYTES bytes, all in the newest segment, and the checkpoint would
+# cover at least CLOSE_TAIL_SHARE times as many streams and events. Costs measured on the
+# 2-vCPU VM: writing the stream checkpoint ~150 ns per stream and event (576 ms for 2M + 2M;
+# 0.2-0.5 s for the 10M-event store of 100,000 streams); indexing a tail event on open 0.1-0.2
+# µs (CLOSE_TAIL_EVENT_NS), plus the first check of each directory chunk and slot block of the
+# checkpoint its stream's lookup reads (CLOSE_TAIL_PIECE_NS each, their CRCs and page faults:
+# in a store of 1M streams, 256 events on streams of their own made that open 0.24 -> 6.5 ms).
+# A store has few pieces (100,000 streams: 114), so a tail of thousands of events over them
+# costs a few ms; the budget is what the rule of 256 events allowed at worst. A log's
+# `close_tail_budget_ns` is CLOSE_TAIL_BUDGET_NS unless a test sets it.
+cdef uint64_t CLOSE_TAIL_EVENT_NS = 200
+cdef uint64_t CLOSE_TAIL_PIECE_NS = 12500
+cdef uint64_t CLOSE_TAIL_BUDGET_NS = 6500000
 cdef uint64_t CLOSE_TAIL_BYTES = 4 * 1024 * 1024
 cdef uint64_t CLOSE_TAIL_SHARE = 256
 
@@ -71,6 +78,13 @@ cdef inline long long _monotonic_ns() noexcept nogil:
     return <long long>t.tv_sec * 1000000000 + t.tv_nsec
 
 
+cdef inline uint64_t tail_cost_ns(uint64_t events, uint64_t pieces) noexcept:
+    """What indexing a tail of `events` whose lookups check `pieces` directory chunks and slot
+    blocks costs an open, by the measured rates above (saturating: a huge tail never wraps)."""
+    if events >= 1 << 40 or pieces >= 1 << 40:
+        return 0xFFFFFFFFFFFFFFFF
+    return events * CLOSE_TAIL_EVENT_NS + pieces * CLOSE_TAIL_PIECE_NS
+
 cdef class _Baton:
     """One wait of a group-commit waiter (sync_to): posted once, by whoever wakes it."""
     cdef chl_baton b
@@ -101,6 +115,7 @@ cdef class GroupCommitLog(RecoveredLog):
         self.spin_ns = -1
         self.spin_late_ns = SPIN_LATE_NS
         self.spin_backoff = SPIN_BACKOFF_NS
+        self.close_tail_budget_ns = CLOSE_TAIL_BUDGET_NS
 
     # ---------------------------------------------------------------- fail-stop and group commit
 
@@ -324,17 +339,19 @@ cdef class GroupCommitLog(RecoveredLog):
 
     cdef int _checkpoint_at_close(self) except -1:
         """Close's checkpoint (the lock held): written, unless the events past the last one
-        (the tail) are few, in the newest segment, and a small share of what it would
-        rewrite. The stream checkpoint is rewritten whole (O(streams + events): ~580 ms for 2M
-        streams of one event), so a process that opens a large store, appends a few events
-        and closes would pay that at every close; the next opens index such a tail from the
-        segment instead (at most CLOSE_TAIL_EVENTS: up to ~6.5 ms in a store of 1M streams),
-        until a close finds it worth writing (docs/design.md, "The stream index")."""
+        (the tail) cost the next open little to index, are in the newest segment, and are a
+        small share of what it would rewrite. The stream checkpoint is rewritten whole
+        (O(streams + events): ~580 ms for 2M streams of one event), so a process that opens a
+        large store, appends some events and closes would pay that at every close; the next
+        opens index such a tail from the segment instead (at most ~6.5 ms by the estimate of
+        CLOSE_TAIL_*), until a close finds it worth writing (docs/design.md, "The stream
+        index")."""
         self._checkpoint_join()  # adopt a roll's checkpoint still being written
         cdef uint64_t tail = self.written - self.checkpoint_through, entry
         cdef Segment seg
-        if self.checkpoint_through != 0xFFFFFFFFFFFFFFFF and 0 < tail <= CLOSE_TAIL_EVENTS \
-                and tail * CLOSE_TAIL_SHARE <= self.checkpoint_through + self.st.n_streams:
+        if self.checkpoint_through != 0xFFFFFFFFFFFFFFFF and 0 < tail \
+                and tail * CLOSE_TAIL_SHARE <= self.checkpoint_through + self.st.n_streams \
+                and tail_cost_ns(tail, chl_streams_tail_pieces(self.st)) <= self.close_tail_budget_ns:
             entry = self.pidx.get(self.checkpoint_through)  # the tail's first frame
             seg = self.segments[len(self.segments) - 1]
             if entry >> 32 == seg.ordinal and seg.end - (entry & 0xFFFFFFFF) <= CLOSE_TAIL_BYTES:

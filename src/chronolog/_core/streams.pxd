@@ -23,6 +23,7 @@ cdef extern from "chl_streams.h":
         chl_stream *streams
         uint64_t n_streams
         uint64_t delta_events
+        uint64_t delta_streams
         int unsound
     chl_streams *chl_streams_new() nogil
     void chl_streams_free(chl_streams *t) nogil
@@ -43,6 +44,7 @@ cdef extern from "chl_streams.h":
     chl_stream *chl_streams_at(chl_streams *t, uint64_t id) nogil
     void chl_streams_materialize(chl_streams *t) nogil
     uint64_t chl_streams_live(chl_streams *t, uint64_t *names_bytes) nogil
+    uint64_t chl_streams_tail_pieces(const chl_streams *t) nogil
     ctypedef struct chl_snap_entry:
         const char *name
         const uint64_t *base
