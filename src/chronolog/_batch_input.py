@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from chronolog._core.batch import check_kinds
 from chronolog.errors import InvalidArgumentError, InvalidEventError, InvalidStreamNameError
 
 
@@ -65,6 +66,13 @@ def _as_array(values: Any, typ: pa.DataType, what: str) -> pa.Array:
         return values
     if isinstance(values, (str, bytes)):
         raise InvalidEventError(f"{what} must be a sequence (one value per event), not a single {type(values).__name__}")
+    if type(values) in (list, tuple):
+        check_kinds(values, what)
+    elif getattr(getattr(values, "dtype", None), "kind", None) in ("U", "S"):  # numpy text or bytes
+        want = "U" if pa.types.is_large_string(typ) else "S"
+        if values.dtype.kind != want:
+            raise InvalidEventError(f"{what} must hold {'str' if want == 'U' else 'bytes'}, got a "
+                                    f"numpy array of dtype {values.dtype}")
     try:
         return pa.array(values, type=typ)
     except UnicodeEncodeError as exc:

@@ -363,3 +363,50 @@ def test_append_batch_refusal_leaves_no_trace_in_a_later_append(store: cl.EventS
         )
     store.append_batch(["b", "a"], ["T", "T"], [b"", b""])
     assert [(e.stream, e.version) for e in store.read_all()] == [("b", 0), ("a", 0)]
+
+
+KIND_CASES = {
+    "bytes-stream": (lambda n: ([b"s"] * n, ["T"] * n, [b"x"] * n, None),
+                     InvalidStreamNameError, "a stream name must be a str, got bytes"),
+    "bytes-type": (lambda n: (["s"] * n, ["T"] * (n - 1) + [b"T"], [b"x"] * n, None),
+                   InvalidEventError, r"event \d+: the event type must be a str, got bytes"),
+    "str-data": (lambda n: (["s"] * n, ["T"] * n, [b"x"] * (n - 1) + ["x"], None),
+                 InvalidEventError, r"event \d+: data must be bytes, got str"),
+    "str-metadata": (lambda n: (["s"] * n, ["T"] * n, [b"x"] * n, ["m"] * n),
+                     InvalidEventError, "event 0: metadata must be bytes, got str"),
+    "int-data": (lambda n: (["s"] * n, ["T"] * n, [b"x"] * (n - 1) + [7], None),
+                 InvalidEventError, r"event \d+: data must be bytes, got int"),
+}
+
+
+@pytest.mark.parametrize("n", [2, 300], ids=["short-lists", "arrow-path"])
+@pytest.mark.parametrize("case", list(KIND_CASES), ids=list(KIND_CASES))
+def test_a_value_of_the_wrong_kind_is_refused_alike_in_short_and_long_batches(
+        store: cl.EventStore, disk_state, case: str, n: int) -> None:
+    # Lists of up to 256 events are encoded from the objects, longer ones through Arrow: the
+    # two must refuse the same input with the same error (Arrow would convert it silently).
+    make, error, message = KIND_CASES[case]
+    streams, types, datas, metas = make(n)
+    before = disk_state()
+    with pytest.raises(error, match=message):
+        store.append_batch(streams, types, datas, metadatas=metas)
+    assert store.head == 0
+    assert disk_state() == before
+
+
+@pytest.mark.parametrize("n", [2, 300], ids=["short-lists", "arrow-path"])
+def test_bytearray_and_memoryview_payloads_are_taken_in_short_and_long_batches(
+        store: cl.EventStore, n: int) -> None:
+    datas: list[Any] = [bytearray(b"a")] * (n - 1) + [memoryview(b"b")]
+    store.append_batch(["s"] * n, ["T"] * n, datas, metadatas=[memoryview(b"m")] * n)
+    events = list(store.read_stream("s"))
+    assert [e.data for e in events[-2:]] == [b"a", b"b"] and events[0].metadata == b"m"
+
+
+def test_a_numpy_column_of_the_wrong_kind_is_refused(store: cl.EventStore, disk_state) -> None:
+    before = disk_state()
+    with pytest.raises(InvalidEventError, match="datas must hold bytes, got a numpy array of dtype <U1"):
+        store.append_batch(np.array(["s"] * 300), np.array(["T"] * 300), np.array(["x"] * 300))
+    with pytest.raises(InvalidEventError, match="streams must hold str, got a numpy array of dtype"):
+        store.append_batch(np.array([b"s"] * 300), np.array(["T"] * 300), np.array([b"x"] * 300))
+    assert store.head == 0 and disk_state() == before

@@ -3,4 +3,8 @@
 def expected_code(expected: object) -> int:
     """Map an expected_version argument to the core's integer code, refusing bad values."""
 
-__all__ = ["expected_code"]
+def check_kinds(values: list[object] | tuple[object, ...], what: str) -> None:
+    """Refuse a list or tuple column holding a value of the wrong kind (str for streams and
+    types, bytes-like for datas and metadatas), with the error short lists get."""
+
+__all__ = ["check_kinds", "expected_code"]

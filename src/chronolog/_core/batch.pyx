@@ -12,6 +12,7 @@ from chronolog._core.format cimport (
 from chronolog._core.fileio cimport chl_wpipe, chl_wpipe_submit
 from chronolog._core.narrow cimport NarrowPlan, narrow_encode
 from chronolog._core.record cimport record_bytes, put_record_raw, seal_records
+from chronolog._core.utf8 cimport chl_all_ascii, chl_utf8_valid
 
 from chronolog.errors import InvalidArgumentError, InvalidEventError, InvalidStreamNameError
 
@@ -41,6 +42,27 @@ cdef bytes payload_bytes(object value, str what, Py_ssize_t i):
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise InvalidEventError(f"event {i}: {what} must be bytes, got {type(value).__name__}")
+
+
+def check_kinds(object values, str what):
+    """Refuse a Python list or tuple column holding a value of the wrong kind, with the error
+    short lists get (append_batch's two paths must accept the same input): `what` is
+    "streams" or "types" (str), "datas" or "metadatas" (bytes, bytearray or memoryview).
+    Arrow conversion would take bytes for str and str for bytes silently. ~1 ns per value."""
+    cdef Py_ssize_t i, n = len(values)
+    cdef bint text = what in ("streams", "types")
+    cdef object v
+    for i in range(n):
+        v = values[i]
+        if text:
+            if isinstance(v, str):
+                continue
+            if what == "streams":
+                stream_utf8(v)  # raises its error
+            raise InvalidEventError(f"event {i}: the event type must be a str, got {type(v).__name__}")
+        if type(v) is bytes or isinstance(v, (bytes, bytearray, memoryview)):
+            continue
+        payload_bytes(v, "data" if what == "datas" else "metadata", i)  # raises its error
 
 
 cdef bytes event_id16(object value, Py_ssize_t i):
@@ -93,20 +115,23 @@ cdef class ArrowColumn:
 cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigned char *idvalid,
                     int64_t id_offset, Py_ssize_t n, size_t max_event, size_t *body,
                     Py_ssize_t *bad) noexcept nogil:
-    """Pass 1 of append_columns: check each event's sizes; sum the body. cols: streams,
-    types, metadatas, datas. Returns 0, or the problem (1 stream name, 2 type, 3 too large)
-    with its event in bad."""
+    """Pass 1 of append_columns: check each event's sizes and names; sum the body. cols:
+    streams, types, metadatas, datas. Returns 0, or the problem (1 stream name, 2 type, 3 too
+    large, 4 stream name not UTF-8, 5 type not UTF-8) with its event in bad."""
     cdef Py_ssize_t i
     cdef uint64_t slen, tlen
     cdef size_t rec
     # The names lie back to back (offsets ascend): one search for a NUL byte over all of them
     # (a search per name cost a call per event); the name that holds it is the first whose
-    # end lies past it.
+    # end lies past it. Likewise one ASCII test over all stream names and one over all types:
+    # only when one fails is each name of that column checked as UTF-8 (csrc/chl_utf8.h).
     cdef const char *nul = NULL
+    cdef bint names_ascii = _span_ascii(&cols[0], n), types_ascii = _span_ascii(&cols[1], n)
     if n > 0 and cols[0].offsets != NULL and cols[0].data != NULL:
         nul = <const char *>memchr(cols[0].data + cols[0].offsets[0], 0,
                                    <size_t>(cols[0].offsets[n] - cols[0].offsets[0]))
-    if nul == NULL and idvalid == NULL and _sizes_fit(cols, n, idp != NULL, max_event, body):
+    if nul == NULL and names_ascii and types_ascii and idvalid == NULL \
+            and _sizes_fit(cols, n, idp != NULL, max_event, body):
         return 0
     for i in range(n):
         slen = col_len(&cols[0], i)
@@ -115,9 +140,15 @@ cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigne
                 nul != NULL and nul < col_ptr(&cols[0], i) + slen):
             bad[0] = i
             return 1
+        if not names_ascii and not chl_utf8_valid(col_ptr(&cols[0], i), slen):
+            bad[0] = i
+            return 4
         if tlen == 0 or tlen > MAX_TYPE_NAME_BYTES:
             bad[0] = i
             return 2
+        if not types_ascii and not chl_utf8_valid(col_ptr(&cols[1], i), tlen):
+            bad[0] = i
+            return 5
         rec = record_bytes(slen, tlen, col_len(&cols[2], i), col_len(&cols[3], i),
                            id_present(idp, idvalid, id_offset, i))
         if rec > max_event:
@@ -125,6 +156,13 @@ cdef int size_batch(const ColView *cols, const unsigned char *idp, const unsigne
             return 3
         body[0] += rec + 4
     return 0
+
+
+cdef inline bint _span_ascii(const ColView *c, Py_ssize_t n) noexcept nogil:
+    """Whether the n names of column c (back to back) are all ASCII."""
+    if n == 0 or c.offsets == NULL or c.data == NULL:
+        return True
+    return chl_all_ascii(c.data + c.offsets[0], <size_t>(c.offsets[n] - c.offsets[0]))
 
 
 cdef bint _sizes_fit(const ColView *cols, Py_ssize_t n, bint has_ids, size_t max_event,

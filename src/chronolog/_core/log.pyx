@@ -387,6 +387,17 @@ cdef class Log(WritingLog):
             raise InvalidStreamNameError(name, f"event {bad}: a stream name must be 1..{MAX_STREAM_NAME_BYTES} bytes")
         if problem == 2:
             raise InvalidEventError(f"event {bad}: the event type must be 1..{MAX_TYPE_NAME_BYTES} bytes of UTF-8")
+        if problem == 4:
+            raise InvalidStreamNameError(
+                bytes(col_ptr(&cols[0], bad)[:col_len(&cols[0], bad)]).decode("utf-8", "replace"),
+                f"event {bad}: a stream name must be valid UTF-8, this one's bytes are "
+                f"{bytes(col_ptr(&cols[0], bad)[:min(col_len(&cols[0], bad), 60)])!r} (an Arrow "
+                "string array is not checked by its producer: array.validate(full=True) finds these)")
+        if problem == 5:
+            raise InvalidEventError(
+                f"event {bad}: the event type must be valid UTF-8, its bytes are "
+                f"{bytes(col_ptr(&cols[1], bad)[:min(col_len(&cols[1], bad), 60)])!r} (an Arrow "
+                "string array is not checked by its producer: array.validate(full=True) finds these)")
         if problem == 3:
             raise EventTooLargeError(record_bytes(col_len(&cols[0], bad), col_len(&cols[1], bad),
                                                   col_len(&cols[2], bad), col_len(&cols[3], bad),

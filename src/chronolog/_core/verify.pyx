@@ -15,6 +15,7 @@ from chronolog._core.streams cimport (
 from chronolog._core.recovery cimport RecoveredLog
 from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_disagrees
 from chronolog._core.record cimport RecordView, record_problem, view_record
+from chronolog._core.utf8 cimport utf8_name
 from chronolog._core.segment cimport (
     Segment, FrameInfo, FrameStatus, check_frame, frame_status_reason, later_claim, nonzero_end,
     FRAME_OK)
@@ -87,6 +88,10 @@ def verify(RecoveredLog log):
                     rc = 4
                 if rc:
                     problem(seg.path, off, f"record {i}: " + record_problem(rc, "position out of sequence"))
+                    break
+                if not (utf8_name(rv.stream, rv.slen) and utf8_name(rv.etype, rv.tlen)):
+                    problem(seg.path, off, f"record {i}: its stream name or event type is not "
+                            "valid UTF-8 (readers cannot decode it)")
                     break
                 sid = chl_streams_intern(fresh.t, <const char *>rv.stream, rv.slen, 1)
                 if rv.version != chl_streams_count(fresh.t, sid):
