@@ -1,6 +1,8 @@
 """Recovery of the newest segment: a torn tail (truncated at any byte of its last three frames)
 or trailing zeros/garbage is cut back to the last complete append, with or without index/.
-"""
+A real torn tail is never covered by an index checkpoint (a checkpoint follows the sync of
+what it covers), so the "kept" cases keep an index written before the last three frames; a
+cut below what the checkpoint covers is damage (test_durable_floor.py)."""
 
 from __future__ import annotations
 
@@ -50,23 +52,40 @@ def _reopens_to_exactly(
         assert store.verify()["ok"]
 
 
-def _reset(case: Path, template: Path, index: str) -> None:
-    """Make `case` a copy of the template again (cheaply: only the files a case changes)."""
-    for src in segment_files(template)[-1:] + sorted((template / "index").iterdir()):
-        shutil.copyfile(src, case / src.relative_to(template))
-    if index == "deleted":
-        shutil.rmtree(case / "index")
+@pytest.fixture(scope="module")
+def index_before_tail(small_store: tuple[Path, list[cl.RecordedEvent]],
+                      tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template's index/ as a checkpoint written before its last three frames existed."""
+    template, _ = small_store
+    seg, frames = _newest(template)
+    work = copy_store(template, tmp_path_factory.mktemp("before-tail") / "store")
+    shutil.rmtree(work / "index")
+    os.truncate(work / seg.name, frames[-3].offset)
+    with cl.EventStore.open(work, durability="os", max_segment_bytes=4096):
+        pass  # rebuilt from the segments; close writes the checkpoint
+    return work / "index"
+
+
+def _reset(case: Path, template: Path, index: str, kept_index: Path) -> None:
+    """Make `case` a copy of the template again (cheaply: only the files a case changes), with
+    the index written before the last three frames, or none."""
+    seg = segment_files(template)[-1]
+    shutil.copyfile(seg, case / seg.name)
+    shutil.rmtree(case / "index", ignore_errors=True)
+    if index == "kept":
+        shutil.copytree(kept_index, case / "index")
 
 
 @pytest.mark.parametrize("index", ["kept", "deleted"])
 def test_truncation_at_every_byte_of_the_last_three_frames_reopens_to_the_complete_appends(
-    small_store: tuple[Path, list[cl.RecordedEvent]], tmp_path: Path, index: str
+    small_store: tuple[Path, list[cl.RecordedEvent]], index_before_tail: Path, tmp_path: Path,
+    index: str
 ) -> None:
     template, events = small_store
     seg, frames = _newest(template)
     case = copy_store(template, tmp_path / "case")
     for cut in range(frames[-3].offset, seg.stat().st_size):
-        _reset(case, template, index)
+        _reset(case, template, index, index_before_tail)
         os.truncate(case / seg.name, cut)
         complete = [f for f in frames if f.end <= cut]
         n = complete[-1].first_position + complete[-1].count

@@ -51,6 +51,10 @@ cdef class RecoveredLog:
     cdef uint64_t *vers
     cdef size_t scratch_cap
     cdef readonly uint64_t checkpoint_through
+    # The writer: the events the position checkpoint found on open covers, which were on
+    # stable storage when it was written (a checkpoint follows the sync of what it covers):
+    # recovery never ends below it (docs/design.md, "Recovery and the torn-tail rule").
+    cdef readonly uint64_t durable_floor
     cdef list _types
     cdef list _decoders
     cdef readonly Compressor compressor
@@ -59,7 +63,8 @@ cdef class RecoveredLog:
     cdef _create_store(self, str store_file)
     cdef bytes _read_store_header(self, str store_file)
     cdef bint _attach_segment(self, str name, bint is_newest) except -1
-    cdef uint64_t _load_checkpoints(self) except? 0xFFFFFFFFFFFFFFFF
+    cdef int _check_floor(self, object path, object offset, str where) except -1
+    cdef uint64_t _load_checkpoints(self, uint64_t pcount) except? 0xFFFFFFFFFFFFFFFF
     cdef uint32_t _anchor_of(self, uint64_t position, FrameInfo *fi) except? 0
     cdef int _catch_up(self, bint recover) except -1
     cdef uint64_t _visible_mark(self) except? 0

@@ -108,9 +108,16 @@ cdef class RecoveredLog:
         for name in names:
             if not self._attach_segment(name, name == names[len(names) - 1]):
                 break
+        # The position checkpoint covers only events that were synced before it was written:
+        # the writer's recovery must find at least that many (_check_floor).
+        cdef uint64_t pcount = self.pidx.load(os.path.join(self.path, "index", "positions.idx"),
+                                              self.store_id)
+        if not self.readonly:
+            self.durable_floor = pcount
         if not self.segments:
             if self.readonly:
                 raise StoreNotFoundError(self.path)
+            self._check_floor(None, None, "there is no segment file")
             self._new_segment(0)
         # Sealed segments are complete and immutable: readable to their end. (Their frames are
         # checked when read; verify() checks all of them.)
@@ -119,9 +126,13 @@ cdef class RecoveredLog:
             seg.end = seg.file_size()
             seg.ensure_mapped(seg.end, 0)
         # Pass 3: the index checkpoints, when sound and consistent with the segments.
-        cdef uint64_t through = self._load_checkpoints()
+        cdef uint64_t through = self._load_checkpoints(pcount)
         # Pass 4: index the tail past the checkpoint (cutting a torn tail when writing).
         self._catch_up(not self.readonly)
+        if not self.readonly:
+            seg = self.segments[len(self.segments) - 1]
+            self._check_floor(seg.path, seg.end, f"the newest segment, {seg.name}, ends at "
+                              f"byte {seg.end}")
         if self.st.unsound:
             # A stream of the tail was looked up in a damaged chunk of the checkpoint.
             self._rebuild_unlocked()
@@ -196,10 +207,31 @@ cdef class RecoveredLog:
         self.segments.append(Segment(self.io, path, first, salt, len(self.segments), fd, version))
         return True
 
-    cdef uint64_t _load_checkpoints(self) except? 0xFFFFFFFFFFFFFFFF:
-        """Load both checkpoints; on any doubt start from nothing (a full rebuild)."""
+    cdef int _check_floor(self, object path, object offset, str where) except -1:
+        """The writer's recovery ends at `written` (where: what ends it there): refuse to
+        open (CorruptionError, before anything is cut or written) when that is below the
+        durable floor, the events the position checkpoint records as once synced. Fewer can
+        only mean damage from outside: a segment deleted or truncated, or its last synced
+        frames damaged (no later frame's synced mark covers those). Opening anyway would
+        hand out the lost positions again (DESIGN invariant 3)."""
+        if self.written >= self.durable_floor:
+            return 0
+        cdef uint64_t missing = self.durable_floor - self.written
+        raise CorruptionError(
+            path if path is not None else self.path, offset,
+            f"{where}: the segments hold {self.written} events, but the index checkpoint "
+            f"records {self.durable_floor} as written to stable storage, so {missing} "
+            f"acknowledged event{'s are' if missing != 1 else ' is'} missing (a segment deleted "
+            "or truncated, or its last frames damaged). Restore the store from a backup (a copy "
+            "taken while a writer runs must copy index/ before the segments); to open it with "
+            "the events that are left, giving up the missing ones and letting their positions "
+            "be used again, delete its index/ directory")
+
+    cdef uint64_t _load_checkpoints(self, uint64_t pcount) except? 0xFFFFFFFFFFFFFFFF:
+        """Use both checkpoints (the position one loaded already: `pcount` entries) when they
+        are sound and consistent with the segments; on any doubt start from nothing (a full
+        rebuild)."""
         idx = os.path.join(self.path, "index")
-        cdef uint64_t pcount = self.pidx.load(os.path.join(idx, "positions.idx"), self.store_id)
         cdef uint64_t through = 0
         cdef uint32_t anchor = 0
         cdef FrameInfo fi
@@ -378,6 +410,7 @@ cdef class RecoveredLog:
                 raise CorruptionError(seg.path, off, frame_status_reason(status))
             if not recover:
                 return 0  # a writer may be mid-write; look again later
+            self._check_floor(seg.path, off, frame_status_reason(status))
             # Damage or a torn tail? Every frame records how much of its segment was on
             # stable storage when it was written (its synced mark). If any complete frame
             # after this point claims a mark past it, these bytes had been synced: damage.

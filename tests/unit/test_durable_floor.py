@@ -1,0 +1,116 @@
+"""The writer's recovery never ends below what the index checkpoint covers: a checkpoint is
+written only after the events it covers are synced, so fewer events in the segments means
+damage from outside (a segment deleted or truncated, its last synced frames damaged), not a
+torn tail. Opening would hand the lost positions out again (DESIGN invariant 3), so the open
+refuses with CorruptionError before it cuts or writes anything; deleting index/ is the way to
+open what is left."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import chronolog as cl
+
+
+def _store(path: Path) -> list[Path]:
+    """A closed "fsync" store of 40 events over 4 KiB segments, all checkpointed."""
+    with cl.EventStore.open(path, max_segment_bytes=4096) as s:
+        for i in range(40):
+            s.append(f"order-{i % 4}", [cl.NewEvent("T", b"x" * 200)])
+    return sorted(path.glob("*.seg"))
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file() and p.name != "LOCK"}
+
+
+def _refused(path: Path, missing: int) -> cl.CorruptionError:
+    before = _files(path)
+    with pytest.raises(cl.CorruptionError, match=rf"the index checkpoint records 40 as written to "
+                       rf"stable storage, so {missing} acknowledged events? (are|is) missing") as info:
+        cl.EventStore.open(path)
+    assert _files(path) == before, "the refused open changed a file"
+    assert not list(path.glob("*.torn-*"))
+    return info.value
+
+
+def test_a_deleted_newest_segment_is_refused_not_opened_without_its_events(tmp_path: Path) -> None:
+    segs = _store(tmp_path / "s")
+    with cl.EventStore.open(tmp_path / "s", readonly=True) as r:
+        kept = sum(1 for _ in r.read_all())
+    os.unlink(segs[-1])
+    err = _refused(tmp_path / "s", 40 - int(segs[-1].name[:20]))
+    assert Path(err.path).name == segs[-2].name and kept == 40
+
+
+@pytest.mark.parametrize("cut,missing", [(1, 1), (100, 1), (324, 1), (325, 2)])
+def test_a_newest_segment_truncated_into_checkpointed_frames_is_refused_and_not_cut(
+        tmp_path: Path, cut: int, missing: int) -> None:
+    segs = _store(tmp_path / "s")  # (frames of one event: 324 bytes each)
+    os.truncate(segs[-1], segs[-1].stat().st_size - cut)
+    err = _refused(tmp_path / "s", missing)
+    assert Path(err.path).name == segs[-1].name
+
+
+def test_a_flipped_byte_in_the_last_checkpointed_frame_is_refused_not_cut_as_a_torn_tail(
+        tmp_path: Path) -> None:
+    # In its trailer: the frame the checkpoint ends in no longer checks, so the open rebuilds
+    # from the segments and meets it as the end of the newest segment.
+    segs = _store(tmp_path / "s")
+    raw = bytearray(segs[-1].read_bytes())
+    raw[-3] ^= 0x10
+    segs[-1].write_bytes(bytes(raw))
+    err = _refused(tmp_path / "s", 1)
+    assert err.offset == len(raw) - 324
+
+
+def test_a_flipped_byte_inside_a_checkpointed_frame_is_found_when_read_and_by_verify(
+        tmp_path: Path) -> None:
+    # In its body: the open trusts the checkpoint (it reads only the tail), the read checks
+    # the record's CRC.
+    segs = _store(tmp_path / "s")
+    raw = bytearray(segs[-1].read_bytes())
+    raw[-40] ^= 0x10
+    segs[-1].write_bytes(bytes(raw))
+    with cl.EventStore.open(tmp_path / "s") as s:
+        assert s.head == 40
+        with pytest.raises(cl.CorruptionError):
+            list(s.read_all(from_position=39))
+        assert s.verify()["ok"] is False
+
+
+def test_a_store_whose_segments_are_all_gone_is_refused_and_no_segment_is_made(tmp_path: Path) -> None:
+    for seg in _store(tmp_path / "s"):
+        os.unlink(seg)
+    _refused(tmp_path / "s", 40)
+    assert not list((tmp_path / "s").glob("*.seg"))
+
+
+def test_deleting_index_opens_what_is_left_and_appends_after_it(tmp_path: Path) -> None:
+    segs = _store(tmp_path / "s")
+    os.unlink(segs[-1])
+    shutil.rmtree(tmp_path / "s" / "index")
+    first = int(segs[-1].name[:20])
+    with cl.EventStore.open(tmp_path / "s") as s:
+        assert s.head == first and s.verify()["ok"]
+        assert s.append("after", [cl.NewEvent("T", b"")]).first_position == first
+
+
+def test_events_past_the_checkpoint_are_still_a_tail_recovery_may_cut(tmp_path: Path) -> None:
+    # The floor is the checkpoint, not the log: frames written after it (here a tail close
+    # leaves to the next open; or frames never synced) may be torn and are cut as before.
+    path = tmp_path / "s"
+    with cl.EventStore.open(path, durability="os") as s:
+        s.append_batch([f"s-{i % 50}" for i in range(300)], ["T"] * 300, [b"x"] * 300)
+    with cl.EventStore.open(path, durability="os") as s:
+        s.append("late", [cl.NewEvent("T", b"y" * 50)])
+    with cl.EventStore.open(path, readonly=True) as r:
+        assert r._log.checkpoint_through == 300  # type: ignore[attr-defined]
+    seg = max(path.glob("*.seg"))
+    os.truncate(seg, seg.stat().st_size - 10)
+    with cl.EventStore.open(path) as s:
+        assert s.head == 300 and s.stream_version("late") is None
