@@ -1,6 +1,9 @@
-"""Checks of the public API's int arguments, shared by the store's methods."""
+"""Checks of the public API's arguments shared by its modules: ints, timeouts, name filters."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterable
 
 from chronolog.errors import InvalidArgumentError
 
@@ -27,3 +30,35 @@ def non_negative(value: int | None, name: str, *, default: int) -> int:
     if value < 0:
         raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
     return min(value, UNBOUNDED - 1)
+
+
+def timeout_seconds(value: float | None, name: str = "timeout") -> float | None:
+    """`value` as a wait in seconds, None (and infinity) meaning forever; refuse
+    (InvalidArgumentError) anything but a number >= 0 or None: a bool, NaN (a wait that
+    compares false to every deadline would never end) or a negative number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
+            or value < 0:
+        raise InvalidArgumentError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
+    return None if math.isinf(value) else float(value)
+
+
+def name_list(values: Iterable[str] | None, name: str) -> list[str] | None:
+    """A filter of names (event types, streams) as a list, None for no filter; refuse
+    (InvalidArgumentError) a single str or bytes, which iterates as its characters (a filter
+    `types="OrderPlaced"` would match nothing), and anything but strs in it."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)):
+        raise InvalidArgumentError(f"{name} must be a list of names, not a single "
+                                   f"{type(values).__name__}: write {name}=[{values!r}]")
+    try:
+        out = list(values)
+    except TypeError:
+        raise InvalidArgumentError(f"{name} must be a list of names or None, got "
+                                   f"{type(values).__name__}") from None
+    for v in out:
+        if not isinstance(v, str):
+            raise InvalidArgumentError(f"{name} must hold str names, got {v!r}")
+    return out

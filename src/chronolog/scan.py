@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from chronolog._args import name_list
 from chronolog.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ def make_scanner(
         raise InvalidArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
     from chronolog._core.scan import Scanner
 
-    return Scanner(log, start, stop, types=None if types is None else list(types),
-                   streams=None if streams is None else list(streams),
+    return Scanner(log, start, stop, types=name_list(types, "types"),
+                   streams=name_list(streams, "streams"),
                    stream_prefix=stream_prefix, batch_size=min(batch_size, 1 << 30),
                    columns=None if columns is None else list(columns))
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from chronolog._args import name_list, timeout_seconds
 from chronolog._core.events import RecordedEvent
 from chronolog._core.reads import read_positions
 from chronolog._wakeup import AppendNotifier, HeadWaiter
@@ -67,8 +68,8 @@ class Subscription(Generic[T]):
             raise InvalidArgumentError(f"from_position must be an int >= 0, got {from_position!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-            raise InvalidArgumentError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        timeout = timeout_seconds(timeout)
+        types = name_list(types, "types")
         if stream_prefix is not None and not isinstance(stream_prefix, str):
             raise InvalidArgumentError(f"stream_prefix must be a str or None, got {stream_prefix!r}")
         if log.closed:
@@ -76,7 +77,7 @@ class Subscription(Generic[T]):
         self._log = log
         self._notifier = notifier
         self._next = from_position
-        self._types = None if types is None else list(types)
+        self._types = types
         self._prefix = stream_prefix or None
         self._batch_size = batch_size
         self._batches = batches
@@ -103,7 +104,7 @@ class Subscription(Generic[T]):
         return self
 
     def __next__(self) -> T:
-        item = self.next(self._timeout)
+        item = self._take_one(self._timeout)
         if item is None:
             raise StopIteration
         return item
@@ -136,7 +137,11 @@ class Subscription(Generic[T]):
         Raises:
             StoreClosedError: the store was closed under the subscription.
             CorruptionError: a frame read fails its checks.
+            InvalidArgumentError: timeout is not a number of seconds >= 0 or None.
         """
+        return self._take_one(timeout_seconds(timeout))
+
+    def _take_one(self, timeout: float | None) -> T | None:
         with self._lock:
             if self._busy:
                 raise RuntimeError("a Subscription is iterated by one thread at a time")
@@ -155,7 +160,7 @@ class Subscription(Generic[T]):
     def take(self, timeout: float | None = None) -> list[T]:
         """Every item ready now (at most one chunk), waiting up to `timeout` for the first;
         [] on timeout or once closed."""
-        first = self.next(timeout)
+        first = self._take_one(timeout_seconds(timeout))
         if first is None:
             return []
         out = [first]
@@ -334,8 +339,7 @@ def wait_for(log: Log, notifier: AppendNotifier | None, position: int,
     """
     if isinstance(position, bool) or not isinstance(position, int) or position < 0:
         raise InvalidArgumentError(f"position must be an int >= 0, got {position!r}")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-        raise InvalidArgumentError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    timeout = timeout_seconds(timeout)
     waiter = HeadWaiter(log, notifier)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:

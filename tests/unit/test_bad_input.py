@@ -131,6 +131,20 @@ CASES: list[Any] = [
     pytest.param(lambda s, p: s.stream_version(5), InvalidStreamNameError, id="version-int"),
     pytest.param(lambda s, p: s.streams(5), InvalidArgumentError, id="streams-prefix-int"),
     pytest.param(lambda s, p: s.streams("\ud800"), InvalidArgumentError, id="streams-prefix-surrogate"),
+    # ---- waits (NaN compares false to every deadline: it would wait forever) and filters (a
+    # single str iterates as its characters: it would match nothing)
+    pytest.param(lambda s, p: s.wait_for(99, timeout=math.nan), InvalidArgumentError, id="wait-timeout-nan"),
+    pytest.param(lambda s, p: s.wait_for(99, timeout=True), InvalidArgumentError, id="wait-timeout-bool"),
+    pytest.param(lambda s, p: s.wait_for(99, timeout=-0.5), InvalidArgumentError, id="wait-timeout-negative"),
+    pytest.param(lambda s, p: s.subscribe(timeout=math.nan), InvalidArgumentError, id="subscribe-timeout-nan"),
+    pytest.param(lambda s, p: s.subscribe(timeout="1"), InvalidArgumentError, id="subscribe-timeout-str"),
+    pytest.param(lambda s, p: s.subscribe(timeout=0.1).next(math.nan), InvalidArgumentError, id="subscription-next-nan"),
+    pytest.param(lambda s, p: s.subscribe(timeout=0.1).take(False), InvalidArgumentError, id="subscription-take-bool"),
+    pytest.param(lambda s, p: s.subscribe(types="T"), InvalidArgumentError, id="subscribe-types-str"),
+    pytest.param(lambda s, p: s.scan_table(types="T"), InvalidArgumentError, id="scan-types-str"),
+    pytest.param(lambda s, p: s.scan_table(streams="a"), InvalidArgumentError, id="scan-streams-str"),
+    pytest.param(lambda s, p: s.scan_table(streams=[b"a"]), InvalidArgumentError, id="scan-streams-bytes-name"),
+    pytest.param(lambda s, p: s.scan(types=b"T"), InvalidArgumentError, id="scan-types-bytes"),
 ]
 
 
