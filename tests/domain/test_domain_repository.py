@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 import chronolog as cl
-from chronolog.domain import AggregateNotFoundError, Repository, UnknownEventTypeError
+from chronolog.domain import (
+    Aggregate,
+    AggregateNotFoundError,
+    DomainEvent,
+    Repository,
+    UnknownEventTypeError,
+    UpcastError,
+    Upcasters,
+)
 
 
 @pytest.fixture
@@ -135,3 +145,40 @@ def test_cache_evicts_the_least_recently_used(store, orders):
     for i in "123":
         cached.get(i)
     assert list(cached._cache) == ["order-2", "order-3"]
+
+
+class Added(DomainEvent, frozen=True):
+    schema_version: ClassVar[int] = 2
+    n: int
+    unit: str
+
+
+class Counter(Aggregate):
+    total: int = 0
+
+    def add(self, n: int) -> None:
+        self.trigger(Added(n=n, unit="x"))
+
+    def apply_added(self, e: Added) -> None:
+        self.total += e.n
+
+
+def test_a_cached_aggregate_whose_catch_up_fails_midway_is_not_kept_half_updated(store):
+    # The tail applies one event, then meets one it cannot upcast yet: the cached copy must
+    # not keep the first (the next get would apply it twice).
+    ups = Upcasters()
+    cached = Repository(store, Counter, cache_size=8, upcasters=ups)
+    c = Counter("1")
+    c.add(1)
+    cached.save(c)
+    assert cached.get("1").total == 1
+    c = Repository(store, Counter).get("1")
+    c.add(10)
+    Repository(store, Counter).save(c)
+    store.append("counter-1", [cl.NewEvent("Added", b'{"n":100}', b'{"v":1}')])  # schema 1
+    with pytest.raises(UpcastError):
+        cached.get("1")
+    ups.event("Added", from_version=1)(lambda d: {**d, "unit": "x"})
+    got = cached.get("1")
+    full = Repository(store, Counter, upcasters=ups).get("1")
+    assert (got.version, got.total) == (full.version, full.total) == (2, 111)

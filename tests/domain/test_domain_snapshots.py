@@ -232,3 +232,49 @@ def test_bulk_snapshot_of_an_older_class_version_is_ignored(store, tmp_path):
     Repository(store, CounterV1).snapshot_all(tmp_path / "c.arrow")
     got = Repository(store, CounterV2, bulk_snapshot=tmp_path / "c.arrow").get("c")
     assert (got.cents, got.count) == (1500, 5)
+
+
+class NamePlaced(DomainEvent, frozen=True):
+    customer: str
+
+
+class Named(Aggregate):
+    stream_prefix = "named"
+    customer: str = ""
+
+    def place(self, c: str) -> None:
+        self.trigger(NamePlaced(customer=c))
+
+    def apply_name_placed(self, e: NamePlaced) -> None:
+        self.customer = e.customer
+
+
+def test_an_aggregate_whose_stream_leaves_no_room_for_the_snapshot_prefix_is_saved_and_replayed(
+        tmp_path) -> None:
+    # "named-" + id is a valid stream of 1,021 bytes; "$snapshot-" + it would be 1,031: no
+    # snapshot can be written, so none is, and the save neither fails nor claims it did.
+    with cl.EventStore.open(tmp_path / "s", durability="os") as store:
+        repo = Repository(store, Named, snapshots=SnapshotPolicy(every=1))
+        oid = "x" * (1021 - len(Named.stream_name("")))
+        o = Named(oid)
+        o.place("ada")
+        assert repo.save(o) is not None
+        assert [e.type for e in store.read_stream(Named.stream_name(oid))] == ["NamePlaced"]
+        assert repo.get(oid).customer == "ada"
+        assert repo.snapshot(repo.get(oid)) is False
+        assert [s for s in store.streams() if s.startswith(SNAPSHOT_PREFIX)] == []
+
+
+def test_a_snapshot_that_cannot_be_written_warns_and_the_save_stands(tmp_path) -> None:
+    with cl.EventStore.open(tmp_path / "snaps", durability="os"):
+        pass
+    with cl.EventStore.open(tmp_path / "s", durability="os") as store, \
+            cl.EventStore.open(tmp_path / "snaps", readonly=True) as snaps:
+        repo = Repository(store, Named, snapshots=SnapshotPolicy(every=1), snapshot_store=snaps)
+        o = Named("7")
+        o.place("ada")
+        with pytest.warns(RuntimeWarning, match=r"snapshot of 'named-7' at version 0 was not "
+                          r"written \(the save was\)"):
+            result = repo.save(o)
+        assert result is not None and result.first_position == 0
+        assert repo.get("7").customer == "ada"

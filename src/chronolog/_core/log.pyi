@@ -11,6 +11,7 @@ from chronolog._core.write import WritingLog
 FORMAT_VERSION_NUMBER: int
 DEFAULT_MAX_SEGMENT_BYTES: int
 DEFAULT_MAX_EVENT_BYTES: int
+STREAM_NAME_MAX_BYTES: int
 MAX_SEGMENT_BYTES_LIMIT: int
 
 class Log(WritingLog):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import os
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
@@ -18,7 +19,7 @@ from chronolog.domain.errors import AggregateNotFoundError, UnknownEventTypeErro
 from chronolog.domain.events import EventCodec, codec_of
 from chronolog.domain.snapshots import BulkSnapshot, SnapshotPolicy, SnapshotStreams, StateCodec
 from chronolog.domain.upcasting import Upcasters
-from chronolog.errors import InvalidArgumentError
+from chronolog.errors import ChronologError, InvalidArgumentError
 from chronolog.store import EventStore
 
 __all__ = ["Repository", "append_aggregates"]
@@ -244,7 +245,13 @@ class Repository(Generic[A]):
             # Fast-forward: only the events appended since the cached copy.
             tail = self.store.read_stream(stream, cached.version + 1)
             if tail:
-                self._replay(cached, tail)
+                try:
+                    self._replay(cached, tail)
+                except BaseException:
+                    # Some of the tail may be applied already: the copy is neither the old
+                    # state nor the new one. Drop it; the next get() replays from scratch.
+                    del self._cache[stream]
+                    raise
         self._cache[stream] = cached
         self._cache.move_to_end(stream)
         while len(self._cache) > self.cache_size:
@@ -335,12 +342,19 @@ class Repository(Generic[A]):
         return result
 
     def after_save(self, before: Iterable[tuple[Aggregate, int]]) -> None:
-        """Write the snapshots that became due (a snapshot failure never fails the save)."""
+        """Write the snapshots that became due. A snapshot failure never fails the save (its
+        events are written by then: raising would tell the caller they were not); it is
+        reported as a RuntimeWarning and get() replays from the previous snapshot."""
         if self.policy is None:
             return
         for agg, old_version in before:
             if self.policy.is_due(old_version, agg.version):
-                self.snapshot(agg)  # type: ignore[arg-type]
+                try:
+                    self.snapshot(agg)  # type: ignore[arg-type]
+                except ChronologError as exc:
+                    warnings.warn(f"the snapshot of {self.aggregate.stream_name(agg.id)!r} at "
+                                  f"version {agg.version} was not written (the save was): {exc}",
+                                  RuntimeWarning, stacklevel=3)
 
     def snapshot(self, agg: A) -> bool:
         """Write a snapshot of a saved aggregate now; False when its state cannot

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from chronolog._core.events import NewEvent
+from chronolog._core.log import STREAM_NAME_MAX_BYTES
 from chronolog.domain.aggregate import Aggregate
 from chronolog.domain.errors import EventDefinitionError
 from chronolog.domain.upcasting import Upcasters
@@ -173,19 +174,32 @@ class SnapshotStreams:
         self.upcasters = upcasters
         self._meta = msgspec.json.Decoder(dict[str, Any]).decode
 
+    @staticmethod
+    def stream_of(stream: str) -> str | None:
+        """The snapshot stream of the aggregate stream `stream`, or None when that name would
+        be over the limit of a stream name (an aggregate stream within 10 bytes of it: such an
+        aggregate is never snapshotted and always replayed)."""
+        name = SNAPSHOT_PREFIX + stream
+        return name if len(name.encode("utf-8", "surrogatepass")) <= STREAM_NAME_MAX_BYTES else None
+
     def write(self, codec: StateCodec, agg: Aggregate, stream: str) -> bool:
-        """Append a snapshot of `agg` (saved, no pending events); False when not snapshottable."""
+        """Append a snapshot of `agg` (saved, no pending events); False when not snapshottable
+        (its state does not round-trip, or its stream's name leaves no room for the prefix)."""
+        snap_stream = self.stream_of(stream)
+        if snap_stream is None:
+            return False
         data = codec.encode(agg)
         if data is None:
             return False
-        self.store.append(SNAPSHOT_PREFIX + stream,
-                          [NewEvent(SNAPSHOT_TYPE, data, codec.metadata(agg.version))], ANY)
+        self.store.append(snap_stream, [NewEvent(SNAPSHOT_TYPE, data, codec.metadata(agg.version))], ANY)
         return True
 
     def latest(self, codec: StateCodec, id: Any, stream: str,
                max_version: int | None = None) -> Aggregate | None:
         """The aggregate restored from its newest usable snapshot at or below max_version."""
-        snap_stream = SNAPSHOT_PREFIX + stream
+        snap_stream = self.stream_of(stream)
+        if snap_stream is None:
+            return None
         top = self.store.stream_version(snap_stream)
         while top is not None and top >= 0:
             chunk = self.store.read_stream(snap_stream, top, backwards=True, limit=16)
