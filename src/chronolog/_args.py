@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Iterable
 
-from chronolog.errors import InvalidArgumentError
+from chronolog.errors import InvalidArgumentError, StoreAccessError
 
 
 def int_option(value: object, name: str, lo: int, hi: int) -> None:
@@ -62,3 +64,31 @@ def name_list(values: Iterable[str] | None, name: str) -> list[str] | None:
         if not isinstance(v, str):
             raise InvalidArgumentError(f"{name} must hold str names, got {v!r}")
     return out
+
+
+def store_path(value: object) -> str:
+    """The store directory argument as a str path; refuse (InvalidArgumentError) anything but a
+    non-empty str or os.PathLike of str, and a path that exists as something other than a
+    directory (StoreAccessError when it may not be looked at)."""
+    if not isinstance(value, (str, bytes, os.PathLike)):
+        raise InvalidArgumentError(f"path must be a str or os.PathLike naming the store's "
+                                   f"directory, got {type(value).__name__}")
+    path = os.fspath(value)
+    if isinstance(path, bytes):
+        raise InvalidArgumentError(f"path must be a str, got bytes {path!r}: decode it with "
+                                   "os.fsdecode(path)")
+    if not path:
+        raise InvalidArgumentError("path must name the store's directory, got ''")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return path
+    except NotADirectoryError:
+        raise InvalidArgumentError(f"{path!r} cannot be a store directory: a part of it is a "
+                                   "file") from None
+    except PermissionError as exc:
+        raise StoreAccessError(path, exc) from None
+    if not stat.S_ISDIR(mode):
+        raise InvalidArgumentError(f"{path!r} is a file, not a directory: a store is a "
+                                   "directory (give a new path to create one there)")
+    return path

@@ -28,6 +28,7 @@ def compact(path: str | os.PathLike[str], *, compression: str | None = "zstd",
 
     Raises:
         StoreLockedError: a writer has the store open.
+        StoreNotFoundError: there is no store at `path`.
         CorruptionError: a sealed segment fails its checks (nothing is rewritten from it on).
 
     Example:
@@ -39,6 +40,7 @@ def compact(path: str | os.PathLike[str], *, compression: str | None = "zstd",
 
     if compression not in (None, "zstd"):
         raise InvalidArgumentError(f"compression must be None or 'zstd', got {compression!r}")
+    EventStore.open(path, readonly=True).close()  # StoreNotFoundError, not a new empty store
     store = EventStore.open(path, durability="fsync")
     try:
         log = store._log

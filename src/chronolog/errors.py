@@ -266,3 +266,27 @@ class ResourceLimitError(ChronologError, RuntimeError):
         super().__init__(
             f"store {path!r}: cannot {what} ({cause}); the process has reached a limit: "
             f"raise it{advice}")
+
+
+class StoreAccessError(ChronologError, PermissionError):
+    """Raised when opening a store meets a file or directory the process may not use
+    (permission denied): the store directory, its lock, a segment, an index file.
+
+    Attributes:
+        path: the store directory.
+        denied: the file or directory that was refused.
+
+    Example:
+        >>> err = StoreAccessError("/s", PermissionError(13, "Permission denied", "/s/LOCK"))
+        >>> err.denied
+        '/s/LOCK'
+    """
+
+    def __init__(self, path: str, cause: OSError) -> None:
+        self.path = path
+        name = cause.filename if cause.filename is not None else path
+        super().__init__(
+            f"store {path!r}: permission denied on {name!r} ({cause.strerror or cause}); a "
+            "writer needs read and write access to the store directory and every file in it, "
+            "a reader read access: check their owner and mode (ls -l), or run as their owner")
+        self.denied = name

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from chronolog import scan as _scan
 from chronolog import subscriptions as _subs
-from chronolog._args import UNBOUNDED, int_option, non_negative
+from chronolog._args import UNBOUNDED, int_option, non_negative, store_path
 from chronolog._core import compact as _compact
 from chronolog._core import reads as _reads
 from chronolog._core import verify as _verify
@@ -31,7 +31,13 @@ from chronolog._core.log import (
 )
 from chronolog._cpu import cpu_quota
 from chronolog._lifetime import close_dropped, flush_loop, release, room_for_segments, take_lock
-from chronolog.errors import InvalidArgumentError, ResourceLimitError, StoreClosedError
+from chronolog.errors import (
+    ChronologError,
+    InvalidArgumentError,
+    ResourceLimitError,
+    StoreAccessError,
+    StoreClosedError,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -156,13 +162,14 @@ class EventStore:
         Raises:
             StoreLockedError: another writer holds the store (raised at once, never waits).
             StoreNotFoundError: readonly and there is no store at `path`.
+            StoreAccessError: the process may not use the directory or a file in it.
             CorruptionError: a sealed segment (or the store header) fails its checks.
             InvalidArgumentError: an option is out of range.
 
         Example:
             >>> store = EventStore.open("data/shop")  # doctest: +SKIP
         """
-        path = os.fspath(path)
+        path = store_path(path)
         # Every option is checked before anything is created on disk.
         if durability not in ("fsync", "interval", "os"):
             raise InvalidArgumentError(
@@ -178,16 +185,21 @@ class EventStore:
         int_option(compression_block_bytes, "compression_block_bytes", 1024, 1 << 24)
         if io is not None and not isinstance(io, FileIO):
             raise InvalidArgumentError(f"io must be a chronolog FileIO or None, got {type(io).__name__}")
-        room_for_segments(os.fspath(path))
-        lock_fd = None if readonly else take_lock(path)
+        room_for_segments(path)
+        try:
+            lock_fd = None if readonly else take_lock(path)
+        except PermissionError as exc:
+            raise StoreAccessError(os.path.abspath(path), exc) from exc
         try:
             log = Log(path, readonly=readonly, durability=durability,
                       max_segment_bytes=max_segment_bytes, max_event_bytes=max_event_bytes, io=io,
                       compression=compression, compression_level=compression_level,
                       compression_block_bytes=compression_block_bytes)
-        except BaseException:
+        except BaseException as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
+            if isinstance(exc, PermissionError) and not isinstance(exc, ChronologError):
+                raise StoreAccessError(os.path.abspath(path), exc) from exc
             raise
         if not readonly and durability == "fsync" and cpu_quota() is not None:
             log.spin_ns = 0  # group-commit waiters would spend the quota spinning (_cpu.py)

@@ -13,7 +13,7 @@ cdef class FileIO:
     cdef readonly dict counts
     cdef public object trace
     cdef dict _paths
-    cdef int _fault(self, str op) except -1
+    cdef int _fault(self, str op, str path=*) except -1
     cdef int open(self, str path, int flags, int mode) except -1
     cdef int close(self, int fd, bint quick=*) except -1
     cdef int create_new(self, str path) except -1

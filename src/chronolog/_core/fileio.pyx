@@ -148,7 +148,7 @@ cdef class FileIO:
         self._faults.clear()
         self._armed = False
 
-    cdef int _fault(self, str op) except -1:
+    cdef int _fault(self, str op, str path=None) except -1:
         self.counts[op] += 1
         if not self._armed:
             return 0
@@ -160,13 +160,15 @@ cdef class FileIO:
             return 0
         if not plan[2]:
             del self._faults[op]
+        if path is not None:  # (as the call would: OSError's filename)
+            raise OSError(plan[1], f"{os.strerror(plan[1])} (injected {op} fault)", path)
         raise OSError(plan[1], f"{os.strerror(plan[1])} (injected {op} fault)")
 
     cdef int open(self, str path, int flags, int mode) except -1:
         """Open `path`; unless it is opened as a directory, it must be a regular file: anything
         else (a FIFO, a device, a socket, a directory) raises CorruptionError, and O_NONBLOCK
         keeps a FIFO from hanging the open (on a regular file it changes nothing)."""
-        self._fault("open")
+        self._fault("open", path)
         cdef bytes p = os.fsencode(path)
         cdef const char *cp = p
         cdef int fd

@@ -60,6 +60,7 @@ cdef class RecoveredLog:
     cdef readonly Compressor compressor
     cdef readonly Dictionaries dicts
     cdef _open(self)
+    cdef _index_dir(self)
     cdef _create_store(self, str store_file)
     cdef bytes _read_store_header(self, str store_file)
     cdef bint _attach_segment(self, str name, bint is_newest) except -1

@@ -92,7 +92,23 @@ cdef class RecoveredLog:
             self.fork_page = chl_fork_page_new()  # for _forked: NULL falls back to getpid()
         # Pass 1: the store header (created with the directory when missing).
         store_file = os.path.join(self.path, STORE_FILE)
-        if not os.path.exists(store_file):
+        try:
+            os.stat(store_file)
+            has_header = True
+        except FileNotFoundError:
+            has_header = False
+        if not has_header:
+            try:
+                stray = sum(1 for n in os.listdir(self.path) if _SEGMENT_RE.match(n))
+            except FileNotFoundError:
+                stray = 0
+            if stray:
+                # Segments name the store id of the header: a new header would orphan them
+                # for good. Nothing is created.
+                raise CorruptionError(store_file, None, f"the store header is missing, but "
+                                      f"{stray} segment files are there: restore {STORE_FILE} "
+                                      "from a backup (it holds the store id the segments "
+                                      "carry); nothing was changed")
             if self.readonly:
                 raise StoreNotFoundError(self.path)
             self._create_store(store_file)
@@ -102,7 +118,7 @@ cdef class RecoveredLog:
         if self.compressor is not None and self.dicts.newest:
             self.compressor.use_dictionary(self.dicts, self.dicts.newest)
         if not self.readonly:
-            os.makedirs(os.path.join(self.path, "index"), mode=0o700, exist_ok=True)
+            self._index_dir()
         # Pass 2: the segments, by name; each header checked.
         names = sorted(n for n in listing if _SEGMENT_RE.match(n))
         for name in names:
@@ -155,6 +171,18 @@ cdef class RecoveredLog:
             self.visible_fd = self._open_visible_for_write()
             self._publish(self.head if self.dmode == DURABILITY_FSYNC else VISIBLE_ALL)
         self.checkpoint_through = through
+
+    cdef _index_dir(self):
+        """The writer's index/ directory, made when missing. Anything else by that name (a
+        file, a link) is derived data standing in the way: removed, then the directory made."""
+        idx = os.path.join(self.path, "index")
+        try:
+            mode = os.lstat(idx).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not stat.S_ISDIR(mode):
+            self.io.unlink(idx)
+        os.makedirs(idx, mode=0o700, exist_ok=True)
 
     cdef _create_store(self, str store_file):
         import time
