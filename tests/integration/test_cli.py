@@ -171,6 +171,25 @@ def test_dump_with_a_negative_limit_exits_1_with_a_message(tmp_path, capsys):
     assert "--limit must be >= 0" in err
 
 
+def test_dump_into_a_full_output_exits_1_with_a_message_not_a_traceback(tmp_path):
+    fill(tmp_path / "s", [[("a", "T", b"x" * 200)] * 2000])
+    with open("/dev/full", "w") as full:  # (Linux: every write fails with ENOSPC)
+        done = subprocess.run([sys.executable, "-m", "chronolog.cli.main", "dump", str(tmp_path / "s")],
+                              stdout=full, stderr=subprocess.PIPE, text=True, check=False)
+    assert (done.returncode, done.stderr.strip()) == (
+        1, "chronolog: error: cannot write the dump to its output: No space left on device")
+
+
+@pytest.mark.parametrize("make", ["file", "empty-name"])
+def test_init_of_a_path_that_cannot_be_a_store_exits_1_with_a_message(tmp_path, capsys, make):
+    path = tmp_path / "f"
+    path.write_text("x")
+    code, _, err = run_cli(capsys, "init", path if make == "file" else "")
+    assert code == 1
+    assert ("is a file, not a directory" if make == "file" else "path must name") in err
+    assert path.read_text() == "x"
+
+
 # ---------------------------------------------------------------- ingest
 
 def write_ndjson(path: Path, rows: list[object]) -> Path:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from chronolog._core.events import RecordedEvent
+from chronolog.cli.output import error
 from chronolog.errors import InvalidArgumentError
 from chronolog.store import EventStore
 
@@ -94,7 +95,17 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         except BrokenPipeError:
             # The reader went away (`chronolog dump ... | head`): stop quietly.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+            _stdout_to_devnull()
+        except OSError as exc:
+            # The output cannot take it (a full disk, an I/O error): say so, not a traceback,
+            # and let nothing try to flush the rest at exit.
+            _stdout_to_devnull()
+            error(f"cannot write the dump to its output: {exc.strerror or exc}")
+            return 1
     return 0
+
+
+def _stdout_to_devnull() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
