@@ -38,6 +38,7 @@ from chronolog.errors import (
     StoreLockedError,
     WrongExpectedVersionError,
 )
+from chronolog.repair import repair
 from chronolog.store import ANY, NO_STREAM, STREAM_EXISTS, EventStore, StreamState
 
 __version__ = "0.1.0"
@@ -76,4 +77,5 @@ __all__ = [
     "compact",
     "errors",
     "event",
+    "repair",
 ]

@@ -2,8 +2,8 @@
 written only after the events it covers are synced, so fewer events in the segments means
 damage from outside (a segment deleted or truncated, its last synced frames damaged), not a
 torn tail. Opening would hand the lost positions out again (DESIGN invariant 3), so the open
-refuses with CorruptionError before it cuts or writes anything; deleting index/ is the way to
-open what is left."""
+refuses with CorruptionError before it cuts or writes anything; `chronolog repair --salvage`
+(or deleting index/ by hand) opens what is left."""
 
 from __future__ import annotations
 

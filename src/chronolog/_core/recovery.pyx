@@ -251,9 +251,9 @@ cdef class RecoveredLog:
             f"records {self.durable_floor} as written to stable storage, so {missing} "
             f"acknowledged event{'s are' if missing != 1 else ' is'} missing (a segment deleted "
             "or truncated, or its last frames damaged). Restore the store from a backup (a copy "
-            "taken while a writer runs must copy index/ before the segments); to open it with "
-            "the events that are left, giving up the missing ones and letting their positions "
-            "be used again, delete its index/ directory")
+            "taken while a writer runs must copy index/ before the segments), or give the "
+            "missing events up: `chronolog repair --salvage` opens it with those that are left "
+            "(their positions are then used again), and logs it")
 
     cdef uint64_t _load_checkpoints(self, uint64_t pcount) except? 0xFFFFFFFFFFFFFFFF:
         """Use both checkpoints (the position one loaded already: `pcount` entries) when they
