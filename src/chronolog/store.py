@@ -33,6 +33,7 @@ from chronolog._cpu import cpu_quota
 from chronolog._lifetime import close_dropped, flush_loop, release, room_for_segments, take_lock
 from chronolog.errors import (
     ChronologError,
+    CorruptionError,
     InvalidArgumentError,
     ResourceLimitError,
     StoreAccessError,
@@ -75,6 +76,20 @@ class StreamState(IntEnum):
 ANY = StreamState.ANY
 NO_STREAM = StreamState.NO_STREAM
 STREAM_EXISTS = StreamState.STREAM_EXISTS
+
+
+def _read_chunk(log: Log, lo: int, hi: int, backwards: bool) -> Iterator[RecordedEvent]:
+    """The events of positions [lo, hi) (reversed when backwards), read at once. When one of
+    them is damaged, the events before it in reading order are still delivered: the chunk is
+    read again one event at a time, which yields those and then raises the CorruptionError at
+    the damaged one (a read chunk by chunk must not hide the good events of its chunk)."""
+    try:
+        chunk = _reads.read_positions(log, lo, hi, backwards)
+    except CorruptionError:
+        for p in (range(hi - 1, lo - 1, -1) if backwards else range(lo, hi)):
+            yield from _reads.read_positions(log, p, p + 1, False)
+        return
+    yield from chunk
 
 
 class EventStore:
@@ -533,8 +548,7 @@ class EventStore:
         end = min(head, start + limit)
         p = start
         while p < end:
-            chunk = _reads.read_positions(log, p, min(end, p + _READ_CHUNK), False)
-            yield from chunk
+            yield from _read_chunk(log, p, min(end, p + _READ_CHUNK), False)
             p += _READ_CHUNK
 
     @staticmethod
@@ -543,7 +557,7 @@ class EventStore:
         lowest = max(0, stop - limit)
         while stop > lowest:
             lo = max(lowest, stop - _READ_CHUNK)
-            yield from _reads.read_positions(log, lo, stop, True)
+            yield from _read_chunk(log, lo, stop, True)
             stop = lo
 
     # ------------------------------------------------------------------ the columnar read side

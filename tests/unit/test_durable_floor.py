@@ -114,3 +114,20 @@ def test_events_past_the_checkpoint_are_still_a_tail_recovery_may_cut(tmp_path: 
     os.truncate(seg, seg.stat().st_size - 10)
     with cl.EventStore.open(path) as s:
         assert s.head == 300 and s.stream_version("late") is None
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_read_all_delivers_every_good_event_before_a_damaged_one_then_raises(
+        tmp_path: Path, backwards: bool) -> None:
+    # read_all reads 4,096 positions at a time: damage at position 20 must not hide 0..19
+    # (or, backwards, 39..21) behind the error.
+    segs = _store(tmp_path / "s")
+    seg = next(s for s in segs if int(s.name[:20]) <= 20 < int(s.name[:20]) + 12)
+    raw = bytearray(seg.read_bytes())
+    raw[64 + 324 * (20 - int(seg.name[:20])) + 100] ^= 0x10  # inside event 20's record
+    seg.write_bytes(bytes(raw))
+    got = []
+    with cl.EventStore.open(tmp_path / "s") as s, pytest.raises(cl.CorruptionError):
+        for e in s.read_all(backwards=backwards):
+            got.append(e.position)
+    assert got == (list(range(39, 20, -1)) if backwards else list(range(20)))

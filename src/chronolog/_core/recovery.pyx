@@ -729,6 +729,10 @@ cdef class RecoveredLog:
         cdef PositionIndex old_p = self.pidx
         cdef StreamIndex old_s = self.sidx
         cdef uint64_t old_written = self.written, old_head = self.head
+        # The scan moves each segment's end as it indexes: a rebuild that stops at damage
+        # must give back the ends too, or the good events past the damage (which the old
+        # indexes still reach) would read as past their segment's end.
+        cdef list old_ends = [(<Segment>seg).end for seg in self.segments]
         self._empty_indexes()
         try:
             self._catch_up(False)
@@ -738,6 +742,8 @@ cdef class RecoveredLog:
         except BaseException:
             self.pidx, self.sidx, self.st = old_p, old_s, old_s.t
             self.written, self.head = old_written, old_head
+            for i in range(len(old_ends)):
+                (<Segment>self.segments[i]).end = old_ends[i]
             raise
         if self.head > old_head and self.dmode == DURABILITY_FSYNC:
             self.head = old_head
