@@ -110,7 +110,11 @@ def _as_ids(values: Any, n: int) -> pa.Array:
             elif isinstance(v, (bytes, bytearray)) and len(v) == 16:
                 out.append(bytes(v))
             else:
-                raise InvalidEventError(f"each id must be a uuid.UUID, 16 bytes or None, got {v!r}")
+                try:
+                    out.append(uuid.UUID(v).bytes)  # a UUID string, as NewEvent takes
+                except (ValueError, TypeError, AttributeError):
+                    raise InvalidEventError(f"each id must be a uuid.UUID, 16 bytes, a UUID "
+                                            f"string or None, got {v!r}") from None
         arr = pa.array(out, type=pa.binary(16))
     _check_len(arr, n, "ids")
     return arr

@@ -249,6 +249,12 @@ class EventStore:
                  tb: TracebackType | None) -> None:
         self.close()
 
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise TypeError(f"an EventStore (of {self._log.path!r}) cannot be pickled or copied: it "
+                        "holds the store's files and, when writing, its lock; pass the path "
+                        "instead and open the store there (readonly=True to read beside the "
+                        "writer)")
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"head={self._log.head}"
         mode = "readonly" if self._log.readonly else self._log.durability

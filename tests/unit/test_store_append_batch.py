@@ -410,3 +410,12 @@ def test_a_numpy_column_of_the_wrong_kind_is_refused(store: cl.EventStore, disk_
     with pytest.raises(InvalidEventError, match="streams must hold str, got a numpy array of dtype"):
         store.append_batch(np.array([b"s"] * 300), np.array(["T"] * 300), np.array([b"x"] * 300))
     assert store.head == 0 and disk_state() == before
+
+
+@pytest.mark.parametrize("n", [2, 300], ids=["short-lists", "arrow-path"])
+def test_append_batch_takes_uuid_strings_as_ids_as_new_event_does(store: cl.EventStore, n: int) -> None:
+    ids = [uuid.UUID(int=i + 1) for i in range(n)]
+    store.append_batch(["s"] * n, ["T"] * n, [b""] * n, ids=[str(u) for u in ids])
+    assert [e.id for e in store.read_stream("s")] == ids
+    with pytest.raises(InvalidEventError, match="a UUID string or None, got 'nope'"):
+        store.append_batch(["s"] * n, ["T"] * n, [b""] * n, ids=["nope"] * n)

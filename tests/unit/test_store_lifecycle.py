@@ -308,3 +308,13 @@ def test_readonly_open_of_a_missing_store_raises_store_not_found(store_path: Pat
     with pytest.raises(cl.errors.StoreNotFoundError):
         cl.EventStore.open(store_path, readonly=True)
     assert not store_path.exists()
+
+
+def test_a_store_handle_refuses_to_be_pickled_or_copied_and_says_what_to_do(store: cl.EventStore) -> None:
+    import copy
+    import pickle
+
+    for attempt in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="cannot be pickled or copied: .* pass the path"):
+            attempt(store)
+    store.append("a", [cl.NewEvent("T", b"")])  # the handle is unharmed

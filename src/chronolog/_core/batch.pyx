@@ -14,6 +14,8 @@ from chronolog._core.narrow cimport NarrowPlan, narrow_encode
 from chronolog._core.record cimport record_bytes, put_record_raw, seal_records
 from chronolog._core.utf8 cimport chl_all_ascii, chl_utf8_valid
 
+import uuid as _uuid
+
 from chronolog.errors import InvalidArgumentError, InvalidEventError, InvalidStreamNameError
 
 
@@ -66,12 +68,20 @@ def check_kinds(object values, str what):
 
 
 cdef bytes event_id16(object value, Py_ssize_t i):
+    """An id of append_batch's ids column as its 16 bytes: what NewEvent takes (a
+    uuid.UUID, 16 bytes, or a UUID string)."""
     if isinstance(value, (bytes, bytearray)) and len(value) == 16:
         return bytes(value)
     b = getattr(value, "bytes", None)
     if isinstance(b, bytes) and len(b) == 16:
         return b
-    raise InvalidEventError(f"event {i}: an id must be a uuid.UUID, 16 bytes or None, got {value!r}")
+    if isinstance(value, str):
+        try:
+            return _uuid.UUID(value).bytes
+        except ValueError:
+            pass
+    raise InvalidEventError(f"event {i}: an id must be a uuid.UUID, 16 bytes, a UUID string or "
+                            f"None, got {value!r}")
 
 
 cdef tuple packed_column(list values):
