@@ -125,7 +125,7 @@ class InvalidStreamNameError(ChronologError, ValueError):
 
     def __init__(self, stream: object, reason: str) -> None:
         self.stream = stream
-        super().__init__(f"invalid stream name {stream!r}: {reason}; nothing was written")
+        super().__init__(f"invalid stream name {stream!r}: {reason}; nothing was done")
 
 
 class InvalidEventError(ChronologError, TypeError):
