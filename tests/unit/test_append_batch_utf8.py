@@ -123,6 +123,14 @@ def test_verify_reports_a_record_whose_name_is_not_utf8(tmp_path: Path, field: s
     shutil.rmtree(path / "index")
     with cl.EventStore.open(path, readonly=True) as r:
         report = r.verify()
+        # Reads say it is damage (CorruptionError), not a raw UnicodeDecodeError.
+        with pytest.raises(cl.CorruptionError, match="position 0 has a stream name or event type "
+                           "that is not valid UTF-8"):
+            list(r.read_all())
+        if field == "stream":
+            with pytest.raises(cl.CorruptionError, match="not valid UTF-8"):
+                r.streams()
+        assert [e.stream for e in r.read_stream("order-2")] == ["order-2"]
     assert report["ok"] is False
     assert report["problems"][0]["segment"] == seg.name
     assert report["problems"][0]["offset"] == 64

@@ -192,8 +192,15 @@ cdef RecordedEvent _event(RecoveredLog log, RecordView *rv, str stream):
     ev.position = rv.position
     ev.version = rv.version
     ev.timestamp = rv.timestamp
-    ev.stream = stream if stream is not None else PyUnicode_DecodeUTF8(<const char *>rv.stream, rv.slen, "strict")
-    ev.type = _type_str(log, rv.etype, rv.tlen)
+    try:
+        ev.stream = stream if stream is not None else PyUnicode_DecodeUTF8(<const char *>rv.stream, rv.slen, "strict")
+        ev.type = _type_str(log, rv.etype, rv.tlen)
+    except UnicodeDecodeError as exc:
+        # A record whose CRC checks but whose names are not UTF-8 (written by a core before
+        # append_batch checked Arrow names): damage to the reader, as verify() reports it.
+        raise CorruptionError(log.path, None, f"the event at position {rv.position} has a "
+                              f"stream name or event type that is not valid UTF-8 ({exc.reason}); "
+                              "`chronolog verify` names its segment and offset") from None
     ev.metadata = PyBytes_FromStringAndSize(<const char *>rv.meta, rv.mlen) if rv.mlen else b""
     ev.data = PyBytes_FromStringAndSize(<const char *>rv.data, rv.dlen)
     ev._id = PyBytes_FromStringAndSize(<const char *>rv.eid, 16) if rv.eid != NULL else None
@@ -454,7 +461,13 @@ cdef list _streams(RecoveredLog log, str prefix):
             if first >= log.written:
                 raise CorruptionError(log.path, None, "stream index points past the log")
             if first < log.head:
-                out.append((first, PyUnicode_DecodeUTF8(s.name, s.name_len, "strict")))
+                try:
+                    out.append((first, PyUnicode_DecodeUTF8(s.name, s.name_len, "strict")))
+                except UnicodeDecodeError as exc:
+                    raise CorruptionError(log.path, None, f"the stream of the event at position "
+                                          f"{first} has a name that is not valid UTF-8 "
+                                          f"({exc.reason}); `chronolog verify` names its segment "
+                                          "and offset") from None
     log._unsound()
     # Order of first appearance in the log (not of stream ids, which a refused batch
     # may have handed out): the same after any rebuild.
