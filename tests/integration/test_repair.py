@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import chronolog as cl
 from chronolog.cli.main import main
@@ -127,3 +129,37 @@ def test_repair_refuses_a_store_with_a_writer_and_a_directory_without_a_store(tm
     os.makedirs(path)
     with pytest.raises(cl.errors.StoreNotFoundError):
         cl.repair(path, salvage=True)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seg_index=st.integers(0, 3), where=st.floats(0, 1), action=st.sampled_from(["flip", "truncate", "delete"]))
+def test_salvage_of_any_damage_keeps_a_prefix_of_the_events_and_every_byte(
+        tmp_path_factory, seg_index, where, action) -> None:
+    path = tmp_path_factory.mktemp("salvage") / "s"
+    segs = _store(path)
+    original = [b"%03d" % i for i in range(40)]
+    seg = segs[seg_index]
+    raw = bytearray(seg.read_bytes())
+    at = min(len(raw) - 1, int(where * len(raw)))
+    if action == "flip":
+        raw[at] ^= 0x40
+        seg.write_bytes(bytes(raw))
+    elif action == "truncate":
+        del raw[at:]
+        seg.write_bytes(bytes(raw))
+    else:
+        seg.unlink()
+    damaged = {p.name: p.read_bytes() for p in segs if p.exists()}
+    result = cl.repair(path, salvage=True)
+    kept = _events(path)
+    assert kept == original[: len(kept)] and result["events"] == len(kept)
+    aside = Path(result["salvage_dir"]) if result["salvage_dir"] else None
+    for name, data in damaged.items():  # every byte of every segment is somewhere
+        # its head: moved aside whole, or still in the store (the store may also have begun a
+        # new, empty segment of that name after moving it); then the part cut from it
+        head = aside / name if aside is not None and (aside / name).exists() else path / name
+        pieces = sorted(aside.glob(f"{name}.from-*")) if aside is not None else []
+        whole = (head.read_bytes() if head.exists() else b"") + b"".join(p.read_bytes() for p in pieces)
+        before = aside / f"{name}.before-repair" if aside is not None else None
+        assert whole == data or (before is not None and before.exists()
+                                 and before.read_bytes() == data), name
