@@ -395,3 +395,15 @@ def test_dump_segment_reports_a_narrow_region_and_a_damaged_one(tmp_path):
     proc = run_dump_segment(seg)
     assert proc.returncode == 1
     assert "2-byte stream index, BAD" in proc.stdout
+
+
+def test_ingest_into_a_path_that_cannot_be_a_store_is_refused_before_the_file_is_read(
+        tmp_path, capsys, monkeypatch):
+    (tmp_path / "not-a-dir").write_text("x")
+    events = tmp_path / "e.ndjson"
+    events.write_text('{"stream": "a", "type": "T", "data": {}}\n')
+    from chronolog.cli import ingest
+    read = []
+    monkeypatch.setattr(ingest, "_lines", lambda *a: read.append(a) or iter(()))
+    code, _, err = run_cli(capsys, "ingest", tmp_path / "not-a-dir", events)
+    assert code == 1 and "is a file, not a directory" in err and read == []

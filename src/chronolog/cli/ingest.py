@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from chronolog._args import store_path
 from chronolog._core.log import DEFAULT_MAX_EVENT_BYTES
 from chronolog.cli.output import fmt_int, fmt_rate, make_console, make_progress
 from chronolog.errors import InvalidArgumentError
@@ -128,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     """
     if not os.path.isfile(args.file):
         raise InvalidArgumentError(f"{args.file!r} is not a readable file; give an NDJSON file")
+    store_path(args.path)  # a path that cannot be a store is refused before the file is read
     console = make_console()
     # Pass 1: check every line, so bad input is refused before anything is written.
     limit = DEFAULT_MAX_EVENT_BYTES
