@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from chronolog._args import name_list
+from chronolog._args import name_list, non_negative
 from chronolog.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -35,16 +35,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _position(value: int | None, name: str, default: int | None) -> int | None:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{name} must be an int >= 0 or None, got {value!r}")
-    if value < 0:
-        raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
-    return min(value, (1 << 64) - 1)
-
-
 def make_scanner(
     log: Log,
     from_position: int = 0,
@@ -57,8 +47,8 @@ def make_scanner(
     columns: Iterable[str] | None = None,
 ) -> Scanner:
     """A compiled Scanner over [from_position, to_position) of `log`, arguments checked."""
-    start = _position(from_position, "from_position", None) or 0
-    stop = _position(to_position, "to_position", None)
+    start = non_negative(from_position, "from_position", default=0)
+    stop = None if to_position is None else non_negative(to_position, "to_position", default=0)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
     from chronolog._core.scan import Scanner

@@ -24,6 +24,14 @@ def _store(path: Path) -> list[Path]:
     return sorted(path.glob("*.seg"))
 
 
+def _flip(seg: Path, at: int) -> int:
+    """Flip a bit of the byte at `at` (negative: from the end); return the file's size."""
+    raw = bytearray(seg.read_bytes())
+    raw[at] ^= 0x10
+    seg.write_bytes(bytes(raw))
+    return len(raw)
+
+
 def _files(path: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file() and p.name != "LOCK"}
 
@@ -61,11 +69,9 @@ def test_a_flipped_byte_in_the_last_checkpointed_frame_is_refused_not_cut_as_a_t
     # In its trailer: the frame the checkpoint ends in no longer checks, so the open rebuilds
     # from the segments and meets it as the end of the newest segment.
     segs = _store(tmp_path / "s")
-    raw = bytearray(segs[-1].read_bytes())
-    raw[-3] ^= 0x10
-    segs[-1].write_bytes(bytes(raw))
+    size = _flip(segs[-1], -3)
     err = _refused(tmp_path / "s", 1)
-    assert err.offset == len(raw) - 324
+    assert err.offset == size - 324
 
 
 def test_a_flipped_byte_inside_a_checkpointed_frame_is_found_when_read_and_by_verify(
@@ -73,9 +79,7 @@ def test_a_flipped_byte_inside_a_checkpointed_frame_is_found_when_read_and_by_ve
     # In its body: the open trusts the checkpoint (it reads only the tail), the read checks
     # the record's CRC.
     segs = _store(tmp_path / "s")
-    raw = bytearray(segs[-1].read_bytes())
-    raw[-40] ^= 0x10
-    segs[-1].write_bytes(bytes(raw))
+    _flip(segs[-1], -40)
     with cl.EventStore.open(tmp_path / "s") as s:
         assert s.head == 40
         with pytest.raises(cl.CorruptionError):
@@ -123,9 +127,7 @@ def test_read_all_delivers_every_good_event_before_a_damaged_one_then_raises(
     # (or, backwards, 39..21) behind the error.
     segs = _store(tmp_path / "s")
     seg = next(s for s in segs if int(s.name[:20]) <= 20 < int(s.name[:20]) + 12)
-    raw = bytearray(seg.read_bytes())
-    raw[64 + 324 * (20 - int(seg.name[:20])) + 100] ^= 0x10  # inside event 20's record
-    seg.write_bytes(bytes(raw))
+    _flip(seg, 64 + 324 * (20 - int(seg.name[:20])) + 100)  # inside event 20's record
     got = []
     with cl.EventStore.open(tmp_path / "s") as s, pytest.raises(cl.CorruptionError):
         for e in s.read_all(backwards=backwards):
