@@ -55,7 +55,10 @@ def repair(path: str | os.PathLike[str], *, salvage: bool = False) -> dict[str, 
     """
     path = store_path(path)
     if not os.path.exists(os.path.join(path, "chronolog.store")):
-        raise StoreNotFoundError(path)  # (not a new empty store)
+        # No store (StoreNotFoundError, and none is made), or segments without their header
+        # (CorruptionError: salvage cannot make one up); the read-only open says which.
+        EventStore.open(path, readonly=True).close()
+        raise StoreNotFoundError(path)
     try:
         damage = _check(path)
     except CorruptionError as exc:

@@ -125,6 +125,10 @@ def test_repair_refuses_a_store_with_a_writer_and_a_directory_without_a_store(tm
         cl.repair(tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists()
     assert not list(path.glob("salvage-*"))
+    (path / "chronolog.store").unlink()  # segments without their header
+    with pytest.raises(cl.CorruptionError, match="the store header is missing"):
+        cl.repair(path, salvage=True)
+    assert not list(path.glob("salvage-*")) and not (path / "chronolog.store").exists()
     shutil.rmtree(path)
     os.makedirs(path)
     with pytest.raises(cl.errors.StoreNotFoundError):
