@@ -50,7 +50,7 @@ def check_kinds(object values, str what):
     """Refuse a Python list or tuple column holding a value of the wrong kind, with the error
     short lists get (append_batch's two paths must accept the same input): `what` is
     "streams" or "types" (str), "datas" or "metadatas" (bytes, bytearray or memoryview).
-    Arrow conversion would take bytes for str and str for bytes silently. ~1 ns per value."""
+    Arrow conversion would take bytes for str and str for bytes silently. ~2.5 ns per value."""
     cdef Py_ssize_t i, n = len(values)
     cdef bint text = what in ("streams", "types")
     cdef object v
