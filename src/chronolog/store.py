@@ -403,7 +403,25 @@ class EventStore:
             >>> store.verify()["ok"]  # doctest: +SKIP
             True
         """
-        return dict(_verify.verify(self._reading()))
+        log = self._reading()
+        report = dict(_verify.verify(log))
+        floor = int(log.durable_floor)
+        if report["ok"] and report["events"] < floor:
+            # Fewer events than the checkpoint found on open counts as synced: lost, unless
+            # this reader lags the writer's visibility mark (a moment, at a roll).
+            deadline = time.monotonic() + 0.5
+            while log.readonly and log.head < floor and time.monotonic() < deadline:
+                time.sleep(0.01)
+                log.refresh()
+            if log.head >= floor:
+                return dict(_verify.verify(log))
+            report["ok"] = False
+            report["problems"] = [{"segment": None, "offset": None, "reason": (
+                f"the segments hold {report['events']} events, but the index checkpoint "
+                f"records {floor} as written to stable storage: {floor - report['events']} "
+                "acknowledged events are missing (a segment deleted or truncated); the writer "
+                "refuses to open it: restore it from a backup, or `chronolog repair --salvage`")}]
+        return report
 
     # ------------------------------------------------------------------ appends
 

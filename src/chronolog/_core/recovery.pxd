@@ -51,9 +51,10 @@ cdef class RecoveredLog:
     cdef uint64_t *vers
     cdef size_t scratch_cap
     cdef readonly uint64_t checkpoint_through
-    # The writer: the events the position checkpoint found on open covers, which were on
-    # stable storage when it was written (a checkpoint follows the sync of what it covers):
-    # recovery never ends below it (docs/design.md, "Recovery and the torn-tail rule").
+    # The events the position checkpoint found on open covers, which were on stable storage
+    # when it was written (a checkpoint follows the sync of what it covers): the writer's
+    # recovery never ends below it, and verify() reports a store that does (docs/design.md,
+    # "Recovery and the torn-tail rule").
     cdef readonly uint64_t durable_floor
     cdef list _types
     cdef list _decoders

@@ -125,11 +125,11 @@ cdef class RecoveredLog:
             if not self._attach_segment(name, name == names[len(names) - 1]):
                 break
         # The position checkpoint covers only events that were synced before it was written:
-        # the writer's recovery must find at least that many (_check_floor).
+        # the writer's recovery must find at least that many (_check_floor); verify() holds
+        # readers to it too.
         cdef uint64_t pcount = self.pidx.load(os.path.join(self.path, "index", "positions.idx"),
                                               self.store_id)
-        if not self.readonly:
-            self.durable_floor = pcount
+        self.durable_floor = pcount
         if not self.segments:
             if self.readonly:
                 raise StoreNotFoundError(self.path)
