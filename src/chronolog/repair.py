@@ -98,7 +98,11 @@ def _rebuild(path: str) -> None:
 def _salvage(path: str, first: CorruptionError) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = os.path.join(path, f"salvage-{stamp}")
-    os.makedirs(aside, mode=0o700, exist_ok=False)
+    n = 1
+    while os.path.lexists(aside):  # a second salvage within the same second
+        n += 1
+        aside = os.path.join(path, f"salvage-{stamp}-{n}")
+    os.makedirs(aside, mode=0o700)
     steps: list[str] = []
 
     def log(line: str) -> None:

@@ -106,6 +106,19 @@ def test_salvage_of_a_store_that_lost_its_newest_segment_opens_what_is_left(tmp_
     assert any("4 acknowledged events are missing" in step for step in result["salvaged"])
 
 
+def test_two_salvages_in_the_same_second_keep_what_each_cut_apart(tmp_path) -> None:
+    path = tmp_path / "s"
+    segs = _store(path)
+    _flip(segs[2], 64 + 100)
+    first = cl.repair(path, salvage=True)
+    _flip(segs[1], 64 + 100)
+    second = cl.repair(path, salvage=True)
+    assert (first["events"], second["events"]) == (24, 12)
+    assert first["salvage_dir"] != second["salvage_dir"]
+    assert Path(first["salvage_dir"], f"{segs[2].name}.from-64").exists()
+    assert Path(second["salvage_dir"], f"{segs[1].name}.from-64").exists()
+
+
 def test_salvage_of_a_damaged_segment_header_moves_the_whole_segment_aside(tmp_path) -> None:
     path = tmp_path / "s"
     segs = _store(path)
