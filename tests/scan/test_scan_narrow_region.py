@@ -4,6 +4,7 @@ records say, and that damage to it is caught, never returned or crashed on."""
 
 from __future__ import annotations
 
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,44 @@ def test_a_store_of_an_unknown_format_version_is_refused(open_store: Any, store_
     (store_path / "chronolog.store").write_bytes(bytes(raw))
     with pytest.raises(CorruptionError, match="versions 2 to 3"):
         open_store()
+
+
+@pytest.mark.parametrize("field", ["stream", "type"])
+def test_a_name_that_is_not_utf8_under_valid_crcs_fails_both_scans_never_an_invalid_arrow_column(
+        store_path: Path, open_store: Any, field: str) -> None:
+    # An Arrow string column is not validated by whoever reads it (DuckDB, Polars, to_pylist):
+    # a scan must raise CorruptionError rather than hand over bytes that are not UTF-8 (a store
+    # written before append_batch checked Arrow names, or damage under valid CRCs). The name is
+    # rewritten in the region and in every record, and every CRC fixed, as a writer would have.
+    good, bad = ("é-3".encode(), b"\xc3\x28-3") if field == "stream" else ("Té2".encode(), b"T\xc3\x282")
+    s = open_store(store_path, durability="os")
+    s.append_batch([f"é-{i % 7}" for i in range(100)], [f"Té{i % 3}" for i in range(100)],
+                   [b"%d" % i for i in range(100)])
+    s.close()
+    seg = _segment(store_path)
+    raw = bytearray(seg.read_bytes())
+    f = _frames(seg)[0]
+    b = f["offset"] + FRAME_HEADER
+    body = raw[b:b + f["body"]]
+    assert f["narrow"] and body.count(good) > 1
+    body = body.replace(good, bad)
+    offsets = struct.unpack_from(f"<{f['count']}I", body, len(body) - 4 * f["count"])
+    for at in offsets:
+        n, = struct.unpack_from("<I", body, at)
+        struct.pack_into("<I", body, at + 4, crc32c(bytes(body[at + 8:at + n])))
+    raw[b:b + f["body"]] = body
+    _reseal(raw, f["offset"])
+    seg.write_bytes(bytes(raw))
+    shutil.rmtree(store_path / "index")
+
+    r = open_store(store_path, readonly=True)
+    first = 3 if field == "stream" else 2
+    message = (f"position {first} has a stream name that is not valid UTF-8" if field == "stream"
+               else "an event type in the scanned range is not valid UTF-8")
+    with pytest.raises(CorruptionError, match=message):
+        r.scan_table(columns=NARROW)  # names from the narrow region
+    with pytest.raises(CorruptionError, match=message):
+        r.scan_table()  # names from the records
+    other = "type" if field == "stream" else "stream"
+    assert len(r.scan_table(columns=["position", other])) == 100  # the sound column still reads
+    assert not r.verify()["ok"]

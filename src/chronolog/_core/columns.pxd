@@ -30,4 +30,4 @@ cdef struct SelectedRecords:
 cdef list column_names(object columns)
 cdef int column_bits(list names) except -1
 cdef object build_batch(const SelectedRecords *sel, size_t n, const uint64_t *sizes, int cols,
-                        list names, object type_dict)
+                        list names, object type_dict, str path)

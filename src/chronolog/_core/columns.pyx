@@ -8,8 +8,9 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from chronolog._core.format cimport RECORD_HEADER_BYTES, EVENT_ID_BYTES, RECORD_HAS_ID, ld16, ld32, ld64
+from chronolog._core.utf8 cimport chl_all_ascii, utf8_name
 
-from chronolog.errors import InvalidArgumentError
+from chronolog.errors import CorruptionError, InvalidArgumentError
 
 cdef extern from *:
     """
@@ -76,9 +77,12 @@ def _allocate(uint64_t nbytes):
 
 
 cdef object build_batch(const SelectedRecords *sel, size_t n, const uint64_t *sizes, int cols,
-                        list names, object type_dict):
+                        list names, object type_dict, str path):
     """Pass 2 of a scan: allocate every buffer of the batch once, fill them from the `n`
-    records pass 1 selected (without the GIL) and return the RecordBatch of `names`."""
+    records pass 1 selected (without the GIL) and return the RecordBatch of `names`. A stream
+    name that is not UTF-8 (`path`'s damage under valid CRCs, or a store written before
+    append_batch checked Arrow names) raises CorruptionError: an Arrow string column is not
+    validated by its consumers, so it must never hold one."""
     cdef object b_pos = None, b_ver = None, b_ts = None, b_type = None, b_sof = None
     cdef object b_sdat = None, b_dof = None, b_ddat = None, b_mof = None, b_mdat = None
     cdef object b_id = None, b_idv = None
@@ -125,6 +129,7 @@ cdef object build_batch(const SelectedRecords *sel, size_t n, const uint64_t *si
     if sel.narrow:
         with nogil:
             _fill_narrow(sel, n, p_pos, p_type, p_sof, p_sdat)
+        _check_streams(sel, n, p_sof, p_sdat, path)
         return _arrays(n, sizes, names, type_dict, b_pos, b_ver, b_ts, b_type, b_sof, b_sdat,
                        b_dof, b_ddat, b_mof, b_mdat, b_id, b_idv)
     cdef const unsigned char *r
@@ -171,6 +176,7 @@ cdef object build_batch(const SelectedRecords *sel, size_t n, const uint64_t *si
                 memcpy(p_ddat + do, p, dlen)
                 do += <int32_t>dlen
                 p_dof[j + 1] = do
+    _check_streams(sel, n, p_sof, p_sdat, path)
     return _arrays(n, sizes, names, type_dict, b_pos, b_ver, b_ts, b_type, b_sof, b_sdat,
                    b_dof, b_ddat, b_mof, b_mdat, b_id, b_idv)
 
@@ -190,6 +196,27 @@ cdef void _fill_narrow(const SelectedRecords *sel, size_t n, uint64_t *p_pos, in
             memcpy(p_sdat + so, sel.sel[j], sel.sel_slen[j])
             so += <int32_t>sel.sel_slen[j]
             p_sof[j + 1] = so
+
+
+cdef int _check_streams(const SelectedRecords *sel, size_t n, const int32_t *sof,
+                        const unsigned char *sdat, str path) except -1:
+    """Raise CorruptionError naming the first event whose filled stream name is not UTF-8:
+    one ASCII test over the column's bytes (the common case), each name only when it fails."""
+    cdef size_t j
+    cdef Py_ssize_t bad = -1
+    if sof == NULL:
+        return 0
+    with nogil:
+        if not chl_all_ascii(<const char *>sdat, <size_t>sof[n]):
+            for j in range(n):
+                if not utf8_name(sdat + sof[j], <size_t>(sof[j + 1] - sof[j])):
+                    bad = <Py_ssize_t>j
+                    break
+    if bad < 0:
+        return 0
+    position = sel.sel_pos[bad] if sel.narrow else ld64(sel.sel[bad] + 16)
+    raise CorruptionError(path, None, f"the event at position {position} has a stream name that "
+                          "is not valid UTF-8; `chronolog verify` names its segment and offset")
 
 
 cdef object _arrays(size_t n, const uint64_t *sizes, list names, object type_dict, b_pos, b_ver,

@@ -585,9 +585,14 @@ cdef class Scanner:
     cdef object _type_dictionary(self):
         cdef uint64_t nt = self.types.n_streams
         if self.type_dict is None or self.type_dict_n != nt:
-            self.type_dict = pa.array(
-                [self.types.streams[i].name[:self.types.streams[i].name_len].decode("utf-8", "replace")
-                 for i in range(nt)], pa.string())
+            try:
+                names = [self.types.streams[i].name[:self.types.streams[i].name_len].decode("utf-8")
+                         for i in range(nt)]
+            except UnicodeDecodeError:
+                raise CorruptionError(self.log.path, None, "an event type in the scanned range is "
+                                      "not valid UTF-8; `chronolog verify` names its segment and "
+                                      "offset") from None
+            self.type_dict = pa.array(names, pa.string())
             self.type_dict_n = nt
         return self.type_dict
 
@@ -600,4 +605,4 @@ cdef class Scanner:
         picked.sel_pos = self.sel_pos
         picked.narrow = self.narrow
         return build_batch(&picked, n, sizes, self.cols, self.names,
-                           self._type_dictionary() if self.cols & COL_TYPE else None)
+                           self._type_dictionary() if self.cols & COL_TYPE else None, self.log.path)
