@@ -30,6 +30,8 @@ def compact(path: str | os.PathLike[str], *, compression: str | None = "zstd",
         StoreLockedError: a writer has the store open.
         StoreNotFoundError: there is no store at `path`.
         CorruptionError: a sealed segment fails its checks (nothing is rewritten from it on).
+        StoreFailedError: a write failed (a full disk): the segment being rewritten is kept
+            as it was and its scratch file removed; run compact again once the cause is gone.
 
     Example:
         >>> import chronolog as cl

@@ -4,6 +4,7 @@ leaves each segment old or new, never neither."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -21,6 +22,9 @@ import pytest
 from _frames import CODEC_NONE, CODEC_ZSTD, frames
 
 import chronolog as cl
+from chronolog._core import compact as _compact
+from chronolog._core.fileio import FileIO
+from chronolog.errors import StoreFailedError
 
 
 def _build(path: Path, seed: int, n_batches: int = 24) -> None:
@@ -148,6 +152,28 @@ def test_compact_without_compression_leaves_only_plain_frames_in_sealed_segments
 def test_compact_keeps_segment_names_and_leaves_no_temporary_files(copy, template):
     cl.compact(copy, compression="zstd")
     assert sorted(os.listdir(copy)) == sorted(os.listdir(template))
+
+
+@pytest.mark.parametrize("errno_", [errno.ENOSPC, errno.EIO], ids=["full-disk", "io-error"])
+def test_a_compact_whose_write_fails_removes_its_scratch_file_and_keeps_every_segment(
+        copy, template, errno_):
+    # cl.compact's work, on a handle whose third segment write fails (a full disk): the
+    # partial <segment>.compact must not stay behind holding the space the next try needs.
+    io = FileIO()
+    store = cl.EventStore.open(copy, durability="fsync", io=io)
+    io.inject("write", after=3, errno=errno_)
+    try:
+        with pytest.raises(StoreFailedError, match=r"compact stopped rewriting \d{20}\.seg after an "
+                           r"I/O error .*; nothing is lost.*run compact again") as info:
+            _compact.compact_sealed(store._log, None)
+        assert info.value.cause.errno == errno_
+    finally:
+        io.clear()
+        store.close()
+    assert not list(copy.glob("*.compact"))
+    assert _events(copy) == _events(template) and _verify(copy)["ok"]
+    cl.compact(copy, compression=None)  # and it runs again once the cause is gone
+    assert _events(copy) == _events(template)
 
 
 def test_compact_twice_gives_the_same_events(copy, template):

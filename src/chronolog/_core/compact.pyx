@@ -21,7 +21,7 @@ from chronolog._core.segment cimport (
 from chronolog._core.segment import encode_segment_header
 from chronolog._core.verify import verify
 
-from chronolog.errors import CorruptionError, InvalidArgumentError
+from chronolog.errors import ChronologError, CorruptionError, InvalidArgumentError, StoreFailedError
 
 
 def compact_sealed(Log log, Compressor target):
@@ -72,62 +72,83 @@ def compact_sealed(Log log, Compressor target):
             tmp = seg.path + ".compact"
             salt = int.from_bytes(os.urandom(8), "little")
             hdr = encode_segment_header(seg.first_position, salt, log.store_id, time.time_ns())
-            fd = log.io.create_new(tmp)
             try:
-                log.io.pwrite_all(fd, <const char *>hdr, SEGMENT_HEADER_BYTES, 0)
-                woff = SEGMENT_HEADER_BYTES
-                off = SEGMENT_HEADER_BYTES
-                while off < seg.end:
-                    status = check_frame(seg.map, seg.end, off, seg.salt, True, &fi)
-                    if status != FRAME_OK:
-                        raise CorruptionError(seg.path, off, frame_status_reason(status))
-                    if fi.codec != CODEC_NONE:
-                        dec.decode_frame(&fi, seg.path)
-                    # Compressed frames carry no narrow region: drop it (records and
-                    # offsets move down by its size); kept if compressing does not pay.
-                    drop = fi.narrow if target is not None else 0
-                    body = fi.raw_bytes - drop
-                    fb = log._frame_buffer(fi.raw_bytes + FRAME_OVERHEAD_BYTES)
-                    memcpy(fb + FRAME_HEADER_BYTES, fi.body + drop, body)
-                    for k in range(fi.count if drop else 0):
-                        st32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k),
-                             ld32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k)) - drop)
-                    stored = 0
-                    if target is not None:
-                        cap = target.bound(body, fi.count)
-                        if cap + FRAME_OVERHEAD_BYTES > log.zbuf_cap:
-                            z = <unsigned char *>realloc(log.zbuf, cap + FRAME_OVERHEAD_BYTES)
-                            if z == NULL:
-                                raise MemoryError()
-                            log.zbuf = z
-                            log.zbuf_cap = cap + FRAME_OVERHEAD_BYTES
-                        with nogil:
-                            stored = target.compress_body(fb + FRAME_HEADER_BYTES, body, fi.count,
-                                                          log.zbuf + FRAME_HEADER_BYTES, cap)
-                    if stored:
-                        seal_frame(log.zbuf, stored, body, CODEC_ZSTD, target.dict_id, salt,
-                                   fi.first_position, fi.count, SEGMENT_HEADER_BYTES, 0)
-                        log.io.pwrite_all(fd, log.zbuf, stored + FRAME_OVERHEAD_BYTES, woff)
-                        woff += stored + FRAME_OVERHEAD_BYTES
-                    else:
-                        if drop:  # as it was, narrow region included
-                            body = fi.raw_bytes
-                            memcpy(fb + FRAME_HEADER_BYTES, fi.body, body)
-                        seal_frame(fb, body, body, CODEC_NONE, 0, salt, fi.first_position,
-                                   fi.count, SEGMENT_HEADER_BYTES, fi.narrow)
-                        log.io.pwrite_all(fd, fb, body + FRAME_OVERHEAD_BYTES, woff)
-                        woff += body + FRAME_OVERHEAD_BYTES
-                    off = fi.end
-                log.io.fsync(fd)
-            finally:
-                log.io.close(fd)
-            log.io.rename(tmp, seg.path)
+                fd = log.io.create_new(tmp)
+                try:
+                    log.io.pwrite_all(fd, <const char *>hdr, SEGMENT_HEADER_BYTES, 0)
+                    woff = SEGMENT_HEADER_BYTES
+                    off = SEGMENT_HEADER_BYTES
+                    while off < seg.end:
+                        status = check_frame(seg.map, seg.end, off, seg.salt, True, &fi)
+                        if status != FRAME_OK:
+                            raise CorruptionError(seg.path, off, frame_status_reason(status))
+                        if fi.codec != CODEC_NONE:
+                            dec.decode_frame(&fi, seg.path)
+                        # Compressed frames carry no narrow region: drop it (records and
+                        # offsets move down by its size); kept if compressing does not pay.
+                        drop = fi.narrow if target is not None else 0
+                        body = fi.raw_bytes - drop
+                        fb = log._frame_buffer(fi.raw_bytes + FRAME_OVERHEAD_BYTES)
+                        memcpy(fb + FRAME_HEADER_BYTES, fi.body + drop, body)
+                        for k in range(fi.count if drop else 0):
+                            st32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k),
+                                 ld32(fb + FRAME_HEADER_BYTES + body - 4 * (fi.count - k)) - drop)
+                        stored = 0
+                        if target is not None:
+                            cap = target.bound(body, fi.count)
+                            if cap + FRAME_OVERHEAD_BYTES > log.zbuf_cap:
+                                z = <unsigned char *>realloc(log.zbuf, cap + FRAME_OVERHEAD_BYTES)
+                                if z == NULL:
+                                    raise MemoryError()
+                                log.zbuf = z
+                                log.zbuf_cap = cap + FRAME_OVERHEAD_BYTES
+                            with nogil:
+                                stored = target.compress_body(fb + FRAME_HEADER_BYTES, body, fi.count,
+                                                              log.zbuf + FRAME_HEADER_BYTES, cap)
+                        if stored:
+                            seal_frame(log.zbuf, stored, body, CODEC_ZSTD, target.dict_id, salt,
+                                       fi.first_position, fi.count, SEGMENT_HEADER_BYTES, 0)
+                            log.io.pwrite_all(fd, log.zbuf, stored + FRAME_OVERHEAD_BYTES, woff)
+                            woff += stored + FRAME_OVERHEAD_BYTES
+                        else:
+                            if drop:  # as it was, narrow region included
+                                body = fi.raw_bytes
+                                memcpy(fb + FRAME_HEADER_BYTES, fi.body, body)
+                            seal_frame(fb, body, body, CODEC_NONE, 0, salt, fi.first_position,
+                                       fi.count, SEGMENT_HEADER_BYTES, fi.narrow)
+                            log.io.pwrite_all(fd, fb, body + FRAME_OVERHEAD_BYTES, woff)
+                            woff += body + FRAME_OVERHEAD_BYTES
+                        off = fi.end
+                    log.io.fsync(fd)
+                finally:
+                    log.io.close(fd)
+                log.io.rename(tmp, seg.path)
+            except BaseException as exc:
+                # The scratch file goes (on a full disk it holds the space the next try
+                # needs); the segment it was to replace is untouched.
+                _discard(log, tmp)
+                if isinstance(exc, OSError) and not isinstance(exc, ChronologError):
+                    name = os.path.basename(seg.path)
+                    raise StoreFailedError(log.path, exc, f"compact stopped rewriting {name} after "
+                                           f"an I/O error ({exc}); nothing is lost: that segment "
+                                           "and every other is whole (those rewritten so far in "
+                                           "the new codec). Fix the cause (free space) and run "
+                                           "compact again") from exc
+                raise
             log.io.fsync_dir(log.path)
             before += seg.end
             after += woff
             rewritten += 1
     log._give_back(dec)
     return rewritten, before, after
+
+
+cdef void _discard(Log log, str tmp) noexcept:
+    """Remove a scratch segment, if it is there (best effort: its failure is not the error)."""
+    try:
+        log.io.unlink(tmp)
+    except BaseException:
+        pass
 
 
 def sample_records(Log log, uint64_t n):
