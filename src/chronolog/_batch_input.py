@@ -34,8 +34,10 @@ def _as_strings(values: Any, n: int | None, what: str) -> pa.Array:
         raise InvalidStreamNameError(None, "a stream name must be a str, streams holds a null")
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+            or pa.types.is_string_view(arr.type)):
+        if (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)
+                or pa.types.is_binary_view(arr.type)):
             try:
                 arr = arr.cast(pa.large_string())
             except pa.ArrowInvalid as exc:
@@ -52,7 +54,8 @@ def _as_bytes(values: Any, n: int | None, what: str) -> pa.Array:
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     if not any(f(arr.type) for f in (pa.types.is_binary, pa.types.is_large_binary,
-                                      pa.types.is_string, pa.types.is_large_string)):
+                                      pa.types.is_binary_view, pa.types.is_string,
+                                      pa.types.is_large_string, pa.types.is_string_view)):
         raise InvalidEventError(f"{what} must be bytes, got Arrow type {arr.type}")
     arr = arr.cast(pa.large_binary())
     _check_len(arr, n, what)
@@ -66,11 +69,14 @@ def _as_array(values: Any, typ: pa.DataType, what: str) -> pa.Array:
         return values
     if isinstance(values, (str, bytes)):
         raise InvalidEventError(f"{what} must be a sequence (one value per event), not a single {type(values).__name__}")
+    kind = getattr(getattr(values, "dtype", None), "kind", None)  # numpy (or alike) arrays
     if type(values) in (list, tuple):
         check_kinds(values, what)
-    elif getattr(getattr(values, "dtype", None), "kind", None) in ("U", "S"):  # numpy text or bytes
+    elif kind is not None and kind != "O":
+        # Text or bytes only: pyarrow would store an int, float, bool or datetime array's raw
+        # element bytes as binary values.
         want = "U" if pa.types.is_large_string(typ) else "S"
-        if values.dtype.kind != want:
+        if kind != want:
             raise InvalidEventError(f"{what} must hold {'str' if want == 'U' else 'bytes'}, got a "
                                     f"numpy array of dtype {values.dtype}")
     try:

@@ -103,13 +103,13 @@ class EventTooLargeError(ChronologError, ValueError):
         5
     """
 
-    def __init__(self, size: int, limit: int, what: str = "event") -> None:
+    def __init__(self, size: int, limit: int, what: str = "event", remedy: str | None = None) -> None:
         self.size = size
         self.limit = limit
         super().__init__(
             f"{what} is {size} bytes, over the limit of {limit} bytes; nothing was written. "
-            "Store large blobs elsewhere and record a reference, or open the store with a "
-            "larger max_event_bytes")
+            + (remedy or "Store large blobs elsewhere and record a reference, or open the store "
+               "with a larger max_event_bytes"))
 
 
 class InvalidStreamNameError(ChronologError, ValueError):
@@ -175,7 +175,8 @@ class ReadOnlyError(ChronologError, PermissionError):
 
 
 class StoreFailedError(ChronologError, OSError):
-    """Raised by every append after a write or fsync failed: the store stopped (fail-stop).
+    """Raised by every append after a write or fsync failed: the store stopped (fail-stop);
+    also by `compact` when a write fails (`message` then says what happened).
 
     Nothing acknowledged is lost; close the store, fix the cause (disk full, I/O error) and
     open it again: recovery truncates the unacknowledged tail.
@@ -188,11 +189,11 @@ class StoreFailedError(ChronologError, OSError):
         28
     """
 
-    def __init__(self, path: str, cause: OSError) -> None:
+    def __init__(self, path: str, cause: OSError, message: str | None = None) -> None:
         self.path = path
         self.cause = cause
         super().__init__(
-            f"store {path!r} stopped accepting writes after an I/O error ({cause}); "
+            message or f"store {path!r} stopped accepting writes after an I/O error ({cause}); "
             "nothing acknowledged is lost: close it, fix the cause and open it again")
 
 

@@ -468,14 +468,17 @@ class EventStore:
         """Append many events over many streams as one atomic unit: the ingestion fast path.
 
         The columns are parallel sequences (lists, numpy arrays or Arrow arrays); Arrow input
-        is encoded in the compiled core without a Python object per event.
+        is encoded in the compiled core without a Python object per event. Arrow strings and
+        bytes may be plain, large, view (as Polars hands them over) or dictionary-encoded;
+        numpy arrays hold str (streams, types) or bytes (datas, metadatas), or are object
+        arrays: a numeric array is refused, not stored as its elements' raw bytes.
 
         Args:
             streams: the stream of each event.
             types: the event type of each event.
             datas: the payload of each event (bytes).
             metadatas: optional metadata of each event.
-            ids: optional event ids (uuid.UUID, 16 bytes or None each).
+            ids: optional event ids (uuid.UUID, 16 bytes, a UUID string or None each).
             expected_versions: stream -> ANY/NO_STREAM/STREAM_EXISTS/version, all checked
                 before anything is written.
 

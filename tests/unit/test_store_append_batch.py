@@ -3,6 +3,7 @@ checked before anything is written; the refusals of invariant 7."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -90,6 +91,13 @@ COLUMN_FORMS = {
         pa.chunked_array([DATAS[:2], DATAS[2:]], pa.binary()),
         pa.chunked_array([METAS], pa.binary()),
         pa.chunked_array([[u.bytes for u in IDS]], pa.binary(16)),
+    ),
+    "arrow-views": lambda: (  # what Polars' to_arrow() hands over
+        pa.array(STREAMS, pa.string_view()),
+        pa.array(TYPES, pa.string_view()),
+        pa.array(DATAS, pa.binary_view()),
+        pa.array(METAS, pa.binary_view()),
+        pa.array([u.bytes for u in IDS], pa.binary_view()),
     ),
     "arrow-sliced": lambda: (
         pa.array(["x"] + STREAMS)[1:],
@@ -410,6 +418,48 @@ def test_a_numpy_column_of_the_wrong_kind_is_refused(store: cl.EventStore, disk_
     with pytest.raises(InvalidEventError, match="streams must hold str, got a numpy array of dtype"):
         store.append_batch(np.array([b"s"] * 300), np.array(["T"] * 300), np.array([b"x"] * 300))
     assert store.head == 0 and disk_state() == before
+
+
+@pytest.mark.parametrize("column", ["datas", "metadatas"])
+@pytest.mark.parametrize("values", [np.arange(300), np.arange(300, dtype=np.float64),
+                                    np.ones(300, dtype=bool), np.arange(300).astype("datetime64[s]")],
+                         ids=["int64", "float64", "bool", "datetime64"])
+def test_a_numeric_numpy_column_is_refused_not_stored_as_its_element_bytes(
+        store: cl.EventStore, disk_state, column: str, values: Any) -> None:
+    # pyarrow converts such an array to binary values holding each element's raw bytes.
+    before = disk_state()
+    kw = {"metadatas": values} if column == "metadatas" else {}
+    datas = values if column == "datas" else [b"x"] * 300
+    with pytest.raises(InvalidEventError, match=re.escape(f"{column} must hold bytes, got a numpy array of dtype {values.dtype}")):
+        store.append_batch(np.array(["s"] * 300), np.array(["T"] * 300), datas, **kw)
+    with pytest.raises(InvalidEventError, match="streams must hold str, got a numpy array of dtype int64"):
+        store.append_batch(np.arange(300), ["T"] * 300, [b"x"] * 300)
+    assert store.head == 0 and disk_state() == before
+
+
+@pytest.mark.parametrize("n", [2, 300], ids=["short-lists", "arrow-path"])
+def test_an_id_that_is_not_a_uuid_but_has_bytes_is_refused_alike_in_short_and_long_batches(
+        store: cl.EventStore, disk_state, n: int) -> None:
+    class UuidLike:  # another library's UUID type: NewEvent refuses it too
+        bytes = bytes(range(16))
+
+    before = disk_state()
+    with pytest.raises(InvalidEventError, match="a UUID string or None, got"):
+        store.append_batch(["s"] * n, ["T"] * n, [b""] * n, ids=[UuidLike()] * n)
+    assert store.head == 0 and disk_state() == before
+
+
+@pytest.mark.parametrize("n", [2, 300], ids=["short-lists", "arrow-path"])
+def test_an_oversized_event_without_an_id_in_a_batch_with_ids_is_reported_at_its_own_size(
+        open_store, n: int) -> None:
+    s = open_store(max_event_bytes=4096)
+    ids: list[Any] = [uuid.UUID(int=i + 1) for i in range(n)]
+    ids[1] = None
+    datas = [b""] * n
+    datas[1] = b"x" * (4097 - 48 - 1 - 1)  # a 4,097-byte record: header, stream "s", type "T"
+    with pytest.raises(EventTooLargeError, match="event 1 is 4097 bytes") as info:
+        s.append_batch(["s"] * n, ["T"] * n, datas, ids=ids)
+    assert info.value.size == 4097 and s.head == 0
 
 
 @pytest.mark.parametrize("n", [2, 300], ids=["short-lists", "arrow-path"])

@@ -544,3 +544,26 @@ def test_verify_while_another_thread_writes_a_large_frame_finds_nothing_wrong(
     io.trace = None
     assert seen == [(True, [], 3000)]
     assert s.verify()["ok"] is True and s.stats()["events"] == 6000
+
+
+def test_an_append_over_the_largest_frame_is_refused_with_split_it_as_the_remedy(open_store) -> None:
+    # Four 1 GiB events (zero pages: nothing is touched before the refusal). Raising
+    # max_event_bytes cannot help a whole append, so the message must not suggest it.
+    import numpy as np
+    import pyarrow as pa
+
+    s = open_store(max_event_bytes=1 << 30)
+    s.append("s", [cl.NewEvent("T", b"first")])
+    size = (1 << 30) - 48 - 1 - 1  # a record of exactly 1 GiB (the body adds 4 bytes of offset each)
+    zeros = np.zeros(4 * size, dtype=np.uint8)
+    datas = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), 4, [None, pa.py_buffer(np.arange(5, dtype=np.int64) * size), pa.py_buffer(zeros)])
+    big = bytes(size)
+    for append in (lambda: s.append_batch(["s"] * 4, ["T"] * 4, datas),
+                   lambda: s.append("s", [cl.NewEvent("T", big)] * 4)):
+        with pytest.raises(cl.EventTooLargeError, match="the append is 4294967312 bytes, over the "
+                           "limit of 4026531840 bytes; nothing was written. A whole append is one "
+                           "frame and no option raises that limit: split it") as info:
+            append()
+        assert "max_event_bytes" not in str(info.value)
+    assert s.head == 1 and s.verify()["ok"]

@@ -72,9 +72,8 @@ cdef bytes event_id16(object value, Py_ssize_t i):
     uuid.UUID, 16 bytes, or a UUID string)."""
     if isinstance(value, (bytes, bytearray)) and len(value) == 16:
         return bytes(value)
-    b = getattr(value, "bytes", None)
-    if isinstance(b, bytes) and len(b) == 16:
-        return b
+    if isinstance(value, _uuid.UUID):
+        return value.bytes
     if isinstance(value, str):
         try:
             return _uuid.UUID(value).bytes

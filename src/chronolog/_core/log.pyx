@@ -19,7 +19,7 @@ from chronolog._core.format cimport (
 from chronolog._core.batch cimport (
     ANY, NO_STREAM, NOGIL_BATCH, WPIPE_MIN_BYTES, ColView, ArrowColumn, stream_utf8,
     payload_bytes, event_id16, packed_column, expectation_holds, col_view, col_len, col_ptr,
-    size_batch, encode_batch)
+    size_batch, encode_batch, id_present)
 from chronolog._core.codec cimport Compressor, Decoder
 from chronolog._core.events cimport NewEvent, AppendResult
 from chronolog._core.fileio cimport FileIO
@@ -42,6 +42,8 @@ FORMAT_VERSION_NUMBER = FORMAT_VERSION
 DEFAULT_MAX_SEGMENT_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 STREAM_NAME_MAX_BYTES = MAX_STREAM_NAME_BYTES  # (UTF-8 bytes of a stream name, format.pxd)
+WHOLE_APPEND_REMEDY = ("A whole append is one frame and no option raises that limit: split it "
+                       "into several appends (each is atomic on its own)")
 MAX_SEGMENT_BYTES_LIMIT = 1 << 31
 
 
@@ -180,7 +182,7 @@ cdef class Log(WritingLog):
             if ev._id is None:
                 all_ids = False
         if body > CHL_MAX_BODY_BYTES:
-            raise EventTooLargeError(body, CHL_MAX_BODY_BYTES, "the append")
+            raise EventTooLargeError(body, CHL_MAX_BODY_BYTES, "the append", WHOLE_APPEND_REMEDY)
         cdef size_t frame_bytes = body + FRAME_OVERHEAD_BYTES
         cdef int64_t sid
         cdef uint64_t count, first, seq, off
@@ -402,10 +404,10 @@ cdef class Log(WritingLog):
         if problem == 3:
             raise EventTooLargeError(record_bytes(col_len(&cols[0], bad), col_len(&cols[1], bad),
                                                   col_len(&cols[2], bad), col_len(&cols[3], bad),
-                                                  idp != NULL),
+                                                  id_present(idp, idvalid, id_offset, bad)),
                                      self.max_event_bytes, f"event {bad}")
         if body > CHL_MAX_BODY_BYTES:
-            raise EventTooLargeError(body, CHL_MAX_BODY_BYTES, "the append")
+            raise EventTooLargeError(body, CHL_MAX_BODY_BYTES, "the append", WHOLE_APPEND_REMEDY)
         cdef size_t frame_bytes = body + FRAME_OVERHEAD_BYTES
         cdef int64_t sid, code
         cdef uint64_t count, first, seq, off
