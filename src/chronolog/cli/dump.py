@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 from collections.abc import Iterable
 from typing import Any
 
 from chronolog._core.events import RecordedEvent
-from chronolog.cli.output import error
+from chronolog.cli.output import error, stdout_to_devnull
 from chronolog.errors import InvalidArgumentError
 from chronolog.store import EventStore
 
@@ -69,9 +68,19 @@ def write_events(events: Iterable[RecordedEvent], out: Any) -> int:
     """
     n = 0
     for e in events:
-        out.write(json.dumps(event_json(e), ensure_ascii=False) + "\n")
+        out.write(event_json_line(e))
         n += 1
     return n
+
+
+def event_json_line(e: RecordedEvent) -> str:
+    """One event as the JSON line `dump` and `tail` print.
+
+    Example:
+        >>> event_json_line(store.read_stream("order-7")[0])  # doctest: +SKIP
+        '{"position": 0, "stream": "order-7", ...}\\n'
+    """
+    return json.dumps(event_json(e), ensure_ascii=False) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,17 +104,12 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         except BrokenPipeError:
             # The reader went away (`chronolog dump ... | head`): stop quietly.
-            _stdout_to_devnull()
+            stdout_to_devnull()
         except OSError as exc:
             # The output cannot take it (a full disk, an I/O error): say so, not a traceback,
             # and let nothing try to flush the rest at exit.
-            _stdout_to_devnull()
+            stdout_to_devnull()
             error(f"cannot write the dump to its output: {exc.strerror or exc}")
             return 1
     return 0
 
-
-def _stdout_to_devnull() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)

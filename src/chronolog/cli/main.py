@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 
 import chronolog
-from chronolog.cli import demo, dump, ingest, repair, store_info, verify
+from chronolog.cli import demo, dump, export, ingest, repair, store_info, tail, verify
 from chronolog.cli.output import error
 from chronolog.errors import ChronologError
 
@@ -21,9 +21,7 @@ EXIT_USAGE = 2
 
 # Named by the design, not built yet: they answer with a clear error instead of pretending.
 NOT_AVAILABLE = {
-    "tail": "follow new events as they are appended",
     "project": "run a read model over the store",
-    "export": "export events or a read model to Parquet",
     "bench": "run the benchmark suite",
 }
 
@@ -37,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog="chronolog",
-        description="Chronolog: an embedded event store. Inspect, verify, repair, ingest and demo.")
+        description="Chronolog: an embedded event store. Inspect, verify, repair, ingest, "
+                    "follow, export and demo.")
     parser.add_argument("--version", action="version",
                         version=f"chronolog {chronolog.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -49,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_parser(sub)
     demo.add_parser(sub)
     repair.add_parser(sub)
+    tail.add_parser(sub)
+    export.add_parser(sub)
     for name, what in NOT_AVAILABLE.items():
         p = sub.add_parser(name, help=f"({what}: not available yet)", add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.func is None:
         error(f"`chronolog {args.command}` ({NOT_AVAILABLE[args.command]}) is not available "
               f"yet in chronolog {chronolog.__version__}; available: init, info, verify, dump, "
-              "ingest, repair, demo")
+              "ingest, repair, tail, export, demo")
         return EXIT_USAGE
     try:
         return int(args.func(args))

@@ -91,3 +91,14 @@ def error(message: str) -> None:
         >>> error("no store here")  # doctest: +SKIP
     """
     sys.stderr.write(f"chronolog: error: {message}\n")
+
+
+def stdout_to_devnull() -> None:
+    """Point stdout at /dev/null, so nothing tries to flush a dead pipe or full disk at exit.
+
+    Example:
+        >>> stdout_to_devnull()  # doctest: +SKIP
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
