@@ -193,8 +193,9 @@ class StoreFailedError(ChronologError, OSError):
         self.path = path
         self.cause = cause
         super().__init__(
-            message or f"store {path!r} stopped accepting writes after an I/O error ({cause}); "
-            "nothing acknowledged is lost: close it, fix the cause and open it again")
+            message or f"store {path!r} stopped accepting writes after "
+            f"{'an interruption' if isinstance(cause, InterruptedError) else 'an I/O error'} "
+            f"({cause}); nothing acknowledged is lost: close it, fix the cause and open it again")
 
 
 class ForkedWriterError(ChronologError, RuntimeError):

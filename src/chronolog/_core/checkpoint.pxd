@@ -38,5 +38,7 @@ cdef class CheckpointJob:
     cdef public bint done
     cdef public object error
     cdef public object thread
+    cdef public bint cancelled      # its thread's start was interrupted: run does nothing
+    cdef bint unstarted(self)
     cdef int _write_positions(self) except -1
     cdef int _write_streams(self) except -1

@@ -155,6 +155,7 @@ cdef class CheckpointJob:
         self.done = False
         self.error = None
         self.thread = None
+        self.cancelled = False
 
     def __dealloc__(self):
         free(self.p_entries)
@@ -164,9 +165,47 @@ cdef class CheckpointJob:
         if self.s_unmap != NULL:
             munmap(self.s_unmap, self.s_unmap_len)
 
+    cdef bint unstarted(self):
+        """Whether it has a thread whose start() never returned (a signal handler raised in
+        it): the thread may or may not run."""
+        return self.thread is not None and not self.thread._started.is_set()
+
+    def wait(self):
+        """Wait for the thread running this job; False when it never started (its start()
+        was interrupted): the job is then cancelled, and does nothing should the thread run
+        after all. An exception raised while waiting (a signal handler's) is raised once the
+        thread is done: it reads memory its caller may free next.
+
+        Example:
+            >>> CheckpointJob(FileIO(), 0).wait()  # no thread: ran in the caller
+            True
+        """
+        t = self.thread
+        if t is None:
+            return True
+        if not t._started.is_set():
+            # Cancel first, then look again: a thread that sets `_started` after this look
+            # calls run after it too, and run sees `cancelled`.
+            self.cancelled = True
+            if not t._started.is_set():
+                return False
+        pending = None
+        while True:
+            try:
+                t.join()
+                break
+            except BaseException as exc:
+                pending = exc
+        if pending is not None:
+            raise pending
+        return True
+
     def run(self):
         """Write both checkpoint files; any failure is kept in `error` (checkpoints are
         derived: a failed one costs the next open a longer scan, nothing else)."""
+        if self.cancelled:
+            self.done = True
+            return
         if self.s_unmap != NULL:
             # The base the last adoption retired: its file was replaced, so this last unmap
             # frees it (its pages and blocks: tens of milliseconds for a large one), here

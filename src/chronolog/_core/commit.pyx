@@ -366,7 +366,8 @@ cdef class GroupCommitLog(RecoveredLog):
         finds the previous roll's job still writing skips its own: waiting for it would put
         the checkpoint's time back in the appender's path (it grows with the log), and the next
         roll writes both rolls' worth."""
-        if background and self._ckpt is not None and not self._ckpt.done:
+        if background and self._ckpt is not None and not self._ckpt.done \
+                and not self._ckpt.unstarted():
             return 0
         self._checkpoint_join()
         if self.readonly or self.written == self.checkpoint_through \

@@ -600,8 +600,9 @@ cdef class RecoveredLog:
         cdef CheckpointJob job = self._ckpt
         if job is None:
             return 0
-        if job.thread is not None:
-            job.thread.join()
+        if not job.wait():
+            self._ckpt = None  # its thread never started: nothing written, nothing to adopt
+            return 0
         self._ckpt = None
         if job.error is not None:
             if not isinstance(job.error, OSError):
@@ -768,8 +769,11 @@ cdef class RecoveredLog:
 
     cdef void _release(self) noexcept:
         cdef Segment seg
-        if self._ckpt is not None and self._ckpt.thread is not None:
-            self._ckpt.thread.join()  # it writes from the indexes freed below
+        if self._ckpt is not None:
+            try:
+                self._ckpt.wait()  # it writes from the indexes freed below
+            except BaseException:
+                pass  # an interrupt while waiting: the wait went on to the end
         self._ckpt = None
         for seg in self.segments:
             seg.release()

@@ -3,6 +3,8 @@ sealing (compressed when it pays), one pwrite per frame or a pipelined write of 
 while it is being encoded, blocks reserved ahead, writeback hints, and rolling to a new
 segment when the active one is full (the sealed one synced first).
 """
+import errno
+
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc, free
 from libc.string cimport memset
@@ -85,6 +87,17 @@ cdef class WritingLog(GroupCommitLog):
                 raise  # its sync failed: already fail-stopped, with the OSError as its cause
             except OSError as exc:
                 self._fail(exc, None, 0)
+            except BaseException as exc:
+                # Raised midway by a signal handler (a KeyboardInterrupt: the roll runs Python
+                # code between its steps). The next segment may be on disk without being in
+                # this handle's list, and an append into the old one would then leave a gap
+                # that every later open refuses. Fail-stop: the caller's exception goes on,
+                # nothing acknowledged is lost, and the next open takes the disk as it is.
+                if self.failed is None:
+                    self.failed = InterruptedError(
+                        errno.EINTR, f"a segment roll was interrupted by {type(exc).__name__}; "
+                        "no append after it is taken by this handle")
+                raise
         return seg
 
     cdef Segment _roll(self):
