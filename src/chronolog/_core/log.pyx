@@ -521,15 +521,19 @@ cdef class Log(WritingLog):
         writer) and release every file."""
         if self.closed:
             return
-        try:
-            # A forked child's inherited writer lets go of its copies only: the parent's
-            # handle, its files and its lock are untouched (docs/design.md, "After fork()").
-            if not self.readonly and self.failed is None and not self._forked():
-                with self._lock:
+        # Under the lock, as every append, refresh and rebuild is (each checks `closed` once it
+        # holds it): none of them may run on what _release frees.
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                # A forked child's inherited writer lets go of its copies only: the parent's
+                # handle, its files and its lock are untouched (docs/design.md, "After fork()").
+                if not self.readonly and self.failed is None and not self._forked():
                     if self.segments:  # (a cut back to the last frame: synced just below)
                         self._release_reserved(self.segments[len(self.segments) - 1], False)
                     self.sync()
                     self._checkpoint_at_close()
-        finally:
-            self.closed = True
-            self._release()
+            finally:
+                self.closed = True
+                self._release()

@@ -708,11 +708,9 @@ cdef class RecoveredLog:
         CorruptionError when the segments themselves are damaged."""
         if self.closed:
             return False
-        if self.readonly:
+        with self._lock:  # a reader's threads share its indexes as a writer's do
+            self._check_open()  # closed while this read waited for the lock
             self._rebuild_unlocked()
-        else:
-            with self._lock:
-                self._rebuild_unlocked()
         return True
 
     cdef int _empty_indexes(self) except -1:
@@ -762,9 +760,13 @@ cdef class RecoveredLog:
         """Read-only handles: index what the writer appended since; returns the new head."""
         self._check_open()
         if self.readonly:
-            self._catch_up(False)
-            if self.st.unsound:
-                self._rebuild_unlocked()
+            # One refresh at a time: two threads of a reader once both attached the writer's
+            # next segment (the second saw a gap between segments and every later call failed).
+            with self._lock:
+                self._check_open()  # a close may have come first
+                self._catch_up(False)
+                if self.st.unsound:
+                    self._rebuild_unlocked()
         return self.head
 
     cdef void _release(self) noexcept:

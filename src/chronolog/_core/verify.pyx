@@ -3,6 +3,7 @@ positions and versions, and its indexes; a report naming the first problem's seg
 offset (what `store.verify()` and `chronolog verify` return).
 """
 import os
+import time
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
@@ -17,22 +18,48 @@ from chronolog._core.narrow cimport NarrowView, view_narrow, narrow_disagrees
 from chronolog._core.record cimport RecordView, record_problem, view_record
 from chronolog._core.utf8 cimport utf8_name
 from chronolog._core.segment cimport (
-    Segment, FrameInfo, FrameStatus, check_frame, check_frame_copy, frame_status_reason,
+    Segment, FrameInfo, FrameStatus, check_frame, check_frame_at, frame_status_reason,
     later_claim, nonzero_end, FRAME_OK)
-from libc.stdlib cimport free
 
 from chronolog.errors import CorruptionError
 
+cdef enum:
+    TAIL_LOOKS = 10             # looks at a reader's tail that seems damaged, TAIL_LOOK_PAUSE_S apart
+TAIL_LOOK_PAUSE_S = 0.05
 
-cdef bint _whole_now(Segment seg):
-    """Whether the frame at the end of what a reader indexed of `seg` checks now (read
-    through a copy, never the mapping: the writer may be cutting a torn tail)."""
-    cdef unsigned char *buf = NULL
-    cdef size_t cap = 0
-    cdef FrameStatus status = check_frame_copy(seg.fd, seg.file_size(), seg.end, seg.salt,
-                                               &buf, &cap)
-    free(buf)
-    return status == FRAME_OK
+
+cdef tuple _reader_tail(Segment seg, uint64_t size):
+    """(claim, start, used) of the newest segment's bytes past what a reader indexed, as the
+    writer's tail rule reads them: `start` where the whole frames there end (appended since
+    the reader's last refresh: a writer is working), `used` where the non-zero bytes end, and
+    `claim` the highest synced mark a whole frame after `start` records (-1: none). Read
+    through a copy, never the mapping: the writer may be cutting a torn tail, and a read of a
+    page cut away is SIGBUS. A copy can race the writer (a frame's pages read before it
+    wrote them, a later frame's after; appenders that share a group commit finish out of
+    order), so a frame that does not check with a whole one after it is looked at again, for
+    up to ~0.5 s, before it counts: damage or a power loss stays so, a write in progress ends."""
+    cdef const unsigned char *tp
+    cdef FrameInfo fi
+    cdef uint64_t start, used, n
+    cdef int64_t claim = -1
+    cdef int attempt
+    for attempt in range(TAIL_LOOKS):
+        if attempt:
+            time.sleep(TAIL_LOOK_PAUSE_S)
+            size = seg.file_size()
+        tail = os.pread(seg.fd, size - seg.end, seg.end)
+        tp = <const unsigned char *>(<bytes>tail)
+        n = len(tail)
+        start = seg.end
+        while check_frame_at(tp + (start - seg.end), n - (start - seg.end), start, seg.salt, True,
+                             &fi) == FRAME_OK:
+            start = fi.end
+        used = seg.end + nonzero_end(tp, 0, n)
+        claim = later_claim(tp + (start - seg.end), used - start, start, seg.salt) \
+            if used > start else -1
+        if claim < 0:
+            break
+    return claim, start, used
 
 
 def verify(RecoveredLog log):
@@ -54,7 +81,6 @@ def verify(RecoveredLog log):
     cdef uint32_t i
     cdef int rc
     cdef int64_t sid
-    cdef const unsigned char *tp
     problems = []
     notes = []
     cdef Decoder vdec = Decoder(log.dicts)
@@ -144,36 +170,29 @@ def verify(RecoveredLog log):
             # writer's next open cuts.
             # Zeros at the end (the space a writer in "fsync" mode sizes its segment ahead
             # by) hold no frame: every whole frame ends in its trailer's magic.
+            start = seg.end
             if log.readonly:
-                # A reader looks at a copy: a writer may be cutting these bytes (a torn tail
-                # at its open, a fail-stop), and a read of a page cut away is SIGBUS.
-                tail = os.pread(seg.fd, size - seg.end, seg.end)
-                tp = <const unsigned char *>(<bytes>tail)
-                used = seg.end + nonzero_end(tp, 0, len(tail))
-                claim = later_claim(tp, used - seg.end, seg.end, seg.salt)
+                claim, start, used = _reader_tail(seg, size)
+                if start > seg.end:
+                    notes.append({"segment": seg.name, "offset": seg.end,
+                                  "reason": f"{start - seg.end} bytes of whole frames appended "
+                                            "after this handle's last refresh (not checked)"})
             else:
                 seg.ensure_mapped(size, 0)
                 used = nonzero_end(seg.map, seg.end, size)
                 claim = later_claim(seg.map + seg.end, used - seg.end, seg.end, seg.salt)
-            if claim > <int64_t>seg.end and log.readonly and _whole_now(seg):
-                # The copy raced the writer: the frame's page was read before it was written,
-                # a later frame's after. That claim proves the frame was whole before the later
-                # one was written, so a second look finds it whole unless it is damaged.
-                notes.append({"segment": seg.name, "offset": seg.end,
-                              "reason": "frames being written while verify read them"})
-                continue
-            if claim > <int64_t>seg.end:
-                problem(seg.path, seg.end, "a frame that does not check, though a later frame "
+            if claim > <int64_t>start:
+                problem(seg.path, start, "a frame that does not check, though a later frame "
                         "records it as synced (damage)")
                 break
             if claim >= 0:
-                problem(seg.path, seg.end, "a frame that does not check, followed by complete "
+                problem(seg.path, start, "a frame that does not check, followed by complete "
                         "frames that were never synced (a power loss); the writer's next open "
                         "cuts them and keeps their bytes in a .torn file")
                 break
-            if used > seg.end:
-                notes.append({"segment": seg.name, "offset": seg.end,
-                              "reason": f"incomplete tail of {used - seg.end} bytes (an append "
+            if used > start:
+                notes.append({"segment": seg.name, "offset": start,
+                              "reason": f"incomplete tail of {used - start} bytes (an append "
                                         "in progress, or a torn tail the writer's next open "
                                         "cuts)"})
     cdef uint64_t k, c, v
