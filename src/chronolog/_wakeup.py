@@ -47,6 +47,7 @@ class AppendNotifier:
         self._waiting = 0
         self._readers = 0
         self._closed = False
+        self._on_close: dict[int, Callable[[], None]] = {}
 
     @property
     def closed(self) -> bool:
@@ -104,11 +105,34 @@ class AppendNotifier:
                 if self._readers == 0 and self._closed:
                     self._cond.notify_all()
 
+    def on_close(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Have close() call `wake` (a waiter that does not wait on this notifier: a read-only
+        handle's, on inotify); returns the function that forgets it. Called at once when
+        already closed."""
+        key = id(wake)
+        with self._cond:
+            closed = self._closed
+            if not closed:
+                self._on_close[key] = wake
+        if closed:
+            wake()
+
+        def forget() -> None:
+            with self._cond:
+                self._on_close.pop(key, None)
+
+        return forget
+
     def close(self) -> None:
         """Refuse new readers, wake every waiter, and wait for readers in progress."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            wakes = list(self._on_close.values())
+            self._on_close.clear()
+        for wake in wakes:
+            wake()
+        with self._cond:
             while self._readers:
                 self._cond.wait()
 
@@ -140,10 +164,14 @@ class DirectoryWatch:
             err = ctypes.get_errno()
             os.close(fd)
             raise OSError(err, "inotify_add_watch failed")
-        # The index directory exists once a writer opened the store; without it (or out of
-        # watches) appends still wake the reader through their segment writes.
-        libc.inotify_add_watch(fd, os.fsencode(os.path.join(path, "index")), mask)
+        # The index directory exists once a writer opened the store (in "fsync" mode appends
+        # become visible by a rewrite of index/visible in it). Made later (a reader opened
+        # first, or it was deleted as derived data), it is watched from the first drain after
+        # its creation woke us.
+        self._libc, self._mask = libc, mask
+        self._index = os.fsencode(os.path.join(path, "index"))
         self.fd = fd
+        self._index_watched = libc.inotify_add_watch(fd, self._index, mask) >= 0
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.poller = select.poll()
         self.poller.register(self.fd, select.POLLIN)
@@ -151,6 +179,8 @@ class DirectoryWatch:
 
     def drain(self) -> None:
         """Forget the events seen so far (call before looking at the log again)."""
+        if not self._index_watched and self.fd >= 0:
+            self._index_watched = self._libc.inotify_add_watch(self.fd, self._index, self._mask) >= 0
         for fd in (self.fd, self.wake_r):
             try:
                 while os.read(fd, 65536):
@@ -179,18 +209,23 @@ class HeadWaiter:
     def __init__(self, log: Log, notifier: AppendNotifier | None) -> None:
         self.log = log
         self.notifier = notifier if not log.readonly else None
+        self.closer = notifier  # the store's: closing it ends every wait, whatever waits on
         self.watch: DirectoryWatch | None = None
         self.woken = threading.Event()
+        self._forget: Callable[[], None] | None = None
         if log.readonly:
             try:
                 self.watch = DirectoryWatch(log.path)
             except (OSError, AttributeError):
                 self.watch = None  # not Linux, or out of watches: poll
+            if notifier is not None:
+                # A reader's waits are on inotify: the store's close must wake them too.
+                self._forget = notifier.on_close(self.wake)
         self._delay = _POLL_MIN_S
 
     def head(self) -> int:
         """The head now (a read-only handle first indexes what the writer appended)."""
-        if self.log.closed or (self.notifier is not None and self.notifier.closed):
+        if self.log.closed or (self.closer is not None and self.closer.closed):
             raise StoreClosedError(self.log.path)
         if self.watch is not None:
             self.watch.drain()  # before the refresh, so no append slips between the two
@@ -219,6 +254,9 @@ class HeadWaiter:
             self.watch.wake()
 
     def close(self) -> None:
+        if self._forget is not None:
+            self._forget()
+            self._forget = None
         if self.watch is not None:
             self.watch.close()
             self.watch = None

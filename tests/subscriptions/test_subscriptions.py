@@ -218,6 +218,53 @@ def test_wait_for_returns_false_after_the_timeout(store: cl.EventStore, wait_for
     assert wait_for(store, 2, 0.02) is False
 
 
+@pytest.mark.parametrize("how", ["subscribe", "wait_for"])
+def test_closing_a_read_only_handle_ends_its_blocked_waits_with_store_closed(
+        store: cl.EventStore, open_store: Any, how: str) -> None:
+    # A reader waits on inotify, not on its store's notifier: its close once woke nothing,
+    # and the wait went on until some writer touched the directory.
+    from chronolog.errors import StoreClosedError
+    reader = open_store(readonly=True)
+    ended: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            if how == "subscribe":
+                reader.subscribe(0).next(None)
+            else:
+                reader.wait_for(5, timeout=None)
+        except BaseException as exc:  # noqa: BLE001 (what ended it is the finding)
+            ended.append(exc)
+
+    waiter = threading.Thread(target=wait, daemon=True)  # a failure must not hang the run
+    waiter.start()
+    time.sleep(0.1)
+    reader.close()
+    waiter.join(GENEROUS_S)
+    assert not waiter.is_alive(), "the wait went on after its handle was closed"
+    assert [type(e) for e in ended] == [StoreClosedError]
+
+
+def test_a_readers_watch_made_before_the_index_directory_existed_watches_it_once_made(
+        tmp_path: Path) -> None:
+    # In "fsync" mode an append becomes visible by a rewrite of index/visible. The index
+    # directory is derived data: a reader opened while it was missing never watched it, and
+    # learnt of an acknowledged append only when the writer closed (or wrote again).
+    from chronolog._wakeup import DirectoryWatch
+
+    watch = DirectoryWatch(str(tmp_path))
+    try:
+        (tmp_path / "index").mkdir()
+        watch.wait(GENEROUS_S)  # its creation, in the watched directory, wakes the reader
+        watch.drain()  # which looks at the log again: from here on index/ is watched too
+        (tmp_path / "index" / "visible").write_bytes(b"mark")
+        started = time.monotonic()
+        watch.wait(5.0)
+        assert time.monotonic() - started < 2.0
+    finally:
+        watch.close()
+
+
 def test_closing_the_store_ends_a_blocked_subscription_with_store_closed(
         store: cl.EventStore, subscribe: Any) -> None:
     from chronolog.errors import StoreClosedError
