@@ -94,3 +94,25 @@ def test_a_checkpoint_job_whose_thread_never_started_is_cancelled_not_joined() -
     job.thread.start()  # should it run after all, it does nothing
     job.thread.join()
     assert job.done and job.error is None
+
+
+def test_the_group_commit_lock_is_taken_back_through_an_interrupted_acquire() -> None:
+    # A blocking acquire in the main thread returns without the lock when a signal handler
+    # raises; a sync leader then left `syncing` set (every later sync waited for it), and a
+    # waiter's `with` released a lock it did not hold.
+    from chronolog._core.commit import acquire_through
+
+    class Interrupted:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.tries = 0
+
+        def acquire(self) -> bool:
+            self.tries += 1
+            if self.tries <= 2:
+                raise KeyboardInterrupt("Ctrl-C while waiting for the lock")
+            return self.lock.acquire()
+
+    lock = Interrupted()
+    pending = acquire_through(lock)
+    assert isinstance(pending, KeyboardInterrupt) and lock.lock.locked() and lock.tries == 3

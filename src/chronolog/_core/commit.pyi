@@ -1,6 +1,10 @@
 """Type stubs of chronolog._core.commit (compiled): group commit, fail-stop, checkpoints."""
 
+from typing import Any
+
 from chronolog._core.recovery import RecoveredLog
+
+def acquire_through(lock: Any) -> BaseException | None: ...
 
 class GroupCommitLog(RecoveredLog):
     """A recovered log that syncs what its writers wrote, together, and writes checkpoints."""
@@ -16,4 +20,4 @@ class GroupCommitLog(RecoveredLog):
     def sync(self) -> None: ...
     def checkpoint(self) -> None: ...
 
-__all__ = ["GroupCommitLog"]
+__all__ = ["GroupCommitLog", "acquire_through"]

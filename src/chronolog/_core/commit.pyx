@@ -97,6 +97,26 @@ cdef class _Baton:
         chl_baton_destroy(&self.b)
 
 
+def acquire_through(object lock):
+    """Acquire `lock` even when an exception (a signal handler's, in the main thread) interrupts
+    a blocking acquire, which then returns without it; return that exception (or None) for
+    the caller to raise once its state is consistent again (the group commit's lock: a
+    leader that could not take it back would leave `syncing` set and hold every later sync).
+
+    Example:
+        >>> import threading; lock = threading.Lock()
+        >>> acquire_through(lock) is None and lock.locked()
+        True
+    """
+    pending = None
+    while True:
+        try:
+            lock.acquire()
+            return pending
+        except BaseException as exc:
+            pending = exc
+
+
 cdef class GroupCommitLog(RecoveredLog):
     """A recovered log that syncs what its writers wrote, together (group commit), stops at
     the first write or sync error (fail-stop), and writes index checkpoints.
@@ -203,12 +223,14 @@ cdef class GroupCommitLog(RecoveredLog):
                             if self.synced_seq >= seq or not self.syncing or waited >= 4 * piece:
                                 break
                     baton = None
-                    cond.acquire()
-                    if not woken:
+                    pending = acquire_through(cond)
+                    if not woken or pending is not None:
                         try:
                             self._waiters.remove(entry)
                         except ValueError:
                             pass  # popped by a waker just now
+                    if pending is not None:
+                        raise pending  # (the lock is held again: `with` releases it)
                 seg = self._lead(&target, &target_pos, &target_off, &fd)
         finally:
             if baton is not None:
@@ -289,9 +311,16 @@ cdef class GroupCommitLog(RecoveredLog):
                 if self.dmode == DURABILITY_FSYNC:
                     self._publish(target_pos)
         finally:
-            with cond:
+            # However this ends: a leader that left `syncing` set would hold every later
+            # sync back for good.
+            pending = acquire_through(cond)
+            try:
                 self.syncing = False
                 self._wake_waiter()
+            finally:
+                cond.release()
+            if pending is not None:
+                raise pending
         return 0
 
     cdef object _covered_waiter(self):
