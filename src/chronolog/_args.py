@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import threading
 from collections.abc import Iterable
 
 from chronolog.errors import InvalidArgumentError, StoreAccessError
@@ -37,13 +38,15 @@ def non_negative(value: int | None, name: str, *, default: int) -> int:
 def timeout_seconds(value: float | None, name: str = "timeout") -> float | None:
     """`value` as a wait in seconds, None (and infinity) meaning forever; refuse
     (InvalidArgumentError) anything but a number >= 0 or None: a bool, NaN (a wait that
-    compares false to every deadline would never end) or a negative number."""
+    compares false to every deadline would never end) or a negative number. A wait longer than
+    the longest the platform's waits take (threading.TIMEOUT_MAX, ~292 years) is forever too
+    (1e10 seconds raised a raw OverflowError)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
             or value < 0:
         raise InvalidArgumentError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
-    return None if math.isinf(value) else float(value)
+    return None if value > threading.TIMEOUT_MAX else float(value)
 
 
 def name_list(values: Iterable[str] | None, name: str) -> list[str] | None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 _POLL_MIN_S = 0.0005   # adaptive polling (no inotify): first sleep
 _POLL_MAX_S = 0.05     # and the longest
+_POLL_MAX_MS = 2**31 - 1  # the longest poll() a C int of milliseconds allows
 
 
 class AppendNotifier:
@@ -189,7 +190,9 @@ class DirectoryWatch:
                 pass
 
     def wait(self, timeout: float | None) -> None:
-        self.poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+        # poll takes a C int of milliseconds (~24.8 days at most): a longer wait returns
+        # early, and its caller looks again and waits on.
+        self.poller.poll(None if timeout is None else min(_POLL_MAX_MS, max(0, int(timeout * 1000 + 0.999))))
 
     def wake(self) -> None:
         with contextlib.suppress(OSError):

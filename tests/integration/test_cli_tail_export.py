@@ -167,3 +167,17 @@ def test_an_export_of_a_damaged_store_reports_the_corruption_and_writes_nothing(
     code, _, err = run_cli(capsys, "export", tmp_path / "s", tmp_path / "e.parquet")
     assert code == 1 and "corruption" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+@pytest.mark.parametrize("command", ["dump", "tail"])
+def test_damage_found_while_printing_is_reported_as_corruption_not_as_an_output_failure(
+        tmp_path, capsys, command):
+    # CorruptionError is an OSError too: dump took it for its output failing.
+    ends = small_store(tmp_path / "s")
+    seg = Path(tmp_path / "s" / "00000000000000000000.seg")
+    raw = bytearray(seg.read_bytes())
+    raw[ends[0] + 60] ^= 0xFF
+    seg.write_bytes(bytes(raw))
+    argv = ["--from", "0"] + (["--idle", "0.1"] if command == "tail" else [])
+    code, _, err = run_cli(capsys, command, tmp_path / "s", *argv)
+    assert code == 1 and "corruption in" in err and "cannot write" not in err

@@ -11,7 +11,7 @@ from typing import Any
 
 from chronolog._core.events import RecordedEvent
 from chronolog.cli.output import error, stdout_to_devnull
-from chronolog.errors import InvalidArgumentError
+from chronolog.errors import ChronologError, InvalidArgumentError
 from chronolog.store import EventStore
 
 
@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         except BrokenPipeError:
             # The reader went away (`chronolog dump ... | head`): stop quietly.
             stdout_to_devnull()
+        except ChronologError:
+            raise  # CorruptionError is an OSError too: the store's damage, reported as such
         except OSError as exc:
             # The output cannot take it (a full disk, an I/O error): say so, not a traceback,
             # and let nothing try to flush the rest at exit.
