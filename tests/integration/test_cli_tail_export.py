@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -181,3 +182,36 @@ def test_damage_found_while_printing_is_reported_as_corruption_not_as_an_output_
     argv = ["--from", "0"] + (["--idle", "0.1"] if command == "tail" else [])
     code, _, err = run_cli(capsys, command, tmp_path / "s", *argv)
     assert code == 1 and "corruption in" in err and "cannot write" not in err
+
+
+def test_export_batches_are_sized_by_bytes_so_memory_does_not_grow_with_event_size(
+        tmp_path, capsys, monkeypatch):
+    # 65,536 rows per batch whatever their size took 3 GB for 1 MiB events; rows per batch
+    # now come from the mean event size (here scaled down: 8 KiB per batch, ~1 KiB events).
+    from chronolog.cli import export as export_cli
+
+    monkeypatch.setattr(export_cli, "EXPORT_BATCH_BYTES", 8 << 10)
+    with cl.EventStore.open(tmp_path / "s", durability="os") as store:
+        store.append_batch(["s"] * 200, ["T"] * 200, [bytes([i % 256]) * 1000 for i in range(200)])
+    code, _, _ = run_cli(capsys, "export", tmp_path / "s", tmp_path / "e.parquet")
+    meta = pq.ParquetFile(tmp_path / "e.parquet").metadata
+    rows = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert code == 0 and sum(rows) == 200
+    assert max(rows) <= 8 and len(rows) >= 25
+
+
+def test_export_through_a_symlink_replaces_the_file_it_names_and_keeps_the_link(tmp_path, capsys):
+    small_store(tmp_path / "s")
+    (tmp_path / "real.parquet").write_bytes(b"old")
+    (tmp_path / "link.parquet").symlink_to(tmp_path / "real.parquet")
+    code, _, _ = run_cli(capsys, "export", tmp_path / "s", tmp_path / "link.parquet")
+    assert code == 0 and (tmp_path / "link.parquet").is_symlink()
+    assert pq.read_table(tmp_path / "real.parquet").num_rows == 5
+
+
+def test_export_refuses_an_output_that_is_not_a_regular_file(tmp_path, capsys):
+    small_store(tmp_path / "s")
+    os.mkfifo(tmp_path / "pipe")
+    code, _, err = run_cli(capsys, "export", tmp_path / "s", tmp_path / "pipe")
+    assert code == 1 and "not a regular file" in err
+    assert (tmp_path / "pipe").is_fifo()

@@ -12,6 +12,8 @@ from chronolog.errors import ChronologError, InvalidArgumentError
 from chronolog.store import EventStore
 
 COMPRESSIONS = ("zstd", "snappy", "none")
+EXPORT_BATCH_BYTES = 64 << 20  # about this many bytes of events per batch and row group
+MAX_BATCH_ROWS = 65536
 
 
 def add_parser(sub: Any) -> None:
@@ -66,8 +68,15 @@ def export(store: EventStore, out: str, *, start: int = 0, stop: int | None = No
     if compression not in COMPRESSIONS:
         raise InvalidArgumentError(f"compression must be one of {', '.join(COMPRESSIONS)}, "
                                    f"got {compression!r}")
+    # Rows per batch from the store's mean event size, so a batch (and the row group it
+    # becomes) holds about EXPORT_BATCH_BYTES whatever the events' sizes: 65,536 rows of 1 MiB
+    # events took 3 GB of memory.
+    stats = store.stats()
+    mean = max(1, int(stats["decoded_frame_bytes"]) // max(1, int(stats["events"])))
+    batch_size = max(1, min(MAX_BATCH_ROWS, EXPORT_BATCH_BYTES // mean))
     batches = store.scan(start, stop, types=types, streams=streams, stream_prefix=stream_prefix,
-                         columns=columns)
+                         columns=columns, batch_size=batch_size)
+    out = os.path.realpath(out)  # through a symlink: the file it names is what is replaced
     tmp = f"{out}.tmp-{os.getpid()}"
     rows = 0
     try:
@@ -106,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
                                    "not exist; create it first")
     if os.path.isdir(args.out):
         raise InvalidArgumentError(f"{args.out!r} is a directory; give the path of a file")
+    if os.path.exists(args.out) and not os.path.isfile(args.out):
+        # A FIFO, a device, a socket: the export is written beside OUT and renamed over it,
+        # which would replace the node itself.
+        raise InvalidArgumentError(f"{args.out!r} is not a regular file (a pipe, a device or a "
+                                   "socket): export writes a Parquet file; give its path")
     t0 = time.perf_counter()
     with EventStore.open(args.path, readonly=True) as store:
         try:
