@@ -75,20 +75,22 @@ class CorruptionError(ChronologError, OSError):
         path: the file that failed the check.
         offset: the byte offset in that file where the problem starts (or None).
         reason: what was wrong.
+        remedy: what to do, when not verify and salvage (the default advice).
 
     Example:
         >>> CorruptionError("00000000000000000000.seg", 64, "bad body CRC").offset
         64
     """
 
-    def __init__(self, path: str, offset: int | None, reason: str) -> None:
+    def __init__(self, path: str, offset: int | None, reason: str, remedy: str | None = None) -> None:
         self.path = path
         self.offset = offset
         self.reason = reason
         where = f"{path} at offset {offset}" if offset is not None else path
         super().__init__(
-            f"corruption in {where}: {reason}. Run `chronolog verify` for a full report; "
-            "`chronolog repair --salvage` keeps everything before the damage")
+            f"corruption in {where}: {reason}. " + (remedy or "Run `chronolog verify` for a full "
+                                                     "report; `chronolog repair --salvage` keeps "
+                                                     "everything before the damage"))
 
 
 class EventTooLargeError(ChronologError, ValueError):

@@ -19,6 +19,10 @@ from chronolog.store import EventStore
 __all__ = ["repair"]
 
 _SEGMENT = re.compile(r"^\d{20}\.seg$")
+_DICTIONARY = re.compile(r"^zstd-\d{8}\.dict$")
+_RESTORE_DICTIONARY = ("Restore the store's zstd-<id>.dict files from a backup (the frames that "
+                       "use them are whole, and read again once they are back), then run "
+                       "`chronolog repair` again")
 _HEADER_BYTES = 64  # a segment's header (docs/format.md): a cut below it drops the segment
 
 
@@ -64,9 +68,16 @@ def repair(path: str | os.PathLike[str], *, salvage: bool = False) -> dict[str, 
     except CorruptionError as exc:
         damage = exc
     if damage is not None:
+        dictionary = "dictionary" in damage.reason or _DICTIONARY.match(os.path.basename(damage.path))
         if not salvage:
-            raise CorruptionError(damage.path, damage.offset,
-                                  f"{damage.reason}; repair changed nothing") from None
+            raise CorruptionError(damage.path, damage.offset, f"{damage.reason}; repair changed "
+                                  "nothing", remedy=_RESTORE_DICTIONARY if dictionary else None) from None
+        if dictionary:
+            # The frames are whole; they need a dictionary file that is missing or damaged.
+            # Cutting them away would lose every event from the first on, and with the index
+            # deleted the store would no longer open at all (rebuilding it decodes every frame).
+            raise CorruptionError(damage.path, damage.offset, f"{damage.reason}; salvage changed "
+                                  "nothing", remedy=_RESTORE_DICTIONARY) from None
         return _salvage(path, damage)
     _rebuild(path)
     with EventStore.open(path) as store:
@@ -154,7 +165,9 @@ def _cut(path: str, damage: CorruptionError, aside: str, log: Any) -> None:
             or not _SEGMENT.match(name) or not os.path.exists(damage.path):
         raise CorruptionError(damage.path, damage.offset,
                               f"{damage.reason}; salvage keeps the events before damage in a "
-                              "segment, and this is not in one: restore this file from a backup")
+                              "segment, and this is not in one",
+                              remedy="Restore this file from a backup, then run `chronolog "
+                                     "repair --salvage` again")
     fd = take_lock(path)
     try:
         later = sorted(n for n in os.listdir(path) if _SEGMENT.match(n) and n > name)

@@ -38,6 +38,7 @@ from chronolog.errors import (
     ResourceLimitError,
     StoreAccessError,
     StoreClosedError,
+    StoreFailedError,
 )
 
 if TYPE_CHECKING:
@@ -344,7 +345,7 @@ class EventStore:
         """
         log = self._reading()
         segs = _reads.segment_info(log)
-        frames, stored, raw = _compact.frame_totals(log)
+        frames, stored, raw, _ = _compact.frame_totals(log)
         return {
             "path": log.path,
             "events": int(log.head),
@@ -372,6 +373,8 @@ class EventStore:
             InvalidArgumentError: the store was opened without compression, or zstd could not
                 train on the sample (too few events).
             ReadOnlyError: the store is read-only.
+            StoreFailedError: the dictionary file could not be written (a full disk); nothing
+                changed, and the store goes on appending.
 
         Example:
             >>> store = EventStore.open("data/shop", compression="zstd")  # doctest: +SKIP
@@ -389,7 +392,19 @@ class EventStore:
         int_option(dict_bytes, "dict_bytes", 1024, 1 << 24)
         samples = _compact.sample_records(log, sample_events)
         data = train(samples, dict_bytes)
-        dict_id = int(log.dicts.add(data, log.io))
+        # A new id above every id a frame names: a dictionary file lost (deleted, not yet
+        # restored from a backup) must not have its id handed out again, or the frames that
+        # used it could never be read, even with the backup back in place.
+        named = int(_compact.frame_totals(log)[3])
+        try:
+            dict_id = int(log.dicts.add(data, log.io, named + 1))
+        except OSError as exc:
+            if isinstance(exc, ChronologError):
+                raise
+            raise StoreFailedError(log.path, exc, f"train_dictionary could not store the "
+                                   f"dictionary ({exc}); nothing changed: new frames keep the "
+                                   "dictionary they used. Fix the cause (free space) and train "
+                                   "again") from exc
         _compact.use_dictionary(log, dict_id)
         return dict_id
 

@@ -20,6 +20,7 @@ from _frames import (
 )
 
 import chronolog as cl
+from chronolog.errors import StoreFailedError
 
 
 def _rows(rng: random.Random, n: int) -> list[tuple[str, bytes]]:
@@ -270,12 +271,44 @@ def test_a_failed_dictionary_write_raises_and_leaves_no_dictionary_in_use(tmp_pa
     store = cl.EventStore.open(tmp_path / "s", durability="os", compression="zstd", io=io)
     _append_one_by_one(store, _rows(random.Random(5), 400))
     io.inject(op)
-    with pytest.raises(OSError):
+    with pytest.raises(StoreFailedError, match="train_dictionary could not store the dictionary"):
         store.train_dictionary()
+    left = list((tmp_path / "s").glob("zstd-*.dict"))
     if op != "fsync_dir":  # renamed before the directory sync failed: the file is whole
-        assert not list((tmp_path / "s").glob("zstd-*.dict"))
+        assert not left
     store.append("s", [cl.NewEvent("T", b'{"after": true}')])
     assert store.read_stream("s")[-1].data == b'{"after": true}'
+    # The next training never writes over a file an earlier one left (dictionary files are
+    # never rewritten): after the failed directory sync it takes id 2.
+    before = {p.name: p.read_bytes() for p in left}
+    assert store.train_dictionary() == 2  # (ids only grow: one tried is never taken again)
+    assert {p.name: p.read_bytes() for p in left} == before
     store.close()
     with cl.EventStore.open(tmp_path / "s") as again:
         assert again.verify()["ok"] is True
+
+
+def test_a_lost_dictionary_file_never_has_its_id_handed_out_again(tmp_path):
+    # Dictionary 1 lost (moved away) after one frame used it; the writer goes on and trains
+    # again (its sample misses that frame). The new dictionary must not be id 1, or that frame
+    # could never be read, not even once the lost file is restored from a backup: ids come
+    # from the frames too, not the files alone.
+    path = tmp_path / "s"
+    with cl.EventStore.open(path, durability="os", compression="zstd") as store:
+        rows = _rows(random.Random(3), 1500)
+        store.append_batch([s for s, _ in rows], ["ItemAdded"] * len(rows), [d for _, d in rows])
+        assert store.train_dictionary(sample_events=1500, dict_bytes=2048) == 1
+        _append_one_by_one(store, _rows(random.Random(4), 1))  # position 1500, dictionary 1
+    before = _everything(path)
+    backup = tmp_path / "zstd-00000001.dict.backup"
+    (path / "zstd-00000001.dict").rename(backup)
+    with cl.EventStore.open(path, durability="os", compression="zstd") as store:
+        _append_one_by_one(store, _rows(random.Random(7), 300))
+        # 100 samples of 1,801 positions (i * 1801 // 100) skip position 1500
+        assert store.train_dictionary(sample_events=100, dict_bytes=2048) == 2
+        _append_one_by_one(store, _rows(random.Random(8), 50))
+    assert _dictionary_ids_in_frames(path) == {0, 1, 2}  # (0: compressed without one)
+    shutil.copyfile(backup, path / "zstd-00000001.dict")
+    assert _everything(path)[:len(before)] == before
+    with cl.EventStore.open(path, readonly=True) as store:
+        assert store.verify()["ok"] is True

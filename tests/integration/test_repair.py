@@ -180,3 +180,34 @@ def test_salvage_of_any_damage_keeps_a_prefix_of_the_events_and_every_byte(
         before = aside / f"{name}.before-repair" if aside is not None else None
         assert whole == data or (before is not None and before.exists()
                                  and before.read_bytes() == data), name
+
+
+@pytest.mark.parametrize("salvage", [False, True], ids=["repair", "salvage"])
+def test_repair_of_a_store_missing_a_dictionary_changes_nothing_and_says_to_restore_it(
+        tmp_path, capsys, salvage) -> None:
+    # The frames are whole; they need a dictionary file. Salvage once deleted index/ and then
+    # refused, and the store no longer opened at all (rebuilding the index decodes every frame).
+    path = tmp_path / "s"
+    with cl.EventStore.open(path, durability="os", compression="zstd") as s:
+        for i in range(600):
+            s.append(f"order-{i % 10}", [cl.NewEvent("T", b'{"n": %d, "pad": "%s"}' % (i, b"x" * (i % 40)))])
+        assert s.train_dictionary(sample_events=600, dict_bytes=2048) == 1
+        for i in range(50):
+            s.append(f"late-{i % 3}", [cl.NewEvent("T", b'{"n": %d, "pad": "%s"}' % (i, b"x" * 30))])
+    lost = tmp_path / "zstd-00000001.dict"
+    (path / "zstd-00000001.dict").rename(lost)
+    def state() -> dict[str, bytes]:  # (index/visible, the readers' mark, is the open's)
+        return _files(path) | {f"index/{p.name}": p.read_bytes()
+                               for p in (path / "index").iterdir() if p.name != "visible"}
+
+    before = state()
+    assert main(["repair", str(path)] + (["--salvage"] if salvage else [])) == 1
+    err = capsys.readouterr().err
+    assert "needs zstd dictionary 1, which is missing" in err and "changed nothing" in err
+    assert "Restore the store's zstd-<id>.dict files from a backup" in err
+    assert "keeps everything before the damage" not in err
+    assert state() == before
+    with cl.EventStore.open(path, readonly=True) as r:
+        assert r.head == 650 and len(list(r.read_all(limit=600))) == 600  # still opens and reads
+    lost.rename(path / "zstd-00000001.dict")
+    assert main(["repair", str(path)]) == 0

@@ -15,6 +15,7 @@ cdef class Dictionaries:
     cdef readonly str path
     cdef dict _loaded          # id -> _Dict
     cdef readonly uint32_t newest
+    cdef uint32_t tried                # the last id add() took (its file may exist)
     cdef object _lock
     cdef const ZSTD_DDict *ddict(self, uint32_t dict_id) except NULL
     cdef object get(self, uint32_t dict_id)

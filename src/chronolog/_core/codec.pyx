@@ -90,6 +90,9 @@ cdef int _threads():
     return 2 if n >= 2 else 1
 
 _DICT_RE = re.compile(r"^zstd-(\d{8})\.dict$")
+RESTORE_DICTIONARY = ("Restore this dictionary file from a backup: the frames that use it are "
+                      "whole and read again once it is back (`chronolog repair --salvage` would "
+                      "set aside every event from the first of them on)")
 DEFAULT_BLOCK_BYTES = 32 * 1024
 
 
@@ -122,6 +125,7 @@ cdef class Dictionaries:
         self._loaded = {}
         self._lock = threading.Lock()
         self.newest = 0
+        self.tried = 0
         for name in (os.listdir(path) if listing is None else listing):
             m = _DICT_RE.match(name)
             if m and int(m.group(1)) > self.newest:
@@ -140,14 +144,15 @@ cdef class Dictionaries:
                 raise
             except OSError:
                 raise CorruptionError(path, None, f"a frame needs zstd dictionary {dict_id}, "
-                                      "which is missing") from None
+                                      "which is missing", remedy=RESTORE_DICTIONARY) from None
             data = _check_dictionary(raw, dict_id, path)
             d = _Dict()
             d.data = data
             d.cdicts = {}
             d.ddict = ZSTD_createDDict(<const char *>data, len(data))
             if d.ddict == NULL:
-                raise CorruptionError(path, DICT_HEADER_BYTES, "zstd refuses the dictionary")
+                raise CorruptionError(path, DICT_HEADER_BYTES, "zstd refuses the dictionary",
+                                      remedy=RESTORE_DICTIONARY)
             self._loaded[dict_id] = d
             return d
 
@@ -155,15 +160,26 @@ cdef class Dictionaries:
         cdef _Dict d = self.get(dict_id)
         return d.ddict
 
-    def add(self, bytes data, FileIO io=None):
+    def add(self, bytes data, FileIO io=None, uint32_t at_least=1):
         """Store a new dictionary durably (temporary file, fsync, rename, directory fsync);
         return its id. Every step goes through `io` (the store's FileIO, so that tests can
-        inject faults; a fresh one when None)."""
+        inject faults; a fresh one when None).
+
+        Ids are never handed out twice: the new one is above the newest file, every id this
+        object tried before (a file whose directory entry may not be durable is not rewritten
+        in place), every dictionary file in the directory now, and `at_least - 1` (the caller
+        passes one above every id a frame names: a file lost must not have its id reused)."""
         if io is None:
             io = FileIO()
         cdef int fd
         with self._lock:
-            dict_id = self.newest + 1
+            dict_id = max(self.newest, self.tried, at_least - 1)
+            for name in os.listdir(self.path):
+                m = _DICT_RE.match(name)
+                if m and int(m.group(1)) > dict_id:
+                    dict_id = int(m.group(1))
+            dict_id += 1
+            self.tried = dict_id
             header = bytearray(DICT_HEADER_BYTES)
             header[0:8] = b"CHLZDICT"
             header[8:12] = FORMAT_VERSION.to_bytes(4, "little")
@@ -189,15 +205,20 @@ cdef class Dictionaries:
 cdef bytes _check_dictionary(bytes raw, uint32_t dict_id, str path):
     cdef const unsigned char *p = raw
     if len(raw) < DICT_HEADER_BYTES or raw[:8] != b"CHLZDICT":
-        raise CorruptionError(path, 0, "not a Chronolog zstd dictionary file")
+        raise CorruptionError(path, 0, "not a Chronolog zstd dictionary file",
+                              remedy=RESTORE_DICTIONARY)
     if chl_crc32c(p, 28) != ld32(p + 28):
-        raise CorruptionError(path, 28, "dictionary header CRC32C mismatch")
+        raise CorruptionError(path, 28, "dictionary header CRC32C mismatch",
+                              remedy=RESTORE_DICTIONARY)
     if ld32(p + 12) != dict_id or ld32(p + 8) < OLDEST_FORMAT_VERSION or ld32(p + 8) > FORMAT_VERSION:
-        raise CorruptionError(path, 8, "dictionary id or format version does not match its name")
+        raise CorruptionError(path, 8, "dictionary id or format version does not match its name",
+                              remedy=RESTORE_DICTIONARY)
     if ld64(p + 16) != <uint64_t>(len(raw) - DICT_HEADER_BYTES):
-        raise CorruptionError(path, 16, "dictionary length does not match the file")
+        raise CorruptionError(path, 16, "dictionary length does not match the file",
+                              remedy=RESTORE_DICTIONARY)
     if chl_crc32c(p + DICT_HEADER_BYTES, len(raw) - DICT_HEADER_BYTES) != ld32(p + 24):
-        raise CorruptionError(path, DICT_HEADER_BYTES, "dictionary CRC32C mismatch")
+        raise CorruptionError(path, DICT_HEADER_BYTES, "dictionary CRC32C mismatch",
+                              remedy=RESTORE_DICTIONARY)
     return raw[DICT_HEADER_BYTES:]
 
 

@@ -9,7 +9,7 @@ def sample_records(log: Log, n: int) -> list[bytes]:
     """Up to n whole records, spread evenly over the visible log."""
 def use_dictionary(log: Log, dict_id: int) -> None:
     """Compress new frames with stored dictionary `dict_id`."""
-def frame_totals(log: Log) -> tuple[int, int, int]:
+def frame_totals(log: Log) -> tuple[int, int, int, int]:
     """(frames, stored bytes, decoded bytes) over every frame, from their headers only."""
 
 __all__ = ["compact_sealed", "frame_totals", "sample_records", "use_dictionary"]

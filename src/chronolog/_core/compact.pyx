@@ -186,10 +186,12 @@ def use_dictionary(Log log, uint32_t dict_id):
 
 
 def frame_totals(Log log):
-    """(frames, stored bytes, decoded bytes) over every frame, from their headers only."""
+    """(frames, stored bytes, decoded bytes, the highest dictionary id a frame names) over
+    every frame, from their headers only."""
     log._check_open()
     cdef Segment seg
     cdef uint64_t off, frames = 0, stored = 0, raw = 0
+    cdef uint32_t dict_id = 0
     cdef const unsigned char *h
     for seg in log.segments:
         if seg.map_len < seg.end:
@@ -202,5 +204,7 @@ def frame_totals(Log log):
             frames += 1
             stored += FRAME_OVERHEAD_BYTES + ld32(h + 4)
             raw += FRAME_OVERHEAD_BYTES + ld32(h + 32)
+            if ld32(h + 36) > dict_id:
+                dict_id = ld32(h + 36)
             off += FRAME_OVERHEAD_BYTES + ld32(h + 4)
-    return frames, stored, raw
+    return frames, stored, raw, dict_id
