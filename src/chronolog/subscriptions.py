@@ -16,7 +16,12 @@ from chronolog._args import name_list, timeout_seconds
 from chronolog._core.events import RecordedEvent
 from chronolog._core.reads import read_positions
 from chronolog._wakeup import AppendNotifier, HeadWaiter
-from chronolog.errors import InvalidArgumentError, ResourceLimitError, StoreClosedError
+from chronolog.errors import (
+    CorruptionError,
+    InvalidArgumentError,
+    ResourceLimitError,
+    StoreClosedError,
+)
 from chronolog.scan import make_scanner
 
 if TYPE_CHECKING:
@@ -198,7 +203,13 @@ class Subscription(Generic[T]):
                     self._pending.append(batch)
                 self._next = scanner.position if batch is not None else stop
             elif self._types is None and self._prefix is None:
-                self._pending.extend(read_positions(self._log, self._next, stop, False))
+                try:
+                    events = read_positions(self._log, self._next, stop, False)
+                except CorruptionError:
+                    # The good events before the damage first (a chunk is up to batch_size
+                    # events): they are delivered, and the damaged one raises at the next fetch.
+                    events, stop = _read_up_to_damage(self._log, self._next, stop)
+                self._pending.extend(events)
                 self._next = stop
             else:
                 scanner = make_scanner(self._log, self._next, stop, types=self._types,
@@ -208,6 +219,22 @@ class Subscription(Generic[T]):
                 if batch is not None:
                     self._pending.extend(_read_runs(self._log, batch.column(0).to_numpy()))
                 self._next = scanner.position if batch is not None else stop
+
+
+def _read_up_to_damage(log: Log, start: int, stop: int) -> tuple[list[RecordedEvent], int]:
+    """The events of [start, stop) one at a time up to the first that fails, and where it is;
+    raises when the first one fails."""
+    out: list[RecordedEvent] = []
+    position = start
+    while position < stop:
+        try:
+            out.extend(read_positions(log, position, position + 1, False))
+        except CorruptionError:
+            if not out:
+                raise
+            break
+        position += 1
+    return out, position
 
 
 def _read_runs(log: Log, positions: Any) -> list[RecordedEvent]:

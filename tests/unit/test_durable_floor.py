@@ -135,6 +135,24 @@ def test_read_all_delivers_every_good_event_before_a_damaged_one_then_raises(
     assert got == (list(range(39, 20, -1)) if backwards else list(range(20)))
 
 
+@pytest.mark.parametrize("readonly", [False, True], ids=["writer", "reader"])
+def test_a_subscription_delivers_every_good_event_before_a_damaged_one_then_raises(
+        tmp_path: Path, readonly: bool) -> None:
+    # A subscription reads its history in chunks of up to 4,096 events: damage at position 20
+    # hid 0..19 behind the error (`chronolog tail --from 0` printed nothing).
+    segs = _store(tmp_path / "s")
+    seg = next(s for s in segs if int(s.name[:20]) <= 20 < int(s.name[:20]) + 12)
+    _flip(seg, 64 + 324 * (20 - int(seg.name[:20])) + 100)  # inside event 20's record
+    got = []
+    with cl.EventStore.open(tmp_path / "s", readonly=readonly) as s:
+        sub = s.subscribe(0, timeout=0.2)
+        with pytest.raises(cl.CorruptionError):
+            for e in sub:
+                got.append(e.position)
+        sub.close()
+    assert got == list(range(20))
+
+
 @pytest.mark.parametrize("readonly", [True, False])
 def test_verify_reports_events_missing_below_the_checkpoint(tmp_path: Path, readonly: bool) -> None:
     # A reader opens such a store (it cannot tell a writer's roll from a loss at open), but
