@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import struct
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -135,3 +136,54 @@ def test_verify_reports_a_record_whose_name_is_not_utf8(tmp_path: Path, field: s
     assert report["problems"][0]["segment"] == seg.name
     assert report["problems"][0]["offset"] == 64
     assert "record 0: its stream name or event type is not valid UTF-8" in report["problems"][0]["reason"]
+
+
+def _patch_first_record(seg: Path, change: Any) -> None:
+    """Apply `change(record: bytearray)` to the first record of the segment's first (plain)
+    frame and fix its record, body and header CRCs."""
+    raw = bytearray(seg.read_bytes())
+    frame, header_bytes = 64, 56
+    stored, = struct.unpack_from("<I", raw, frame + 4)
+    body = bytearray(raw[frame + header_bytes: frame + header_bytes + stored])
+    rec_len, = struct.unpack_from("<I", body, 0)
+    record = bytearray(body[:rec_len])
+    change(record)
+    struct.pack_into("<I", record, 4, crc32c(bytes(record[8:])))
+    body[:rec_len] = record
+    header = raw[frame: frame + header_bytes]
+    struct.pack_into("<I", header, 48, crc32c(bytes(body)))
+    struct.pack_into("<I", header, 52, crc32c(bytes(header[:52])))
+    raw[frame: frame + header_bytes] = header
+    raw[frame + header_bytes: frame + header_bytes + stored] = body
+    seg.write_bytes(bytes(raw))
+
+
+def test_a_record_whose_stream_name_holds_a_nul_is_reported_by_verify(tmp_path: Path) -> None:
+    # No append writes one (read_stream could never name it); under valid CRCs verify said ok.
+    path = tmp_path / "s"
+    with cl.EventStore.open(path, durability="os") as s:
+        s.append("order-1", [cl.NewEvent("T", b"{}")])
+    _rewrite_name(next(path.glob("*.seg")), b"order-1", b"orde\x00-1")
+    shutil.rmtree(path / "index")
+    with cl.EventStore.open(path, readonly=True) as r:
+        report = r.verify()
+    assert report["ok"] is False
+    assert "record 0: its stream name holds a NUL byte" in report["problems"][0]["reason"]
+
+
+def test_a_record_whose_stream_name_is_over_the_limit_is_damage_to_every_reader(tmp_path: Path) -> None:
+    # A 1,024-byte name and a 2-byte type made into a 1,025-byte name and a 1-byte type: the
+    # record's length still adds up and every CRC checks. read_stream of such a name is refused
+    # as an invalid name, so readers must refuse the record itself.
+    path = tmp_path / "s"
+    with cl.EventStore.open(path, durability="os") as s:
+        s.append("x" * 1024, [cl.NewEvent("AB", b"{}")])
+
+    def longer(record: bytearray) -> None:
+        struct.pack_into("<H", record, 8, 1025)
+        record[10] = 1
+
+    _patch_first_record(next(path.glob("*.seg")), longer)
+    shutil.rmtree(path / "index")
+    with pytest.raises(cl.CorruptionError, match="record fields do not add up"):
+        cl.EventStore.open(path, readonly=True)

@@ -1,4 +1,4 @@
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from chronolog._core.segment cimport FrameInfo
 
 cdef extern from "zstd.h":
@@ -52,3 +52,5 @@ cdef class Decoder:
     cdef bytes decode_frame_into(self, FrameInfo *fi, str path)
     cdef const unsigned char *record_block(self, const FrameInfo *fi, uint32_t i, str path,
                                            uint64_t *off_in_block, uint64_t *limit) except NULL
+
+cdef int64_t split_record(const FrameInfo *fi) noexcept nogil

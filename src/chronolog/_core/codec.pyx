@@ -202,6 +202,28 @@ cdef class Dictionaries:
             return dict_id
 
 
+cdef int64_t split_record(const FrameInfo *fi) noexcept nogil:
+    """The first record of a decoded codec-1 frame (fi.body, its records checked) that does not
+    lie whole in one block, or -1: blocks hold whole records, and a read by stream decodes only
+    the block of the record it wants (record_block)."""
+    cdef const unsigned char *s = fi.stored
+    cdef uint64_t n = ld32(s), k = 0, start = 0, end = 0, r, i
+    cdef uint64_t table = fi.raw_bytes - 4 * <uint64_t>fi.count
+    if n:
+        end = ld32(s + 8)
+    for i in range(fi.count):
+        r = ld32(fi.body + table + 4 * i)
+        if r < start:  # offsets out of order: look from the first block again
+            k, start, end = 0, 0, ld32(s + 8)
+        while r >= end and k + 1 < n:
+            k += 1
+            start = end
+            end += ld32(s + 8 + 8 * k)
+        if r >= end or r + ld32(fi.body + r) > end:
+            return <int64_t>i
+    return -1
+
+
 cdef bytes _check_dictionary(bytes raw, uint32_t dict_id, str path):
     cdef const unsigned char *p = raw
     if len(raw) < DICT_HEADER_BYTES or raw[:8] != b"CHLZDICT":

@@ -4,8 +4,8 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from chronolog._core.format cimport (
     FRAME_HEADER_BYTES, RECORD_HEADER_BYTES, EVENT_ID_BYTES, FRAME_MAGIC, TRAILER_MAGIC,
-    CODEC_NONE, RECORD_HAS_ID, FRAME_HAS_NARROW, ld16, ld32, ld64, st16, st32, st64, chl_crc32c,
-    chl_crc32c_3)
+    CODEC_NONE, RECORD_HAS_ID, FRAME_HAS_NARROW, MAX_STREAM_NAME_BYTES, ld16, ld32, ld64, st16,
+    st32, st64, chl_crc32c, chl_crc32c_3)
 from chronolog._core.segment cimport FrameInfo
 
 
@@ -156,7 +156,7 @@ cdef inline int view_record_at(const unsigned char *base, uint64_t off, uint64_t
     rv.dlen = ld32(r + 40)
     cdef bint has_id = (r[11] & RECORD_HAS_ID) != 0
     if record_bytes(rv.slen, rv.tlen, rv.mlen, rv.dlen, has_id) != n or rv.slen == 0 \
-            or rv.tlen == 0 or (r[11] & ~RECORD_HAS_ID) != 0:
+            or rv.slen > MAX_STREAM_NAME_BYTES or rv.tlen == 0 or (r[11] & ~RECORD_HAS_ID) != 0:
         return 2
     if check_crc and chl_crc32c(r + 8, n - 8) != ld32(r + 4):
         return 3

@@ -6,9 +6,10 @@ import os
 import time
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.string cimport memchr
 
 from chronolog._core.format cimport SEGMENT_HEADER_BYTES, CODEC_NONE
-from chronolog._core.codec cimport Decoder
+from chronolog._core.codec cimport Decoder, split_record
 from chronolog._core.index cimport StreamIndex
 from chronolog._core.streams cimport (
     chl_stream, chl_streams_find, chl_streams_intern, chl_streams_push, chl_streams_count,
@@ -131,6 +132,10 @@ def verify(RecoveredLog log):
                     problem(seg.path, off, f"record {i}: its stream name or event type is not "
                             "valid UTF-8 (readers cannot decode it)")
                     break
+                if memchr(rv.stream, 0, rv.slen) != NULL:
+                    problem(seg.path, off, f"record {i}: its stream name holds a NUL byte, which "
+                            "no append writes (read_stream cannot name it)")
+                    break
                 sid = chl_streams_intern(fresh.t, <const char *>rv.stream, rv.slen, 1)
                 if rv.version != chl_streams_count(fresh.t, sid):
                     problem(seg.path, off, f"record {i}: version {rv.version} out of sequence")
@@ -143,6 +148,12 @@ def verify(RecoveredLog log):
                 position += 1
             if problems:
                 break
+            if fi.codec != CODEC_NONE:
+                bad_rec = split_record(&fi)
+                if bad_rec >= 0:
+                    problem(seg.path, off, f"record {bad_rec} spans two compressed blocks (a "
+                            "block holds whole records: a read by stream cannot decode it)")
+                    break
             if fi.narrow:
                 rc = view_narrow(&fi, True, &nv)
                 if rc:
