@@ -92,24 +92,35 @@ def test_an_arrow_stream_name_is_taken_exactly_when_python_decodes_it(
             assert [e.stream for e in s.read_all()] == ["ok", text]
 
 
-def _rewrite_name(seg: Path, old: bytes, new: bytes) -> None:
-    """Replace `old` by `new` (same length) in the first record of the segment's first frame
-    (a plain one: no narrow region) and fix its record, body and header CRCs, as a writer
-    that did not check its names would have written it (format: docs/format.md)."""
+def _patch_first_record(seg: Path, change: Any) -> None:
+    """Apply `change(record: bytearray)` to the first record of the segment's first (plain)
+    frame and fix its record, body and header CRCs."""
     raw = bytearray(seg.read_bytes())
     frame, header_bytes = 64, 56
     stored, = struct.unpack_from("<I", raw, frame + 4)
     body = bytearray(raw[frame + header_bytes: frame + header_bytes + stored])
     rec_len, = struct.unpack_from("<I", body, 0)
-    at = body.index(old, 48)
-    body[at: at + len(new)] = new
-    struct.pack_into("<I", body, 4, crc32c(bytes(body[8:rec_len])))
+    record = bytearray(body[:rec_len])
+    change(record)
+    struct.pack_into("<I", record, 4, crc32c(bytes(record[8:])))
+    body[:rec_len] = record
     header = raw[frame: frame + header_bytes]
     struct.pack_into("<I", header, 48, crc32c(bytes(body)))
     struct.pack_into("<I", header, 52, crc32c(bytes(header[:52])))
     raw[frame: frame + header_bytes] = header
     raw[frame + header_bytes: frame + header_bytes + stored] = body
     seg.write_bytes(bytes(raw))
+
+
+def _rewrite_name(seg: Path, old: bytes, new: bytes) -> None:
+    """Replace `old` by `new` (same length) in the first record of the segment's first frame
+    (a plain one: no narrow region) and fix its CRCs, as a writer that did not check its
+    names would have written it (format: docs/format.md)."""
+    def rename(record: bytearray) -> None:
+        at = record.index(old, 48)
+        record[at: at + len(new)] = new
+
+    _patch_first_record(seg, rename)
 
 
 @pytest.mark.parametrize("field", ["stream", "type"])
@@ -136,26 +147,6 @@ def test_verify_reports_a_record_whose_name_is_not_utf8(tmp_path: Path, field: s
     assert report["problems"][0]["segment"] == seg.name
     assert report["problems"][0]["offset"] == 64
     assert "record 0: its stream name or event type is not valid UTF-8" in report["problems"][0]["reason"]
-
-
-def _patch_first_record(seg: Path, change: Any) -> None:
-    """Apply `change(record: bytearray)` to the first record of the segment's first (plain)
-    frame and fix its record, body and header CRCs."""
-    raw = bytearray(seg.read_bytes())
-    frame, header_bytes = 64, 56
-    stored, = struct.unpack_from("<I", raw, frame + 4)
-    body = bytearray(raw[frame + header_bytes: frame + header_bytes + stored])
-    rec_len, = struct.unpack_from("<I", body, 0)
-    record = bytearray(body[:rec_len])
-    change(record)
-    struct.pack_into("<I", record, 4, crc32c(bytes(record[8:])))
-    body[:rec_len] = record
-    header = raw[frame: frame + header_bytes]
-    struct.pack_into("<I", header, 48, crc32c(bytes(body)))
-    struct.pack_into("<I", header, 52, crc32c(bytes(header[:52])))
-    raw[frame: frame + header_bytes] = header
-    raw[frame + header_bytes: frame + header_bytes + stored] = body
-    seg.write_bytes(bytes(raw))
 
 
 def test_a_record_whose_stream_name_holds_a_nul_is_reported_by_verify(tmp_path: Path) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import sys
 from collections.abc import Iterable
 from typing import Any
 
 from chronolog._core.events import RecordedEvent
-from chronolog.cli.output import error, stdout_to_devnull
-from chronolog.errors import ChronologError, InvalidArgumentError
+from chronolog.cli.output import write_lines
+from chronolog.errors import InvalidArgumentError
 from chronolog.store import EventStore
 
 
@@ -59,20 +58,6 @@ def event_json(e: RecordedEvent) -> dict[str, Any]:
     return out
 
 
-def write_events(events: Iterable[RecordedEvent], out: Any) -> int:
-    """Write events as JSON lines to `out`; return how many were written.
-
-    Example:
-        >>> import io; write_events([], io.StringIO())
-        0
-    """
-    n = 0
-    for e in events:
-        out.write(event_json_line(e))
-        n += 1
-    return n
-
-
 def event_json_line(e: RecordedEvent) -> str:
     """One event as the JSON line `dump` and `tail` print.
 
@@ -99,19 +84,5 @@ def run(args: argparse.Namespace) -> int:
                 args.stream, from_version=args.start, limit=args.limit)
         else:
             events = store.read_all(from_position=args.start, limit=args.limit)
-        try:
-            write_events(events, sys.stdout)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            # The reader went away (`chronolog dump ... | head`): stop quietly.
-            stdout_to_devnull()
-        except ChronologError:
-            raise  # CorruptionError is an OSError too: the store's damage, reported as such
-        except OSError as exc:
-            # The output cannot take it (a full disk, an I/O error): say so, not a traceback,
-            # and let nothing try to flush the rest at exit.
-            stdout_to_devnull()
-            error(f"cannot write the dump to its output: {exc.strerror or exc}")
-            return 1
-    return 0
+        return write_lines(map(event_json_line, events), "the dump")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -15,6 +16,8 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+from chronolog.errors import ChronologError
 
 MB = 1_000_000
 
@@ -102,3 +105,31 @@ def stdout_to_devnull() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def write_lines(lines: Iterable[str], what: str, *, flush_each: bool = False) -> int:
+    """Write `lines` to stdout and return the exit code: 0, also when the reader went away
+    (`chronolog dump ... | head`: stop quietly), 1 with a message when the output cannot take
+    them (a full disk, an I/O error). A Chronolog error (CorruptionError is an OSError too)
+    is the store's, and goes on to be reported as such.
+
+    Example:
+        >>> write_lines(iter(()), "the dump")
+        0
+    """
+    try:
+        for line in lines:
+            sys.stdout.write(line)
+            if flush_each:
+                sys.stdout.flush()  # a follower reads each line as it comes
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_to_devnull()
+    except ChronologError:
+        raise
+    except OSError as exc:
+        # Let nothing try to flush the rest at exit.
+        stdout_to_devnull()
+        error(f"cannot write {what} to its output: {exc.strerror or exc}")
+        return 1
+    return 0

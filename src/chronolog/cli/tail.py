@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Iterator
 from typing import Any
 
 from chronolog.cli.dump import event_json_line
-from chronolog.cli.output import error, stdout_to_devnull
-from chronolog.errors import ChronologError, InvalidArgumentError
+from chronolog.cli.output import write_lines
+from chronolog.errors import InvalidArgumentError
 from chronolog.store import EventStore
 
 
@@ -63,25 +63,17 @@ def run(args: argparse.Namespace) -> int:
             start = args.start
         else:
             start = max(0, store.head - (args.last or 0))
-        printed = 0
-        try:
+
+        def lines() -> Iterator[str]:
             with store.subscribe(start, types=args.types, stream_prefix=args.stream_prefix,
                                  timeout=args.idle) as sub:
-                for event in sub:
-                    sys.stdout.write(event_json_line(event))
-                    sys.stdout.flush()  # a follower reads each event as it comes
-                    printed += 1
+                for printed, event in enumerate(sub, 1):
+                    yield event_json_line(event)
                     if args.limit is not None and printed >= args.limit:
-                        break
+                        return
+
+        try:
+            return write_lines(lines(), "the events", flush_each=True)
         except KeyboardInterrupt:
             return 0  # Ctrl-C is how a tail ends
-        except BrokenPipeError:
-            stdout_to_devnull()  # `chronolog tail ... | head`: stop quietly
-        except ChronologError:
-            raise  # CorruptionError is an OSError too: main reports it
-        except OSError as exc:  # the output cannot take it (a full disk, an I/O error)
-            stdout_to_devnull()
-            error(f"cannot write to the output: {exc.strerror or exc}")
-            return 1
-    return 0
 
