@@ -35,6 +35,14 @@ def non_negative(value: int | None, name: str, *, default: int) -> int:
     return min(value, UNBOUNDED - 1)
 
 
+def options_not_negative(*options: tuple[str, int | None]) -> None:
+    """Refuse (InvalidArgumentError) the first of the (name, value) options, such as a
+    command's ("--from", args.start), whose value is negative."""
+    for name, value in options:
+        if value is not None and value < 0:
+            raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
+
+
 def timeout_seconds(value: float | None, name: str = "timeout") -> float | None:
     """`value` as a wait in seconds, None (and infinity) meaning forever; refuse
     (InvalidArgumentError) anything but a number >= 0 or None: a bool, NaN (a wait that

@@ -8,9 +8,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from chronolog._args import options_not_negative
 from chronolog._core.events import RecordedEvent
 from chronolog.cli.output import write_lines
-from chronolog.errors import InvalidArgumentError
 from chronolog.store import EventStore
 
 
@@ -75,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
         >>> run(argparse.Namespace(path="data/shop", start=None, limit=10, stream=None))  # doctest: +SKIP
         0
     """
-    for name, value in (("--from", args.start), ("--limit", args.limit)):
-        if value is not None and value < 0:
-            raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
+    options_not_negative(("--from", args.start), ("--limit", args.limit))
     with EventStore.open(args.path, readonly=True) as store:
         if args.stream is not None:
             events: Iterable[RecordedEvent] = store.read_stream(

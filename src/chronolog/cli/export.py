@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+from chronolog._args import options_not_negative
 from chronolog.cli.output import error, fmt_int, fmt_mb, make_console, print_json
 from chronolog.errors import ChronologError, InvalidArgumentError
 from chronolog.store import EventStore
@@ -105,9 +106,7 @@ def run(args: argparse.Namespace) -> int:
         >>> run(build_parser().parse_args(["export", "data/shop", "e.parquet"]))  # doctest: +SKIP
         0
     """
-    for name, value in (("--from", args.start), ("--to", args.stop)):
-        if value is not None and value < 0:
-            raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
+    options_not_negative(("--from", args.start), ("--to", args.stop))
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):

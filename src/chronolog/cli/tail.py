@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Iterator
 from typing import Any
 
+from chronolog._args import options_not_negative
 from chronolog.cli.dump import event_json_line
 from chronolog.cli.output import write_lines
 from chronolog.errors import InvalidArgumentError
@@ -49,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
         >>> run(build_parser().parse_args(["tail", "data/shop", "--limit", "1"]))  # doctest: +SKIP
         0
     """
-    for name, value in (("--from", args.start), ("--last", args.last), ("--limit", args.limit)):
-        if value is not None and value < 0:
-            raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
+    options_not_negative(("--from", args.start), ("--last", args.last), ("--limit", args.limit))
     if args.start is not None and args.last is not None:
         raise InvalidArgumentError("give --from or --last, not both")
     if args.idle is not None and not args.idle >= 0:  # also refuses NaN
