@@ -10,6 +10,7 @@ import os
 import select
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -199,10 +200,23 @@ class DirectoryWatch:
             os.write(self.wake_w, b"!")
 
     def close(self) -> None:
-        for fd in (self.fd, self.wake_r, self.wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.fd = -1
+        fds, self.fd, self.wake_r, self.wake_w = (self.fd, self.wake_r, self.wake_w), -1, -1, -1
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def __del__(self) -> None:
+        # A subscription dropped without close() (`for e in reader.subscribe(): break`): its
+        # descriptors go with it, as a file object's do (each one left open leaked three).
+        if getattr(self, "wake_w", -1) >= 0:
+            self.close()
+
+
+def _call(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    live = method()
+    if live is not None:
+        live()
 
 
 class HeadWaiter:
@@ -222,8 +236,12 @@ class HeadWaiter:
             except (OSError, AttributeError):
                 self.watch = None  # not Linux, or out of watches: poll
             if notifier is not None:
-                # A reader's waits are on inotify: the store's close must wake them too.
-                self._forget = notifier.on_close(self.wake)
+                # A reader's waits are on inotify: the store's close must wake them too. Held
+                # weakly, and forgotten once this waiter is collected (a subscription dropped
+                # without close() must not stay alive in the notifier with its descriptors).
+                wake = weakref.WeakMethod(self.wake)
+                self._forget = notifier.on_close(lambda: _call(wake))
+                weakref.finalize(self, self._forget)
         self._delay = _POLL_MIN_S
 
     def head(self) -> int:
