@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import resource
 import stat
 import threading
 import warnings
@@ -14,7 +13,7 @@ import warnings
 from chronolog import subscriptions as _subs
 from chronolog._core.fileio import not_regular
 from chronolog._core.log import Log
-from chronolog.errors import ResourceLimitError, StoreLockedError
+from chronolog.errors import StoreLockedError
 
 
 def take_lock(path: str) -> int:
@@ -37,34 +36,6 @@ def take_lock(path: str) -> int:
             raise StoreLockedError(os.path.abspath(path)) from None
         raise
     return lock_fd
-
-
-# Descriptors a store holds besides one per segment (the lock, index files, the active
-# segment's writing descriptor, ...), and room left for the rest of the process.
-_FD_SPARE = 256
-
-
-def room_for_segments(path: str) -> None:
-    """A store keeps a read descriptor open for each segment: with more segments than the
-    process's open-file soft limit allows, raise it (up to the hard limit, as the Go runtime
-    does at start) rather than fail half-way through the open with EMFILE; beyond the hard
-    limit, ResourceLimitError says so before anything is opened."""
-    try:
-        n = sum(1 for name in os.listdir(path) if name.endswith(".seg"))
-    except OSError:
-        return  # no directory yet (a new store), or not one: the open reports it
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = n + _FD_SPARE
-    if soft == resource.RLIM_INFINITY or need <= soft:
-        return
-    if hard != resource.RLIM_INFINITY and need > hard:
-        raise ResourceLimitError(
-            os.path.abspath(path), "open its segments", f"{n} segments, each kept open, and "
-            f"this process may open at most {hard} files (the hard limit of `ulimit -n`)",
-            f": `ulimit -n {need * 2}` in the shell that starts the process (or LimitNOFILE= "
-            "in its systemd unit)")
-    want = need * 2 if hard == resource.RLIM_INFINITY else min(hard, need * 2)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def flush_loop(log: Log, stop: threading.Event, period: float) -> None:

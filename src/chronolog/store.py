@@ -30,7 +30,7 @@ from chronolog._core.log import (
     FORMAT_VERSION_NUMBER as FORMAT_VERSION,
 )
 from chronolog._cpu import cpu_quota
-from chronolog._lifetime import close_dropped, flush_loop, release, room_for_segments, take_lock
+from chronolog._lifetime import close_dropped, flush_loop, release, take_lock
 from chronolog.errors import (
     ChronologError,
     CorruptionError,
@@ -201,7 +201,6 @@ class EventStore:
         int_option(compression_block_bytes, "compression_block_bytes", 1024, 1 << 24)
         if io is not None and not isinstance(io, FileIO):
             raise InvalidArgumentError(f"io must be a chronolog FileIO or None, got {type(io).__name__}")
-        room_for_segments(path)
         try:
             lock_fd = None if readonly else take_lock(path)
         except PermissionError as exc:

@@ -64,6 +64,19 @@ def test_a_newest_segment_truncated_into_checkpointed_frames_is_refused_and_not_
     assert Path(err.path).name == segs[-1].name
 
 
+@pytest.mark.parametrize("keep", [0, 42, 64])
+def test_a_newest_segment_cut_into_its_header_is_refused_and_kept(tmp_path: Path, keep: int) -> None:
+    """Only its header left (or part of it): the open takes it for a segment a crash tore while
+    creating it, which holds no frame and which the writer removes, but the checkpoint says its
+    events were acknowledged: the open refuses and the file stays, for repair to keep. (The
+    removal once came first, then the refusal.)"""
+    segs = _store(tmp_path / "s")
+    os.truncate(segs[-1], keep)
+    err = _refused(tmp_path / "s", 40 - int(segs[-1].name[:20]))
+    assert Path(err.path).name == segs[-2 if keep < 64 else -1].name  # (a whole header: attached)
+    assert segs[-1].stat().st_size == keep
+
+
 def test_a_flipped_byte_in_the_last_checkpointed_frame_is_refused_not_cut_as_a_torn_tail(
         tmp_path: Path) -> None:
     # In its trailer: the frame the checkpoint ends in no longer checks, so the open rebuilds

@@ -56,6 +56,9 @@ cdef class RecoveredLog:
     # recovery never ends below it, and verify() reports a store that does (docs/design.md,
     # "Recovery and the torn-tail rule").
     cdef readonly uint64_t durable_floor
+    # The writer's open: a newest segment whose header is torn (a crash while creating it),
+    # removed only once the open knows it will not refuse the store (_drop_torn_new).
+    cdef str torn_new
     cdef list _types
     cdef list _decoders
     cdef readonly Compressor compressor
@@ -65,6 +68,7 @@ cdef class RecoveredLog:
     cdef _create_store(self, str store_file)
     cdef bytes _read_store_header(self, str store_file)
     cdef bint _attach_segment(self, str name, bint is_newest) except -1
+    cdef int _drop_torn_new(self) except -1
     cdef int _check_floor(self, object path, object offset, str where) except -1
     cdef uint64_t _load_checkpoints(self, uint64_t pcount) except? 0xFFFFFFFFFFFFFFFF
     cdef uint32_t _anchor_of(self, uint64_t position, FrameInfo *fi) except? 0

@@ -134,6 +134,7 @@ cdef class RecoveredLog:
             if self.readonly:
                 raise StoreNotFoundError(self.path)
             self._check_floor(None, None, "there is no segment file")
+            self._drop_torn_new()
             self._new_segment(0)
         # Sealed segments are complete and immutable: readable to their end. (Their frames are
         # checked when read; verify() checks all of them.)
@@ -149,6 +150,7 @@ cdef class RecoveredLog:
             seg = self.segments[len(self.segments) - 1]
             self._check_floor(seg.path, seg.end, f"the newest segment, {seg.name}, ends at "
                               f"byte {seg.end}")
+            self._drop_torn_new()
         if self.st.unsound:
             # A stream of the tail was looked up in a damaged chunk of the checkpoint.
             self._rebuild_unlocked()
@@ -221,8 +223,7 @@ cdef class RecoveredLog:
             if is_newest and ((self.readonly and len(h) < SEGMENT_HEADER_BYTES) or (
                     len(h) <= SEGMENT_HEADER_BYTES and os.path.getsize(path) <= SEGMENT_HEADER_BYTES)):
                 if not self.readonly:
-                    self.io.unlink(path)
-                    self.io.fsync_dir(self.path)
+                    self.torn_new = path
                 return False
             raise
         if segment_name(first) != name or (self.segments and first < (
@@ -233,7 +234,21 @@ cdef class RecoveredLog:
                                       f"its name says {int(name[:20])}")
             raise CorruptionError(path, 24, "segment positions are not increasing")
         self.segments.append(Segment(self.io, path, first, salt, len(self.segments), fd, version))
+        if len(self.segments) > 1:
+            # The one before is sealed for good (a writer creates a segment only after it has
+            # cut and synced the last): map it whole and give its descriptor back.
+            (<Segment>self.segments[len(self.segments) - 2]).seal()
         return True
+
+    cdef int _drop_torn_new(self) except -1:
+        """Remove the newest segment whose header a crash tore while creating it (it holds no
+        frame), once the open has passed every check that could refuse the store: a refused
+        open changes nothing, and repair keeps the file."""
+        if self.torn_new is not None:
+            self.io.unlink(self.torn_new)
+            self.io.fsync_dir(self.path)
+            self.torn_new = None
+        return 0
 
     cdef int _check_floor(self, object path, object offset, str where) except -1:
         """The writer's recovery ends at `written` (where: what ends it there): refuse to

@@ -44,8 +44,9 @@ cdef class Segment:
     cdef readonly uint32_t ordinal
     cdef readonly uint32_t version      # its format version (narrow regions from 3)
     cdef public uint64_t end
-    cdef int fd
+    cdef int fd                        # -1 once sealed (seal()): the mapping covers the file
     cdef int wfd
+    cdef uint64_t sealed_size          # the file's size when sealed; 0 while it may still grow
     cdef unsigned char *map
     cdef uint64_t map_len
     cdef list _old_maps
@@ -53,6 +54,7 @@ cdef class Segment:
     cdef uint64_t file_size(self) except? 0xFFFFFFFFFFFFFFFF
     cdef int ensure_mapped(self, uint64_t length, uint64_t reserve) except -1
     cdef int open_for_write(self) except -1
+    cdef int seal(self) except -1
     cdef void release(self) noexcept
 
 

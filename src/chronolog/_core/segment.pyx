@@ -285,6 +285,8 @@ cdef class Segment:
 
     cdef uint64_t file_size(self) except? 0xFFFFFFFFFFFFFFFF:
         cdef struct_stat st
+        if self.fd < 0 and self.sealed_size:
+            return self.sealed_size  # sealed: never changes (and no descriptor to ask)
         if fstat(self.fd, &st) != 0:
             raise OSError(f"cannot stat segment {self.path}")
         return <uint64_t>st.st_size
@@ -294,6 +296,11 @@ cdef class Segment:
         growing segment is remapped rarely. Never touch mapped bytes past the file's end."""
         if length <= self.map_len:
             return 0
+        if self.fd < 0:
+            # Sealed: mapped whole when it gave its descriptor back, so nothing asks for more
+            # (a read past its size is refused before it gets here).
+            raise CorruptionError(self.path, self.sealed_size, f"asked for {length} bytes of "
+                                  f"a sealed segment of {self.sealed_size}")
         cdef uint64_t want = length if length > reserve else reserve
         want = (want + _MAP_CHUNK - 1) // _MAP_CHUNK * _MAP_CHUNK
         cdef void *p = mmap(NULL, want, PROT_READ, MAP_SHARED, self.fd, 0)
@@ -308,6 +315,19 @@ cdef class Segment:
     cdef int open_for_write(self) except -1:
         if self.wfd < 0:
             self.wfd = self.io.open(self.path, O_WRONLY | O_CLOEXEC, 0)
+        return 0
+
+    cdef int seal(self) except -1:
+        """The segment is sealed (a later one exists, so it never changes again): map it
+        whole and give its read descriptor back. A store holds descriptors for its newest
+        segment only, however many sealed ones it has (docs/design.md, "Descriptors")."""
+        if self.fd < 0:
+            return 0
+        cdef uint64_t size = self.file_size()
+        self.ensure_mapped(size, 0)
+        self.sealed_size = size if size else 1  # (never 0: a segment holds its header)
+        self.io.close(self.fd)
+        self.fd = -1
         return 0
 
     cdef void release(self) noexcept:

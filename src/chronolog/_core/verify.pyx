@@ -29,7 +29,7 @@ cdef enum:
 TAIL_LOOK_PAUSE_S = 0.05
 
 
-cdef tuple _reader_tail(Segment seg, uint64_t size):
+cdef tuple _reader_tail(Segment seg):
     """(claim, start, used) of the newest segment's bytes past what a reader indexed, as the
     writer's tail rule reads them: `start` where the whole frames there end (appended since
     the reader's last refresh: a writer is working), `used` where the non-zero bytes end, and
@@ -39,27 +39,38 @@ cdef tuple _reader_tail(Segment seg, uint64_t size):
     wrote them, a later frame's after; appenders that share a group commit finish out of
     order), so a frame that does not check with a whole one after it is looked at again, for
     up to ~0.5 s, before it counts: damage or a power loss stays so, a write in progress ends."""
-    cdef const unsigned char *tp
-    cdef FrameInfo fi
-    cdef uint64_t start, used, n
-    cdef int64_t claim = -1
     cdef int attempt
-    for attempt in range(TAIL_LOOKS):
-        if attempt:
-            time.sleep(TAIL_LOOK_PAUSE_S)
-            size = seg.file_size()
-        tail = os.pread(seg.fd, size - seg.end, seg.end)
-        tp = <const unsigned char *>(<bytes>tail)
-        n = len(tail)
-        start = seg.end
-        while check_frame_at(tp + (start - seg.end), n - (start - seg.end), start, seg.salt, True,
-                             &fi) == FRAME_OK:
-            start = fi.end
-        used = seg.end + nonzero_end(tp, 0, n)
-        claim = later_claim(tp + (start - seg.end), used - start, start, seg.salt) \
-            if used > start else -1
-        if claim < 0:
-            break
+    cdef uint64_t end = seg.end  # (a refresh in another thread may move it meanwhile)
+    # A descriptor of its own: that refresh may also seal the segment (closing its
+    # descriptor) while a read here has the GIL released.
+    fd = os.open(seg.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for attempt in range(TAIL_LOOKS):
+            if attempt:
+                time.sleep(TAIL_LOOK_PAUSE_S)
+            size = os.fstat(fd).st_size
+            tail = os.pread(fd, size - end, end) if size > end else b""
+            claim, start, used = _tail_look(seg, end, tail)
+            if claim < 0:
+                break
+    finally:
+        os.close(fd)
+    return claim, start, used
+
+
+cdef tuple _tail_look(Segment seg, uint64_t end, bytes tail):
+    """One copy of the tail (the bytes from `end`), read by _reader_tail: (claim, start,
+    used)."""
+    cdef const unsigned char *tp = tail
+    cdef uint64_t n = len(tail), start = end, used
+    cdef int64_t claim = -1
+    cdef FrameInfo fi
+    while check_frame_at(tp + (start - end), n - (start - end), start, seg.salt, True,
+                         &fi) == FRAME_OK:
+        start = fi.end
+    used = end + nonzero_end(tp, 0, n)
+    if used > start:
+        claim = later_claim(tp + (start - end), used - start, start, seg.salt)
     return claim, start, used
 
 
@@ -183,7 +194,7 @@ def verify(RecoveredLog log):
             # by) hold no frame: every whole frame ends in its trailer's magic.
             start = seg.end
             if log.readonly:
-                claim, start, used = _reader_tail(seg, size)
+                claim, start, used = _reader_tail(seg)
                 if start > seg.end:
                     notes.append({"segment": seg.name, "offset": seg.end,
                                   "reason": f"{start - seg.end} bytes of whole frames appended "

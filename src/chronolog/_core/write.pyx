@@ -127,6 +127,7 @@ cdef class WritingLog(GroupCommitLog):
         with self._sync_lock:
             self.io.close(old.wfd)
             old.wfd = -1
+        old.seal()
         self._checkpoint_begin(True)
         return seg
 
