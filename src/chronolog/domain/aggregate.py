@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import keyword
+import threading
 import typing
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -19,6 +20,9 @@ __all__ = ["Aggregate", "event"]
 
 Handler = Callable[[Any, Any], None]
 
+# Class attributes of every DomainEvent: not usable as the names of its fields.
+_RESERVED_FIELDS = ("event_type", "schema_version", "encoding")
+
 
 class _EventMethod:
     """The descriptor @event puts on a class: calling it records an event and applies it."""
@@ -31,6 +35,9 @@ class _EventMethod:
         self._cls: type[DomainEvent] | None = None
         self._params: tuple[str, ...] | None = None
         self._positional = False
+        # Threads using the class for the first time at once must get one event class (two
+        # made side by side: the dispatch table knew one, trigger() raised for the other).
+        self._resolving = threading.Lock()
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -50,6 +57,11 @@ class _EventMethod:
         return self._cls
 
     def _resolve(self) -> None:
+        with self._resolving:
+            if self._cls is None:
+                self._resolve_unlocked()
+
+    def _resolve_unlocked(self) -> None:
         sig = inspect.signature(self.fn)
         params = [p for p in list(sig.parameters.values())[1:]]
         for p in params:
@@ -58,6 +70,11 @@ class _EventMethod:
                     f"@event method {self.fn.__qualname__}: parameter {p.name!r} must be a plain "
                     "(positional-or-keyword or keyword-only) parameter, it becomes an event field")
         names = tuple(p.name for p in params)
+        reserved = [n for n in names if n in _RESERVED_FIELDS]
+        if reserved:
+            raise EventDefinitionError(
+                f"@event method {self.fn.__qualname__}: parameter {reserved[0]!r} is a reserved "
+                f"name of every event (reserved: {', '.join(_RESERVED_FIELDS)}); rename it")
         if isinstance(self.spec, str):
             hints = typing.get_type_hints(self.fn)
             fields: list[Any] = []
@@ -208,7 +225,7 @@ class Aggregate:
     def __init__(self, id: Any) -> None:
         self.id = id
         self.version = -1
-        self._pending: list[DomainEvent] = []
+        self._pending: list[tuple[DomainEvent, bytes]] = []  # (the event, its payload)
 
     # ------------------------------------------------------------------ naming
 
@@ -242,21 +259,26 @@ class Aggregate:
             >>> Aggregate("x").pending_events
             ()
         """
-        return tuple(self._pending)
+        return tuple(event for event, _ in self._pending)
 
     def trigger(self, event: DomainEvent) -> None:
-        """Apply `event` to the state and record it as pending (nothing is recorded when
-        apply raises).
+        """Encode `event` as it will be stored, apply the event decoded from that payload to
+        the state (what every replay applies, so the state now is the state after a replay,
+        and later changes to objects the state shares with the event do not change what is
+        stored), and record it as pending. Nothing is recorded when encoding or apply raises.
 
         Raises:
+            InvalidEventError: the event's payload cannot be stored or would not read back
+                (a value its field's annotation does not allow, NaN in a float field).
             UnknownEventTypeError: the class has no handler for the event's class.
 
         Example:
             >>> order.trigger(Placed(amount=3))  # doctest: +SKIP
         """
-        self.apply(event)
+        data, stored = codec_of(type(event)).seal(event)
+        self.apply(stored)
         self.version += 1
-        self._pending.append(event)
+        self._pending.append((event, data))
 
     def apply(self, event: DomainEvent) -> None:
         """Change the state by one event, dispatching on its class to the `apply_*` method
@@ -276,7 +298,7 @@ class Aggregate:
 
     def _collect(self) -> list[DomainEvent]:
         pending, self._pending = self._pending, []
-        return pending
+        return [event for event, _ in pending]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, version={self.version})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,6 +23,9 @@ from chronolog.store import NO_STREAM, EventStore
 __all__ = ["COMMAND_PREFIX", "Application", "CommandContext", "CommandResult", "command", "command_uuid"]
 
 A = TypeVar("A", bound=Aggregate)
+
+# The longest a retry waits for a conflicting append to become visible (Application._await_visible).
+RETRY_WAIT_S = 1.0
 
 COMMAND_PREFIX = "$command-"
 COMMAND_TYPE = "$command"
@@ -280,8 +284,9 @@ class Application:
                 ids = functools.partial(_event_id, cid)
             try:
                 result = append_aggregates(self.store, aggregates, ids, extra)
-            except WrongExpectedVersionError:
+            except WrongExpectedVersionError as exc:
                 if attempt < self.max_attempts:
+                    self._await_visible(exc)
                     continue
                 if cid is not None and self.store.stream_version(marker) is not None:
                     return self._duplicate(cid, marker, attempt)
@@ -294,6 +299,23 @@ class Application:
                 if repo is not None and repo.policy is not None:
                     repo.after_save([(agg, old)])
             return CommandResult(value, cid, False, attempt, result)
+
+    def _await_visible(self, conflict: WrongExpectedVersionError) -> None:
+        """Before a retry, wait (up to RETRY_WAIT_S) until reads show the stream at the version
+        the conflict reported. In "fsync" mode an append is visible only once its group
+        commit's fsync returns, but it counts for expected versions as soon as it is written:
+        a retry that reloads at once decides on the same old state again, and every attempt
+        could be spent within that fsync."""
+        actual = conflict.actual
+        if actual is None:
+            return
+        deadline = time.monotonic() + RETRY_WAIT_S
+        while True:
+            seen = self.store.stream_version(conflict.stream)
+            left = deadline - time.monotonic()
+            if (seen is not None and seen >= actual) or left <= 0:
+                return
+            self.store.wait_for(self.store.head, timeout=min(left, 0.01))
 
     @staticmethod
     def _marker(cid: uuid.UUID, nonce: str, before: list[tuple[Aggregate, int]], value: Any) -> NewEvent:

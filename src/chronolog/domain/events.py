@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from chronolog.domain.errors import EventDefinitionError
+from chronolog.errors import InvalidEventError
 
 __all__ = ["DomainEvent", "EventCodec", "codec_of"]
 
@@ -116,6 +117,38 @@ class EventCodec:
             self.encode = msgspec.msgpack.Encoder().encode
             self.decode = msgspec.msgpack.Decoder(cls).decode
             self.decode_raw = msgspec.msgpack.Decoder().decode
+
+    def seal(self, event: DomainEvent) -> tuple[bytes, DomainEvent]:
+        """The payload `event` is stored as, and the event decoded from it: what every replay
+        will see. Refuses (before anything is applied or written) an event whose payload
+        cannot be stored or would not decode again: a value its field's annotation does not
+        allow (a str for an int), a float that JSON cannot hold (NaN, infinity), an object
+        with no encoding.
+
+        Raises:
+            InvalidEventError: the payload cannot be stored as it is.
+
+        Example:
+            >>> class Paid(DomainEvent):
+            ...     amount: int
+            >>> codec_of(Paid).seal(Paid(amount=2))
+            (b'{"amount":2}', Paid(amount=2))
+        """
+        try:
+            data = self.encode(event)
+        except (TypeError, ValueError, msgspec.MsgspecError) as exc:  # (UnicodeError: a ValueError)
+            raise InvalidEventError(
+                f"event {self.event_type} cannot be stored: {exc}; nothing was recorded. Give "
+                "each field a value of its annotated type (str, int, float, bool, bytes, "
+                "datetime, Decimal, UUID, lists, dicts of those, Structs)") from None
+        try:
+            return data, self.decode(data)
+        except msgspec.MsgspecError as exc:
+            hint = " (JSON has no NaN or infinity: a float field stores them as null)" \
+                if b"null" in data else ""
+            raise InvalidEventError(
+                f"event {self.event_type} would not read back: {exc}{hint}; nothing was "
+                "recorded. Give each field a value its annotation allows") from None
 
     def from_builtins(self, data: Any) -> DomainEvent:
         """Build an instance from upcast plain data (dicts, lists, str, numbers)."""

@@ -77,11 +77,11 @@ def append_aggregates(store: EventStore, aggregates: Sequence[Aggregate],
         if kept is None or len(kept) != len(pending):
             kept = [uuid.uuid4().bytes for _ in pending]
             agg.__dict__["_event_ids"] = kept
-        for j, ev in enumerate(pending):
+        for j, (ev, data) in enumerate(pending):
             codec = codec_of(type(ev))
             streams.append(stream)
             types.append(codec.event_type)
-            datas.append(codec.encode(ev))
+            datas.append(data)  # (encoded and checked when it was triggered)
             metas.append(codec.metadata)
             new_ids.append(ids(index).bytes if ids is not None else kept[j])
             index += 1
@@ -307,12 +307,22 @@ class Repository(Generic[A]):
         if version == codec.schema_version and enc == codec.encoding:
             return codec.decode(rec.data)
         raw = msgspec.msgpack.decode(rec.data) if enc == "msgpack" else msgspec.json.decode(rec.data)
+        if version > codec.schema_version:
+            raise UpcastError(codec.event_type, version, codec.schema_version,
+                              "the stored payload is newer than this code")
         if version != codec.schema_version:
             if self.upcasters is None:
                 raise UpcastError(codec.event_type, version, codec.schema_version,
                                   "no Upcasters registry was given to the repository")
             raw = self.upcasters.upcast_event(codec.event_type, raw, version, codec.schema_version)
-        return codec.from_builtins(raw)
+        try:
+            return codec.from_builtins(raw)
+        except msgspec.MsgspecError as exc:
+            raise UpcastError(codec.event_type, version, codec.schema_version,
+                              f"the event at position {rec.position} (stream {rec.stream!r}, "
+                              f"version {rec.version}) does not fit {codec.cls.__name__} after "
+                              f"upcasting: {exc}; make the upcasters produce every field the "
+                              "class declares") from None
 
     # ------------------------------------------------------------------ writes
 

@@ -13,7 +13,7 @@ import msgspec
 
 from chronolog._core.events import NewEvent
 from chronolog._core.log import STREAM_NAME_MAX_BYTES
-from chronolog.domain.aggregate import Aggregate
+from chronolog.domain.aggregate import Aggregate, _table
 from chronolog.domain.errors import EventDefinitionError
 from chronolog.domain.upcasting import Upcasters
 from chronolog.errors import InvalidArgumentError
@@ -61,7 +61,8 @@ class StateCodec:
     """How one aggregate class's state becomes bytes and back: compact JSON of its public
     attributes, restored to the types annotated on the class.
 
-    The fingerprint (a hash of the annotated field names and types) and the class's
+    The fingerprint (a hash of the annotated field names and types, and of the event types
+    the class applies with their schema versions) and the class's
     `snapshot_version` travel with each snapshot. A snapshot whose version differs is upcast
     by the registered snapshot upcasters, or ignored; one whose version matches but whose
     fingerprint does not (fields changed without a version bump) is ignored. Either way the
@@ -94,7 +95,11 @@ class StateCodec:
             k: t for k, t in hints.items()
             if k not in _RESERVED and not k.startswith("_") and typing.get_origin(t) is not ClassVar
             and t is not ClassVar}
-        spec = repr(sorted((k, repr(t)) for k, t in self.types.items())).encode()
+        # The event types the class applies, with their schema versions: an event class
+        # bumped to a new version (with an upcaster) may replay to other state.
+        events = sorted((name, codec.schema_version) for name, (codec, _) in
+                        _table(cls).by_type.items())
+        spec = repr((sorted((k, repr(t)) for k, t in self.types.items()), events)).encode()
         self.fingerprint = hashlib.blake2b(spec, digest_size=8).hexdigest()
         self.metadata_prefix = b'{"v":%d,"f":"%s","at":' % (self.version, self.fingerprint.encode())
         self._encode = msgspec.json.Encoder().encode
@@ -142,10 +147,18 @@ class StateCodec:
 
         Raises:
             msgspec.ValidationError: a field does not convert to its annotated type.
+            ValueError: the snapshot lacks an attribute a new instance has (the class
+                gained it since): the snapshot is not usable.
         """
         raw = self._decode(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
         agg = self.cls(id)
         state = agg.__dict__
+        # An attribute the class sets in __init__ that the snapshot does not hold: the class
+        # changed since it was taken (an unannotated attribute, which the fingerprint cannot
+        # see), and its value now would be the initial one, not the replayed one.
+        unknown = [k for k in self.state_of(agg) if k not in raw]
+        if unknown:
+            raise ValueError(f"{self.name} snapshot lacks the attributes {unknown}")
         for k, v in raw.items():
             t = self.types.get(k)
             state[k] = v if t is None else msgspec.convert(v, t, strict=False)
