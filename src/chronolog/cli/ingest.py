@@ -2,7 +2,8 @@
 
 Each line of FILE is one event: {"stream": str, "type": str, "data": object|array|string,
 "metadata": object|array|string (optional)}. Objects and arrays are stored as their JSON text,
-strings as their UTF-8 text. The whole file is checked before anything is written.
+strings as their UTF-8 text. FILE is UTF-8 (a leading byte order mark is skipped). The whole
+file is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ BATCH_EVENTS = 10_000
 MAX_STREAM_NAME_BYTES = 1024
 MAX_TYPE_NAME_BYTES = 255
 RECORD_OVERHEAD_BYTES = 48 + 16  # record header and an event id (format.pxd)
+UTF8_BOM = b"\xef\xbb\xbf"  # Windows tools (PowerShell's `>`, Notepad) start files with it
 
 
 class _Line(msgspec.Struct):
@@ -49,8 +51,19 @@ class InputError(InvalidArgumentError):
         super().__init__(f"{file} line {line}: {reason}; nothing was written")
 
 
+def _not_utf8(file: str, line: int, exc: UnicodeDecodeError, where: str) -> InputError:
+    bad = exc.object[exc.start:exc.start + 1].hex()
+    return InputError(file, line, f"byte 0x{bad} {where} is not UTF-8; the file must be UTF-8: "
+                                  "convert it first (e.g. `iconv -f latin1 -t utf-8`)")
+
+
 def _payload(raw: msgspec.Raw, what: str, file: str, line: int) -> bytes:
     body = bytes(raw).strip()
+    if not body.isascii():  # msgspec hands objects and arrays over raw, undecoded
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(file, line, exc, f"in {what}") from None
     if not body or body == b"null":
         if what == "data":
             raise InputError(file, line, "data must be a JSON object, array or string")
@@ -76,6 +89,8 @@ def parse_line(text: bytes, file: str, line: int,
     """
     try:
         ev = msgspec.json.decode(text, type=_Line)
+    except UnicodeDecodeError as exc:  # msgspec decodes str fields strictly
+        raise _not_utf8(file, line, exc, "in a string") from None
     except msgspec.ValidationError as exc:
         raise InputError(file, line, f"not a valid event: {exc}") from None
     except msgspec.DecodeError as exc:
@@ -99,6 +114,8 @@ def parse_line(text: bytes, file: str, line: int,
 def _lines(file: str) -> Iterator[tuple[int, bytes]]:
     with open(file, "rb") as f:
         for number, text in enumerate(f, start=1):
+            if number == 1 and text.startswith(UTF8_BOM):
+                text = text[len(UTF8_BOM):]
             if text.strip():
                 yield number, text
 
