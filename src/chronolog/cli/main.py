@@ -8,6 +8,7 @@ error), 2 a usage error or a command that is not available yet.
 from __future__ import annotations
 
 import argparse
+import errno
 from collections.abc import Sequence
 
 import chronolog
@@ -57,6 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_message(command: str, exc: OSError) -> str:
+    """One line for an OSError no Chronolog error wrapped: the path, the OS error, what to do.
+
+    Example:
+        >>> os_error_message("init", OSError(28, "No space left on device", "data/shop"))
+        "'data/shop': No space left on device (ENOSPC); `chronolog init` stopped: free space on that disk and run the command again"
+    """
+    code = errno.errorcode.get(exc.errno or 0, "")
+    what = exc.strerror or str(exc)
+    where = " -> ".join(repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = "free space on that disk and run the command again"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        todo = "check the permissions (and that the disk is not read-only) and run it again"
+    else:
+        todo = "fix the cause and run the command again"
+    return (f"{where + ': ' if where else ''}{what}{f' ({code})' if code else ''}; "
+            f"`chronolog {command}` stopped: {todo}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (the console script exits with it).
 
@@ -78,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ChronologError as exc:
         error(str(exc))
+        return EXIT_PROBLEM
+    except OSError as exc:  # a full disk, a permission: a message, not a traceback
+        error(os_error_message(args.command, exc))
         return EXIT_PROBLEM
     except KeyboardInterrupt:
         error("interrupted")
