@@ -13,7 +13,7 @@ from typing import Any
 
 from chronolog._args import store_path
 from chronolog._lifetime import take_lock
-from chronolog.errors import CorruptionError, StoreNotFoundError
+from chronolog.errors import CorruptionError, StoreFailedError, StoreNotFoundError
 from chronolog.store import EventStore
 
 __all__ = ["repair"]
@@ -51,6 +51,8 @@ def repair(path: str | os.PathLike[str], *, salvage: bool = False) -> dict[str, 
         StoreLockedError: a writer has the store open.
         CorruptionError: the store is damaged (without salvage: nothing was changed), or
             salvage cannot help (the store header itself is damaged or missing).
+        StoreFailedError: salvage could not write its log or the copy of the newest segment
+            (a full disk); nothing was changed and no salvage directory is left.
 
     Example:
         >>> import chronolog as cl
@@ -123,14 +125,21 @@ def _salvage(path: str, first: CorruptionError) -> dict[str, Any]:
             f.flush()
             os.fsync(f.fileno())
 
-    log(f"found: {first}")
+    try:
+        log(f"found: {first}")
+    except OSError as exc:
+        raise _nothing_changed(path, aside, exc, "writing its log failed") from exc
     fd = take_lock(path)
     try:
         segments = sorted(n for n in os.listdir(path) if _SEGMENT.match(n))
         if segments:
             newest = segments[-1]
-            shutil.copyfile(os.path.join(path, newest), os.path.join(aside, newest + ".before-repair"))
-            log(f"kept a copy of the newest segment as it was: {newest}.before-repair")
+            try:
+                shutil.copyfile(os.path.join(path, newest), os.path.join(aside, newest + ".before-repair"))
+                log(f"kept a copy of the newest segment as it was: {newest}.before-repair")
+            except OSError as exc:
+                raise _nothing_changed(path, aside, exc,
+                                       f"copying the newest segment {newest} aside failed") from exc
         shutil.rmtree(os.path.join(path, "index"), ignore_errors=True)
         log("deleted index/ (derived; rebuilt from the segments)")
         _fsync_dir(path)
@@ -155,6 +164,16 @@ def _salvage(path: str, first: CorruptionError) -> dict[str, Any]:
     log(f"done: the store opens with {events} events; the positions from {events} on will be "
         "handed out again by the next appends")
     return {"events": events, "salvaged": steps, "salvage_dir": aside}
+
+
+def _nothing_changed(path: str, aside: str, exc: OSError, what: str) -> StoreFailedError:
+    """Remove the salvage directory of a salvage that stopped before it changed the store (a
+    truncated copy must not stay behind looking like a backup); the error that says so."""
+    shutil.rmtree(aside, ignore_errors=True)
+    return StoreFailedError(path, exc, f"repair --salvage changed nothing in {path!r}: {what} "
+                            f"({exc.strerror or exc}); {aside} and what it held (a partial copy) were "
+                            "removed. Free space on that disk (salvage first copies the newest "
+                            "segment) and run `chronolog repair --salvage` again")
 
 
 def _cut(path: str, damage: CorruptionError, aside: str, log: Any) -> None:
