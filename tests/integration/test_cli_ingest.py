@@ -61,3 +61,55 @@ def test_ingest_refuses_a_byte_order_mark_after_the_first_line(tmp_path, capsys)
     src.write_bytes(event(0) + b"\xef\xbb\xbf" + event(1))
     code, _, err = run_cli(capsys, "ingest", tmp_path / "s", src)
     assert code == 1 and "line 2: not valid JSON" in err
+
+
+# ---------------------------------------------------------------- a file that changes between the passes
+
+def open_after(change, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run `change()` when ingest opens the store: after pass 1 checked the file."""
+    from chronolog.cli import ingest
+    real_open = ingest.EventStore.open
+
+    def changed_then_open(*a: object, **k: object) -> cl.EventStore:
+        change()
+        return real_open(*a, **k)
+    monkeypatch.setattr(ingest.EventStore, "open", changed_then_open)
+
+
+def test_ingest_appends_only_the_lines_it_checked_when_the_file_grows_meanwhile(
+        tmp_path, capsys, monkeypatch):
+    src = tmp_path / "live.ndjson"
+    src.write_bytes(b"".join(event(i) for i in range(25_000)))
+
+    def producer_writes_half_a_line() -> None:
+        with open(src, "ab") as f:
+            f.write(b'{"stream": "s-1", "type": "T", "da')
+    open_after(producer_writes_half_a_line, monkeypatch)
+    code, out, err = run_cli(capsys, "ingest", tmp_path / "s", src)
+    assert (code, err) == (0, "")
+    assert "grew by 34 bytes after it was checked; they were not ingested (they follow line 25000)" in out
+    assert "ingested 25,000 events (positions 0..24,999)" in out
+    events = stored(tmp_path / "s")
+    assert [json.loads(e.data)["i"] for e in events] == list(range(25_000))
+
+
+def test_ingest_stopped_by_a_line_changed_after_the_check_says_which_lines_are_in_the_store(
+        tmp_path, capsys, monkeypatch):
+    src = tmp_path / "e.ndjson"
+    lines = [event(i) for i in range(25_000)]
+    src.write_bytes(b"".join(lines))
+
+    def line_15000_is_rewritten() -> None:
+        bad = b'{"oops": 1}'.ljust(len(lines[14_999]) - 1) + b"\n"  # same length, in place
+        with open(src, "r+b") as f:
+            f.seek(sum(map(len, lines[:14_999])))
+            f.write(bad)
+    open_after(line_15000_is_rewritten, monkeypatch)
+    code, _, err = run_cli(capsys, "ingest", tmp_path / "s", src)
+    assert code == 1
+    assert f"{src} line 15000: ingest stopped: not a valid event" in err
+    assert "(the file changed after it was checked)" in err
+    assert ("lines 1..10000 (10,000 events, positions 0..9999) are in the store; the lines "
+            "from 10001 on are not") in err
+    assert "nothing was written" not in err
+    assert [json.loads(e.data)["i"] for e in stored(tmp_path / "s")] == list(range(10_000))

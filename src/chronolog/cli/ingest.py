@@ -19,7 +19,7 @@ import msgspec
 from chronolog._args import store_path
 from chronolog._core.log import DEFAULT_MAX_EVENT_BYTES
 from chronolog.cli.output import fmt_int, fmt_rate, make_console, make_progress
-from chronolog.errors import InvalidArgumentError
+from chronolog.errors import ChronologError, InvalidArgumentError, StoreFailedError
 from chronolog.store import EventStore
 
 BATCH_EVENTS = 10_000
@@ -111,13 +111,87 @@ def parse_line(text: bytes, file: str, line: int,
     return ev.stream, ev.type, data, meta
 
 
-def _lines(file: str) -> Iterator[tuple[int, bytes]]:
+class _Span:
+    """How far a read of FILE got: every line and byte, blank lines included."""
+
+    __slots__ = ("bytes", "lines")
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.bytes = 0
+
+
+def _lines(file: str, end: int | None = None,
+           span: _Span | None = None) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of `file` and their numbers (a leading UTF-8 BOM dropped), up to
+    byte `end` (to the end of the file when None); `span` counts what was read."""
     with open(file, "rb") as f:
-        for number, text in enumerate(f, start=1):
+        left = -1 if end is None else end
+        number = 0
+        while left:
+            text = f.readline(left)  # readline(-1): the whole line
+            if not text:
+                break
+            number += 1
+            if left > 0:
+                left -= len(text)
+            if span is not None:
+                span.lines = number
+                span.bytes += len(text)
             if number == 1 and text.startswith(UTF8_BOM):
                 text = text[len(UTF8_BOM):]
             if text.strip():
                 yield number, text
+
+
+class _Committed:
+    """What pass 2 has appended so far: the file's lines first..last, at positions
+    first_position..last_position (one run holds the write lock: they are contiguous)."""
+
+    __slots__ = ("events", "first_line", "first_position", "last_line", "last_position")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.first_line = self.last_line = 0
+        self.first_position = self.last_position = 0
+
+    def add(self, first_line: int, last_line: int, first_position: int, last_position: int,
+            events: int) -> None:
+        if not self.events:
+            self.first_line, self.first_position = first_line, first_position
+        self.last_line, self.last_position = last_line, last_position
+        self.events += events
+
+    def report(self) -> str:
+        if not self.events:
+            return "nothing was written"
+        return (f"lines {self.first_line}..{self.last_line} ({fmt_int(self.events)} events, "
+                f"positions {self.first_position}..{self.last_position}) are in the store; "
+                f"the lines from {self.last_line + 1} on are not")
+
+
+class IngestStoppedError(ChronologError, RuntimeError):
+    """Raised when an ingest stops after its check passed (a full disk, a file that changed
+    meanwhile): it says which lines were committed and which were not.
+
+    Example:
+        >>> str(IngestStoppedError("e.ndjson", 7, "the store failed", "nothing was written"))
+        'e.ndjson line 7: ingest stopped: the store failed; nothing was written'
+    """
+
+    def __init__(self, file: str, line: int, reason: str, committed: str) -> None:
+        self.file = file
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{file} line {line}: ingest stopped: {reason}; {committed}")
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, InputError):
+        return f"{exc.reason} (the file changed after it was checked)"
+    if isinstance(exc, StoreFailedError):
+        return f"the store stopped accepting writes ({exc.cause}); free space or fix the cause"
+    return str(exc)
 
 
 def add_parser(sub: Any) -> None:
@@ -151,38 +225,59 @@ def run(args: argparse.Namespace) -> int:
     # Pass 1: check every line, so bad input is refused before anything is written.
     limit = DEFAULT_MAX_EVENT_BYTES
     total = 0
-    for number, text in _lines(args.file):
+    checked = _Span()
+    for number, text in _lines(args.file, span=checked):
         parse_line(text, args.file, number, limit)
         total += 1
-    # Pass 2: append in atomic batches, then one sync (close) for the whole file.
-    with EventStore.open(args.path, durability="os", max_event_bytes=limit) as store:
-        first = store.head
-        started = time.perf_counter()
-        with make_progress(console, "ingest") as progress:
+    # Pass 2: append in atomic batches, then one sync (close) for the whole file. It reads
+    # only the bytes pass 1 checked: a live log may have grown (or got a torn last line).
+    store = EventStore.open(args.path, durability="os", max_event_bytes=limit)
+    done = _Committed()
+    number = 0
+    try:
+        with store, make_progress(console, "ingest") as progress:
+            started = time.perf_counter()
             task = progress.add_task("ingest", total=total)
             batch: list[tuple[str, str, bytes, bytes]] = []
-            for number, text in _lines(args.file):
+            batch_first = 0
+            for number, text in _lines(args.file, end=checked.bytes):
+                batch_first = batch_first or number
                 batch.append(parse_line(text, args.file, number, limit))
                 if len(batch) == BATCH_EVENTS:
-                    _append(store, batch)
+                    _append(store, batch, batch_first, number, done)
                     progress.advance(task, len(batch))
-                    batch = []
+                    batch, batch_first = [], 0
             if batch:
-                _append(store, batch)
+                _append(store, batch, batch_first, number, done)
                 progress.advance(task, len(batch))
-        last = store.head
+    except (ChronologError, OSError) as exc:
+        line = exc.line if isinstance(exc, InputError) else batch_first or number or 1
+        raise IngestStoppedError(args.file, line, _why(exc), done.report()) from exc
     seconds = time.perf_counter() - started  # includes the final sync done by close
-    if total == 0:
+    grown = _size(args.file) - checked.bytes
+    if grown > 0:
+        console.print(f"{args.file} grew by {fmt_int(grown)} bytes after it was checked; "
+                      f"they were not ingested (they follow line {checked.lines})", soft_wrap=True)
+    if done.events == 0:
         console.print(f"{args.file} holds no events; nothing was written")
         return 0
-    console.print(f"ingested {fmt_int(total)} events (positions {fmt_int(first)}.."
-                  f"{fmt_int(last - 1)}) in {seconds:.2f} s ({fmt_rate(total, seconds)} "
-                  "events/s)")
+    console.print(f"ingested {fmt_int(done.events)} events (positions "
+                  f"{fmt_int(done.first_position)}..{fmt_int(done.last_position)}) in "
+                  f"{seconds:.2f} s ({fmt_rate(done.events, seconds)} events/s)")
     return 0
 
 
-def _append(store: EventStore, batch: list[tuple[str, str, bytes, bytes]]) -> None:
+def _size(file: str) -> int:
+    try:
+        return os.path.getsize(file)
+    except OSError:
+        return 0
+
+
+def _append(store: EventStore, batch: list[tuple[str, str, bytes, bytes]], first_line: int,
+            last_line: int, done: _Committed) -> None:
     streams, types, datas, metas = zip(*batch)
     has_meta = any(metas)
-    store.append_batch(list(streams), list(types), list(datas),
-                       metadatas=list(metas) if has_meta else None)
+    res = store.append_batch(list(streams), list(types), list(datas),
+                             metadatas=list(metas) if has_meta else None)
+    done.add(first_line, last_line, res.first_position, res.last_position, len(batch))
