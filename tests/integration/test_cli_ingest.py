@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,7 @@ def test_ingest_stopped_by_a_line_changed_after_the_check_says_which_lines_are_i
     src.write_bytes(b"".join(lines))
 
     def line_15000_is_rewritten() -> None:
-        bad = b'{"oops": 1}'.ljust(len(lines[14_999]) - 1) + b"\n"  # same length, in place
+        bad = b'{"stream": "a"}'.ljust(len(lines[14_999]) - 1) + b"\n"  # same length, in place
         with open(src, "r+b") as f:
             f.seek(sum(map(len, lines[:14_999])))
             f.write(bad)
@@ -109,7 +110,75 @@ def test_ingest_stopped_by_a_line_changed_after_the_check_says_which_lines_are_i
     assert code == 1
     assert f"{src} line 15000: ingest stopped: not a valid event" in err
     assert "(the file changed after it was checked)" in err
-    assert ("lines 1..10000 (10,000 events, positions 0..9999) are in the store; the lines "
-            "from 10001 on are not") in err
+    assert ("lines 1..10000 (10,000 events, positions 0..9999) were appended; the lines "
+            "from 10001 on are not in the store") in err
     assert "nothing was written" not in err
     assert [json.loads(e.data)["i"] for e in stored(tmp_path / "s")] == list(range(10_000))
+
+
+# ---------------------------------------------------------------- fields and ids
+
+def test_ingest_refuses_an_unknown_field_naming_it_and_the_fields_it_knows(tmp_path, capsys):
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(event(0) + event(1, metdata={"user": "u1"}))
+    code, _, err = run_cli(capsys, "ingest", tmp_path / "s", src)
+    assert code == 1
+    assert (f"{src} line 2: unknown field 'metdata' (the fields are: stream, type, data, "
+            "metadata, id); nothing was written") in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_ingest_refuses_an_id_that_is_not_a_uuid(tmp_path, capsys):
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(event(0, id="order-7"))
+    code, _, err = run_cli(capsys, "ingest", tmp_path / "s", src)
+    assert code == 1 and f"{src} line 1: id must be a UUID string" in err
+    assert not (tmp_path / "s").exists()
+
+
+def with_id(i: int) -> bytes:
+    return event(i, id=str(uuid.UUID(int=i + 1)))
+
+
+def test_ingest_stores_the_id_of_each_line_that_has_one(tmp_path, capsys):
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(with_id(0) + event(1) + with_id(2))
+    assert run_cli(capsys, "ingest", tmp_path / "s", src)[0] == 0
+    assert [e.id for e in stored(tmp_path / "s")] == [uuid.UUID(int=1), None, uuid.UUID(int=3)]
+
+
+def test_rerunning_an_ingest_of_lines_with_ids_writes_nothing_again(tmp_path, capsys):
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(b"".join(with_id(i) for i in range(25_000)))  # three batches, 7 streams
+    assert run_cli(capsys, "ingest", tmp_path / "s", src)[0] == 0
+    code, out, _ = run_cli(capsys, "ingest", tmp_path / "s", src)
+    assert code == 0
+    assert ("lines 1..25000 (25,000 events, positions 0..24999) were already in the store, "
+            "recognised by their ids; they were not written again") in out
+    assert "ingested" not in out
+    assert len(stored(tmp_path / "s")) == 25_000
+
+
+def test_rerunning_a_stopped_ingest_of_lines_with_ids_appends_only_the_lines_not_stored(
+        tmp_path, capsys):
+    lines = [with_id(i) for i in range(25_000)]
+    (tmp_path / "first.ndjson").write_bytes(b"".join(lines[:10_000]))  # what a stopped run stored
+    assert run_cli(capsys, "ingest", tmp_path / "s", tmp_path / "first.ndjson")[0] == 0
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(b"".join(lines))
+    code, out, _ = run_cli(capsys, "ingest", tmp_path / "s", src)
+    assert code == 0
+    assert "lines 1..10000 (10,000 events, positions 0..9999) were already in the store" in out
+    assert "ingested 15,000 events (positions 10,000..24,999)" in out
+    events = stored(tmp_path / "s")
+    assert [e.id for e in events] == [uuid.UUID(int=i + 1) for i in range(25_000)]
+    assert [json.loads(e.data)["i"] for e in events] == list(range(25_000))
+
+
+def test_rerunning_an_ingest_of_lines_without_ids_appends_them_again(tmp_path, capsys):
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(event(0) + event(1))
+    assert run_cli(capsys, "ingest", tmp_path / "s", src)[0] == 0
+    code, out, _ = run_cli(capsys, "ingest", tmp_path / "s", src)
+    assert code == 0 and "ingested 2 events (positions 2..3)" in out
+    assert len(stored(tmp_path / "s")) == 4

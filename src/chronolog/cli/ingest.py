@@ -1,16 +1,20 @@
 """`chronolog ingest PATH FILE`: append NDJSON events with append_batch, 10,000 per batch.
 
 Each line of FILE is one event: {"stream": str, "type": str, "data": object|array|string,
-"metadata": object|array|string (optional)}. Objects and arrays are stored as their JSON text,
-strings as their UTF-8 text. FILE is UTF-8 (a leading byte order mark is skipped). The whole
-file is checked before anything is written.
+"metadata": object|array|string (optional), "id": UUID string (optional)}; any other key is
+refused. Objects and arrays are stored as their JSON text, strings as their UTF-8 text. FILE
+is UTF-8 (a leading byte order mark is skipped). The whole file is checked before anything is
+written. Lines with ids make a re-run idempotent: see docs/idempotency.md, "chronolog ingest".
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import re
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,11 +33,19 @@ RECORD_OVERHEAD_BYTES = 48 + 16  # record header and an event id (format.pxd)
 UTF8_BOM = b"\xef\xbb\xbf"  # Windows tools (PowerShell's `>`, Notepad) start files with it
 
 
-class _Line(msgspec.Struct):
+FIND_ID_CHUNK = 4096  # events read per step while looking for a line's id in its stream
+
+
+class _Line(msgspec.Struct, forbid_unknown_fields=True):
     stream: str
     type: str
     data: msgspec.Raw
     metadata: msgspec.Raw = msgspec.Raw()
+    id: uuid.UUID | None = None
+
+
+FIELDS = ", ".join(_Line.__struct_fields__)
+Event = tuple[str, str, bytes, bytes, "uuid.UUID | None"]  # stream, type, data, metadata, id
 
 
 class InputError(InvalidArgumentError):
@@ -76,22 +88,29 @@ def _payload(raw: msgspec.Raw, what: str, file: str, line: int) -> bytes:
                                  f"got {body[:20].decode('utf-8', 'replace')}")
 
 
-def parse_line(text: bytes, file: str, line: int,
-               max_event_bytes: int) -> tuple[str, str, bytes, bytes]:
-    """One NDJSON line as (stream, type, data, metadata), checked against the store's limits.
+def parse_line(text: bytes, file: str, line: int, max_event_bytes: int) -> Event:
+    """One NDJSON line as (stream, type, data, metadata, id), checked against the store's
+    limits.
 
     Raises:
         InputError: the line is not valid JSON or not a valid event.
 
     Example:
         >>> parse_line(b'{"stream": "a-1", "type": "Made", "data": {"x": 1}}', "f", 1, 1 << 24)
-        ('a-1', 'Made', b'{"x": 1}', b'')
+        ('a-1', 'Made', b'{"x": 1}', b'', None)
     """
     try:
         ev = msgspec.json.decode(text, type=_Line)
     except UnicodeDecodeError as exc:  # msgspec decodes str fields strictly
         raise _not_utf8(file, line, exc, "in a string") from None
     except msgspec.ValidationError as exc:
+        unknown = re.match(r"Object contains unknown field `(.*)`$", str(exc))
+        if unknown:  # a misspelt "metdata" would otherwise lose the metadata without a word
+            raise InputError(file, line, f"unknown field {unknown[1]!r} (the fields are: "
+                                         f"{FIELDS})") from None
+        if str(exc).endswith("at `$.id`"):
+            raise InputError(file, line, "id must be a UUID string, like "
+                                         f"\"{uuid.UUID(int=1)}\"") from None
         raise InputError(file, line, f"not a valid event: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InputError(file, line, f"not valid JSON: {exc}") from None
@@ -108,7 +127,7 @@ def parse_line(text: bytes, file: str, line: int,
     if size > max_event_bytes:
         raise InputError(file, line, f"the event is {size} bytes, over the store's limit of "
                                      f"{max_event_bytes}")
-    return ev.stream, ev.type, data, meta
+    return ev.stream, ev.type, data, meta, ev.id
 
 
 class _Span:
@@ -145,7 +164,7 @@ def _lines(file: str, end: int | None = None,
 
 
 class _Committed:
-    """What pass 2 has appended so far: the file's lines first..last, at positions
+    """Lines of FILE that are in the store: first_line..last_line, at positions
     first_position..last_position (one run holds the write lock: they are contiguous)."""
 
     __slots__ = ("events", "first_line", "first_position", "last_line", "last_position")
@@ -162,12 +181,19 @@ class _Committed:
         self.last_line, self.last_position = last_line, last_position
         self.events += events
 
-    def report(self) -> str:
-        if not self.events:
-            return "nothing was written"
+    def __str__(self) -> str:
         return (f"lines {self.first_line}..{self.last_line} ({fmt_int(self.events)} events, "
-                f"positions {self.first_position}..{self.last_position}) are in the store; "
-                f"the lines from {self.last_line + 1} on are not")
+                f"positions {self.first_position}..{self.last_position})")
+
+
+def _report(found: _Committed, done: _Committed) -> str:
+    """What of FILE is in the store: found by id (a re-run), appended by this run."""
+    parts = [f"{found} were already in the store (recognised by their ids)"] if found.events else []
+    parts += [f"{done} were appended"] if done.events else ["nothing was written"]
+    last = max(found.last_line, done.last_line)
+    if last:
+        parts.append(f"the lines from {last + 1} on are not in the store")
+    return "; ".join(parts)
 
 
 class IngestStoppedError(ChronologError, RuntimeError):
@@ -203,9 +229,13 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "ingest", help="append the events of an NDJSON file",
         description="Append every line of FILE ({\"stream\", \"type\", \"data\", "
-                    "\"metadata\"?}) to the store at PATH (created when missing) with "
-                    "append_batch, 10,000 events per atomic batch, durability 'os', then one "
-                    "final sync. The whole file is checked before anything is written.")
+                    "\"metadata\"?, \"id\"?}; any other key is refused) to the store at PATH "
+                    "(created when missing) with append_batch, 10,000 events per atomic batch, "
+                    "durability 'os', then one final sync. The whole file is checked before "
+                    "anything is written. An \"id\" is a UUID string, stored with the event: "
+                    "when the first lines of FILE are already in the store with the same ids "
+                    "in the same order (a run before stored them), a re-run does not write "
+                    "them again; lines without ids are appended again on every run.")
     p.add_argument("path", metavar="PATH", help="the store directory")
     p.add_argument("file", metavar="FILE", help="the NDJSON file")
     p.set_defaults(func=run)
@@ -232,15 +262,18 @@ def run(args: argparse.Namespace) -> int:
     # Pass 2: append in atomic batches, then one sync (close) for the whole file. It reads
     # only the bytes pass 1 checked: a live log may have grown (or got a torn last line).
     store = EventStore.open(args.path, durability="os", max_event_bytes=limit)
-    done = _Committed()
-    number = 0
+    found, done = _Committed(), _Committed()
+    number = batch_first = 0
     try:
         with store, make_progress(console, "ingest") as progress:
             started = time.perf_counter()
-            task = progress.add_task("ingest", total=total)
-            batch: list[tuple[str, str, bytes, bytes]] = []
-            batch_first = 0
+            # A re-run: the lines that a run before stored (with ids) are not written again.
+            _find_stored(store, args.file, checked.bytes, limit, found)
+            task = progress.add_task("ingest", total=total, completed=found.events)
+            batch: list[Event] = []
             for number, text in _lines(args.file, end=checked.bytes):
+                if number <= found.last_line:
+                    continue
                 batch_first = batch_first or number
                 batch.append(parse_line(text, args.file, number, limit))
                 if len(batch) == BATCH_EVENTS:
@@ -252,19 +285,61 @@ def run(args: argparse.Namespace) -> int:
                 progress.advance(task, len(batch))
     except (ChronologError, OSError) as exc:
         line = exc.line if isinstance(exc, InputError) else batch_first or number or 1
-        raise IngestStoppedError(args.file, line, _why(exc), done.report()) from exc
+        raise IngestStoppedError(args.file, line, _why(exc), _report(found, done)) from exc
     seconds = time.perf_counter() - started  # includes the final sync done by close
     grown = _size(args.file) - checked.bytes
     if grown > 0:
         console.print(f"{args.file} grew by {fmt_int(grown)} bytes after it was checked; "
                       f"they were not ingested (they follow line {checked.lines})", soft_wrap=True)
+    if found.events:
+        console.print(f"{found} were already in the store, recognised by their ids; they were "
+                      "not written again", soft_wrap=True)
     if done.events == 0:
-        console.print(f"{args.file} holds no events; nothing was written")
+        if not found.events:
+            console.print(f"{args.file} holds no events; nothing was written")
         return 0
     console.print(f"ingested {fmt_int(done.events)} events (positions "
                   f"{fmt_int(done.first_position)}..{fmt_int(done.last_position)}) in "
                   f"{seconds:.2f} s ({fmt_rate(done.events, seconds)} events/s)")
     return 0
+
+
+def _find_stored(store: EventStore, file: str, end: int, limit: int, found: _Committed) -> None:
+    """Record in `found` the longest run of FILE's first lines that the store holds in order,
+    by id and stream: what a run before appended. It starts where the first line's id is in
+    its stream (read backwards from the stream's end); a first line without id finds nothing.
+
+    The store's own retry rule (docs/idempotency.md) cannot do this with expected version
+    ANY: it recognises only the latest append to a stream, not the earlier batches of a file.
+    """
+    lines = _lines(file, end=end)
+    head = next(lines, None)
+    if head is None:
+        return
+    stream, _, _, _, ident = parse_line(head[1], file, head[0], limit)
+    at = None if ident is None else _position_of(store, stream, ident)
+    if at is None:
+        return
+    stored = store.read_all(from_position=at)
+    for number, text in itertools.chain([head], lines):
+        ev = parse_line(text, file, number, limit)
+        rec = next(stored, None)
+        if rec is None or ev[4] is None or rec.id != ev[4] or rec.stream != ev[0]:
+            return
+        found.add(number, number, rec.position, rec.position, 1)
+
+
+def _position_of(store: EventStore, stream: str, ident: uuid.UUID) -> int | None:
+    """The position of the latest event of `stream` with id `ident`, or None."""
+    version: int | None = None  # from the stream's last event
+    while True:
+        chunk = store.read_stream(stream, version, backwards=True, limit=FIND_ID_CHUNK)
+        for rec in chunk:
+            if rec.id == ident:
+                return rec.position
+        if len(chunk) < FIND_ID_CHUNK or chunk[-1].version == 0:
+            return None
+        version = chunk[-1].version - 1
 
 
 def _size(file: str) -> int:
@@ -274,10 +349,10 @@ def _size(file: str) -> int:
         return 0
 
 
-def _append(store: EventStore, batch: list[tuple[str, str, bytes, bytes]], first_line: int,
-            last_line: int, done: _Committed) -> None:
-    streams, types, datas, metas = zip(*batch)
-    has_meta = any(metas)
+def _append(store: EventStore, batch: list[Event], first_line: int, last_line: int,
+            done: _Committed) -> None:
+    streams, types, datas, metas, ids = zip(*batch)
     res = store.append_batch(list(streams), list(types), list(datas),
-                             metadatas=list(metas) if has_meta else None)
+                             metadatas=list(metas) if any(metas) else None,
+                             ids=list(ids) if any(i is not None for i in ids) else None)
     done.add(first_line, last_line, res.first_position, res.last_position, len(batch))
