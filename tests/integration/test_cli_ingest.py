@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import re
+import shlex
 import uuid
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 
 import chronolog as cl
 from chronolog.cli.main import main
+from chronolog.errors import StoreFailedError
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
@@ -182,3 +186,95 @@ def test_rerunning_an_ingest_of_lines_without_ids_appends_them_again(tmp_path, c
     code, out, _ = run_cli(capsys, "ingest", tmp_path / "s", src)
     assert code == 0 and "ingested 2 events (positions 2..3)" in out
     assert len(stored(tmp_path / "s")) == 4
+
+
+# ---------------------------------------------------------------- a stopped ingest and --skip
+
+def fail_on_append(n: int, exc: BaseException, monkeypatch: pytest.MonkeyPatch, *,
+                   after_commit: bool = False) -> None:
+    """The n-th append_batch raises `exc`: before it writes, or once it has committed."""
+    real = cl.EventStore.append_batch
+    calls = []
+
+    def append_batch(self: cl.EventStore, *a: object, **k: object) -> cl.AppendResult:
+        calls.append(1)
+        if len(calls) == n and not after_commit:
+            raise exc
+        res = real(self, *a, **k)
+        if len(calls) == n:
+            raise exc
+        return res
+    monkeypatch.setattr(cl.EventStore, "append_batch", append_batch)
+
+
+def resume_command(err: str) -> list[str]:
+    match = re.search(r"resume with `chronolog (ingest [^`]*)`", err)
+    assert match, err
+    return shlex.split(match[1])
+
+
+def test_ingest_stopped_by_a_full_disk_says_which_lines_are_stored_and_resumes_with_skip(
+        tmp_path, capsys, monkeypatch):
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(b"".join(event(i) for i in range(25_000)))
+    store = tmp_path / "s"
+    with monkeypatch.context() as m:
+        fail_on_append(3, StoreFailedError(str(store), OSError(errno.ENOSPC, "No space left on device")), m)
+        code, _, err = run_cli(capsys, "ingest", store, src)
+    assert code == 1 and err.count("\n") == 1
+    assert (f"{src} line 20001: ingest stopped: the store stopped accepting writes ([Errno 28] No "
+            "space left on device); free space or fix the cause; lines 1..20000 (20,000 events, "
+            "positions 0..19999) were appended; the lines from 20001 on are not in the store; "
+            f"resume with `chronolog ingest {store} {src} --skip 20000`") in err
+    assert len(stored(store)) == 20_000
+    code, out, _ = run_cli(capsys, *resume_command(err))
+    assert code == 0 and "ingested 5,000 events (positions 20,000..24,999)" in out
+    assert [json.loads(e.data)["i"] for e in stored(store)] == list(range(25_000))
+
+
+def test_ingest_interrupted_before_a_batch_is_written_exits_130_and_counts_what_is_stored(
+        tmp_path, capsys, monkeypatch):
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(b"".join(event(i) for i in range(25_000)))
+    with monkeypatch.context() as m:
+        fail_on_append(2, KeyboardInterrupt(), m)
+        code, _, err = run_cli(capsys, "ingest", tmp_path / "s", src)
+    assert code == 130
+    assert (f"chronolog: error: {src} line 10001: ingest stopped: interrupted; lines 1..10000 "
+            "(10,000 events, positions 0..9999) were appended") in err
+    assert resume_command(err)[-2:] == ["--skip", "10000"]
+    assert len(stored(tmp_path / "s")) == 10_000
+
+
+def test_ingest_interrupted_just_after_a_batch_committed_counts_that_batch(
+        tmp_path, capsys, monkeypatch):
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(b"".join(event(i) for i in range(25_000)))
+    with monkeypatch.context() as m:
+        fail_on_append(2, KeyboardInterrupt(), m, after_commit=True)
+        code, _, err = run_cli(capsys, "ingest", tmp_path / "s", src)
+    assert code == 130
+    assert "lines 1..20000 (20,000 events, positions 0..19999) were appended" in err
+    assert len(stored(tmp_path / "s")) == 20_000
+    assert run_cli(capsys, *resume_command(err))[0] == 0
+    assert [json.loads(e.data)["i"] for e in stored(tmp_path / "s")] == list(range(25_000))
+
+
+def test_ingest_with_skip_neither_checks_nor_appends_the_skipped_lines(tmp_path, capsys):
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(b"not json\n" + event(1) + b"\n" + event(3))
+    code, out, _ = run_cli(capsys, "ingest", tmp_path / "s", src, "--skip", "1")
+    assert code == 0 and "ingested 2 events" in out
+    assert [json.loads(e.data)["i"] for e in stored(tmp_path / "s")] == [1, 3]
+
+
+@pytest.mark.parametrize(("skip", "message"), [
+    ("3", "--skip 3: {src} has 2 lines; nothing was written"),
+    ("-1", "--skip must be 0 or more lines, got -1"),
+])
+def test_ingest_refuses_a_skip_past_the_end_of_the_file_or_below_zero(tmp_path, capsys, skip, message):
+    src = tmp_path / "e.ndjson"
+    src.write_bytes(event(0) + event(1))
+    code, _, err = run_cli(capsys, "ingest", tmp_path / "s", src, "--skip", skip)
+    assert (code, err) == (1, "chronolog: error: " + message.format(src=src) + "\n")
+    assert not (tmp_path / "s").exists()

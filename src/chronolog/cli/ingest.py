@@ -13,6 +13,7 @@ import argparse
 import itertools
 import os
 import re
+import shlex
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import msgspec
 
 from chronolog._args import store_path
 from chronolog._core.log import DEFAULT_MAX_EVENT_BYTES
-from chronolog.cli.output import fmt_int, fmt_rate, make_console, make_progress
+from chronolog.cli.output import error, fmt_int, fmt_rate, make_console, make_progress
 from chronolog.errors import ChronologError, InvalidArgumentError, StoreFailedError
 from chronolog.store import EventStore
 
@@ -33,6 +34,7 @@ RECORD_OVERHEAD_BYTES = 48 + 16  # record header and an event id (format.pxd)
 UTF8_BOM = b"\xef\xbb\xbf"  # Windows tools (PowerShell's `>`, Notepad) start files with it
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as main() answers Ctrl-C
 FIND_ID_CHUNK = 4096  # events read per step while looking for a line's id in its stream
 
 
@@ -186,14 +188,20 @@ class _Committed:
                 f"positions {self.first_position}..{self.last_position})")
 
 
-def _report(found: _Committed, done: _Committed) -> str:
-    """What of FILE is in the store: found by id (a re-run), appended by this run."""
+def _report(args: argparse.Namespace, found: _Committed, done: _Committed) -> str:
+    """What of FILE is in the store (found by id: a re-run; appended by this run), and the
+    command that appends the rest."""
     parts = [f"{found} were already in the store (recognised by their ids)"] if found.events else []
     parts += [f"{done} were appended"] if done.events else ["nothing was written"]
-    last = max(found.last_line, done.last_line)
-    if last:
+    last = max(args.skip, found.last_line, done.last_line)
+    if last > args.skip:
         parts.append(f"the lines from {last + 1} on are not in the store")
-    return "; ".join(parts)
+    return "; ".join(parts) + f"; resume with `{_command(args, last)}`"
+
+
+def _command(args: argparse.Namespace, skip: int) -> str:
+    words = ["chronolog", "ingest", args.path, args.file] + (["--skip", str(skip)] if skip else [])
+    return shlex.join(words)
 
 
 class IngestStoppedError(ChronologError, RuntimeError):
@@ -238,6 +246,9 @@ def add_parser(sub: Any) -> None:
                     "them again; lines without ids are appended again on every run.")
     p.add_argument("path", metavar="PATH", help="the store directory")
     p.add_argument("file", metavar="FILE", help="the NDJSON file")
+    p.add_argument("--skip", metavar="N", type=int, default=0,
+                   help="leave out the first N lines of FILE (neither checked nor appended): "
+                        "resumes an ingest that stopped, whose message names N")
     p.set_defaults(func=run)
 
 
@@ -245,58 +256,85 @@ def run(args: argparse.Namespace) -> int:
     """Ingest args.file into the store at args.path; return the exit code.
 
     Example:
-        >>> run(argparse.Namespace(path="data/shop", file="events.ndjson"))  # doctest: +SKIP
+        >>> run(argparse.Namespace(path="data/shop", file="events.ndjson", skip=0))  # doctest: +SKIP
         0
     """
     if not os.path.isfile(args.file):
         raise InvalidArgumentError(f"{args.file!r} is not a readable file; give an NDJSON file")
+    if args.skip < 0:
+        raise InvalidArgumentError(f"--skip must be 0 or more lines, got {args.skip}")
     store_path(args.path)  # a path that cannot be a store is refused before the file is read
     console = make_console()
     # Pass 1: check every line, so bad input is refused before anything is written.
     limit = DEFAULT_MAX_EVENT_BYTES
     total = 0
     checked = _Span()
-    for number, text in _lines(args.file, span=checked):
-        parse_line(text, args.file, number, limit)
-        total += 1
+    try:
+        for number, text in _lines(args.file, span=checked):
+            if number > args.skip:
+                parse_line(text, args.file, number, limit)
+                total += 1
+    except KeyboardInterrupt:
+        error(f"interrupted while checking {args.file}; nothing was written")
+        return EXIT_INTERRUPTED
+    if args.skip > checked.lines:
+        raise InvalidArgumentError(f"--skip {args.skip}: {args.file} has {checked.lines} lines; "
+                                   "nothing was written")
     # Pass 2: append in atomic batches, then one sync (close) for the whole file. It reads
     # only the bytes pass 1 checked: a live log may have grown (or got a torn last line).
     store = EventStore.open(args.path, durability="os", max_event_bytes=limit)
     found, done = _Committed(), _Committed()
     number = batch_first = 0
+    batch: list[Event] = []
     try:
         with store, make_progress(console, "ingest") as progress:
             started = time.perf_counter()
-            # A re-run: the lines that a run before stored (with ids) are not written again.
-            _find_stored(store, args.file, checked.bytes, limit, found)
-            task = progress.add_task("ingest", total=total, completed=found.events)
-            batch: list[Event] = []
-            for number, text in _lines(args.file, end=checked.bytes):
-                if number <= found.last_line:
-                    continue
-                batch_first = batch_first or number
-                batch.append(parse_line(text, args.file, number, limit))
-                if len(batch) == BATCH_EVENTS:
+            head = store.head
+            try:
+                # A re-run: the lines a run before stored (with ids) are not written again.
+                _find_stored(store, args.file, checked.bytes, args.skip, limit, found)
+                task = progress.add_task("ingest", total=total, completed=found.events)
+                for number, text in _lines(args.file, end=checked.bytes):
+                    if number <= args.skip or number <= found.last_line:
+                        continue
+                    batch_first = batch_first or number
+                    batch.append(parse_line(text, args.file, number, limit))
+                    if len(batch) == BATCH_EVENTS:
+                        _append(store, batch, batch_first, number, done)
+                        progress.advance(task, len(batch))
+                        batch, batch_first = [], 0
+                if batch:
                     _append(store, batch, batch_first, number, done)
                     progress.advance(task, len(batch))
-                    batch, batch_first = [], 0
-            if batch:
-                _append(store, batch, batch_first, number, done)
-                progress.advance(task, len(batch))
+                    batch = []
+            except BaseException:
+                # Ctrl-C can land after append_batch committed and before it returned: we
+                # hold the write lock, so a head past what `done` counts is that batch.
+                if batch and _head(store) == head + done.events + len(batch):
+                    done.add(batch_first, number, head + done.events,
+                             head + done.events + len(batch) - 1, len(batch))
+                    batch_first = number + 1
+                raise
+    except KeyboardInterrupt:
+        error(f"{args.file} line {batch_first or number or 1}: ingest stopped: interrupted; "
+              f"{_report(args, found, done)}")
+        return EXIT_INTERRUPTED
     except (ChronologError, OSError) as exc:
         line = exc.line if isinstance(exc, InputError) else batch_first or number or 1
-        raise IngestStoppedError(args.file, line, _why(exc), _report(found, done)) from exc
+        raise IngestStoppedError(args.file, line, _why(exc), _report(args, found, done)) from exc
     seconds = time.perf_counter() - started  # includes the final sync done by close
     grown = _size(args.file) - checked.bytes
     if grown > 0:
         console.print(f"{args.file} grew by {fmt_int(grown)} bytes after it was checked; "
-                      f"they were not ingested (they follow line {checked.lines})", soft_wrap=True)
+                      f"they were not ingested (they follow line {checked.lines}): add them "
+                      f"with `{_command(args, checked.lines)}`", soft_wrap=True)
     if found.events:
         console.print(f"{found} were already in the store, recognised by their ids; they were "
                       "not written again", soft_wrap=True)
     if done.events == 0:
         if not found.events:
-            console.print(f"{args.file} holds no events; nothing was written")
+            console.print(f"{args.file} holds no events"
+                          f"{f' after line {args.skip}' if args.skip else ''}; nothing was written")
         return 0
     console.print(f"ingested {fmt_int(done.events)} events (positions "
                   f"{fmt_int(done.first_position)}..{fmt_int(done.last_position)}) in "
@@ -304,15 +342,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find_stored(store: EventStore, file: str, end: int, limit: int, found: _Committed) -> None:
-    """Record in `found` the longest run of FILE's first lines that the store holds in order,
-    by id and stream: what a run before appended. It starts where the first line's id is in
-    its stream (read backwards from the stream's end); a first line without id finds nothing.
+def _head(store: EventStore) -> int:
+    try:
+        return store.head
+    except ChronologError:
+        return -1
+
+
+def _size(file: str) -> int:
+    try:
+        return os.path.getsize(file)
+    except OSError:
+        return 0
+
+
+def _find_stored(store: EventStore, file: str, end: int, skip: int, limit: int,
+                 found: _Committed) -> None:
+    """Record in `found` the longest run of FILE's first lines (after `skip`) that the store
+    holds in order, by id and stream: what a run before appended. It starts where the first
+    line's id is in its stream (read backwards from the stream's end); a first line without
+    id finds nothing.
 
     The store's own retry rule (docs/idempotency.md) cannot do this with expected version
     ANY: it recognises only the latest append to a stream, not the earlier batches of a file.
     """
-    lines = _lines(file, end=end)
+    lines = (line for line in _lines(file, end=end) if line[0] > skip)
     head = next(lines, None)
     if head is None:
         return
@@ -340,13 +394,6 @@ def _position_of(store: EventStore, stream: str, ident: uuid.UUID) -> int | None
         if len(chunk) < FIND_ID_CHUNK or chunk[-1].version == 0:
             return None
         version = chunk[-1].version - 1
-
-
-def _size(file: str) -> int:
-    try:
-        return os.path.getsize(file)
-    except OSError:
-        return 0
 
 
 def _append(store: EventStore, batch: list[Event], first_line: int, last_line: int,
