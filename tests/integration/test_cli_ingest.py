@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import shlex
 import uuid
@@ -278,3 +279,19 @@ def test_ingest_refuses_a_skip_past_the_end_of_the_file_or_below_zero(tmp_path, 
     code, _, err = run_cli(capsys, "ingest", tmp_path / "s", src, "--skip", skip)
     assert (code, err) == (1, "chronolog: error: " + message.format(src=src) + "\n")
     assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------- stdin
+
+def test_ingest_of_stdin_is_refused_saying_why_and_how_to_work_around_it(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "ingest", tmp_path / "s", "-")
+    assert code == 1
+    assert "'-' is stdin, and ingest reads FILE twice" in err and "write the events to a file first" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_ingest_of_a_named_pipe_is_refused_before_it_is_read(tmp_path, capsys):
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)  # opening it to read would block: the refusal must come first
+    code, _, err = run_cli(capsys, "ingest", tmp_path / "s", fifo)
+    assert code == 1 and f"'{fifo}' is a pipe, and ingest reads FILE twice" in err

@@ -14,6 +14,7 @@ import itertools
 import os
 import re
 import shlex
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -245,7 +246,8 @@ def add_parser(sub: Any) -> None:
                     "in the same order (a run before stored them), a re-run does not write "
                     "them again; lines without ids are appended again on every run.")
     p.add_argument("path", metavar="PATH", help="the store directory")
-    p.add_argument("file", metavar="FILE", help="the NDJSON file")
+    p.add_argument("file", metavar="FILE", help="the NDJSON file (a regular file, not stdin or a "
+                   "pipe: it is read twice)")
     p.add_argument("--skip", metavar="N", type=int, default=0,
                    help="leave out the first N lines of FILE (neither checked nor appended): "
                         "resumes an ingest that stopped, whose message names N")
@@ -259,6 +261,11 @@ def run(args: argparse.Namespace) -> int:
         >>> run(argparse.Namespace(path="data/shop", file="events.ndjson", skip=0))  # doctest: +SKIP
         0
     """
+    if args.file == "-" or _is_pipe(args.file):
+        raise InvalidArgumentError(
+            f"{args.file!r} is {'stdin' if args.file == '-' else 'a pipe'}, and ingest reads FILE "
+            "twice (every line is checked before any is written); write the events to a file "
+            "first, e.g. `zcat events.ndjson.gz > events.ndjson`, and ingest that file")
     if not os.path.isfile(args.file):
         raise InvalidArgumentError(f"{args.file!r} is not a readable file; give an NDJSON file")
     if args.skip < 0:
@@ -340,6 +347,13 @@ def run(args: argparse.Namespace) -> int:
                   f"{fmt_int(done.first_position)}..{fmt_int(done.last_position)}) in "
                   f"{seconds:.2f} s ({fmt_rate(done.events, seconds)} events/s)")
     return 0
+
+
+def _is_pipe(file: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(file).st_mode)
+    except OSError:
+        return False
 
 
 def _head(store: EventStore) -> int:
