@@ -57,6 +57,14 @@ def timeout_seconds(value: float | None, name: str = "timeout") -> float | None:
     return None if value > threading.TIMEOUT_MAX else float(value)
 
 
+def flag(value: object, name: str) -> bool:
+    """A True/False option as a bool; refuse (InvalidArgumentError) anything else, which
+    would be taken by its truth (backwards="no" read backwards)."""
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def name_list(values: Iterable[str] | None, name: str) -> list[str] | None:
     """A filter of names (event types, streams) as a list, None for no filter; refuse
     (InvalidArgumentError) a single str or bytes, which iterates as its characters (a filter

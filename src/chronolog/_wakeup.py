@@ -45,7 +45,8 @@ class AppendNotifier:
 
     def __init__(self, path: str = "") -> None:
         self._path = path
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._waiting = 0
         self._readers = 0
         self._closed = False
@@ -95,17 +96,30 @@ class AppendNotifier:
         Raises:
             StoreClosedError: the store is closed.
         """
-        with self._cond:
-            if self._closed:
-                raise StoreClosedError(self._path)
-            self._readers += 1
+        self.begin_read()
         try:
             yield
         finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0 and self._closed:
-                    self._cond.notify_all()
+            self.end_read()
+
+    def begin_read(self) -> None:
+        """reading()'s start, for a hot path (~0.3 us where the context manager takes ~2):
+        call end_read() in a finally after it.
+
+        Raises:
+            StoreClosedError: the store is closed.
+        """
+        with self._lock:  # (the condition's lock: `with` on it directly is cheaper)
+            if self._closed:
+                raise StoreClosedError(self._path)
+            self._readers += 1
+
+    def end_read(self) -> None:
+        """reading()'s end: close() may go on once no read is running."""
+        with self._lock:
+            self._readers -= 1
+            if self._readers == 0 and self._closed:
+                self._cond.notify_all()
 
     def on_close(self, wake: Callable[[], None]) -> Callable[[], None]:
         """Have close() call `wake` (a waiter that does not wait on this notifier: a read-only

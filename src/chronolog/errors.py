@@ -161,6 +161,17 @@ class StoreClosedError(ChronologError, RuntimeError):
         super().__init__(f"store {path!r} is closed; open it again with EventStore.open()")
 
 
+class ConcurrentUseError(ChronologError, RuntimeError):
+    """Raised when a second thread uses an object made for one thread at a time (a
+    Subscription, a scan's iterator) while the first is inside it.
+
+    Example:
+        >>> isinstance(ConcurrentUseError("a Subscription is iterated by one thread at a time"),
+        ...            RuntimeError)
+        True
+    """
+
+
 class ReadOnlyError(ChronologError, PermissionError):
     """Raised when a write is attempted on a store opened with readonly=True.
 

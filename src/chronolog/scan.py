@@ -56,7 +56,7 @@ def make_scanner(
     return Scanner(log, start, stop, types=name_list(types, "types"),
                    streams=name_list(streams, "streams"),
                    stream_prefix=stream_prefix, batch_size=min(batch_size, 1 << 30),
-                   columns=None if columns is None else list(columns))
+                   columns=name_list(columns, "columns"))
 
 
 def scan(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from chronolog import scan as _scan
 from chronolog import subscriptions as _subs
-from chronolog._args import UNBOUNDED, int_option, non_negative, store_path
+from chronolog._args import UNBOUNDED, flag, int_option, non_negative, store_path
 from chronolog._core import compact as _compact
 from chronolog._core import reads as _reads
 from chronolog._core import verify as _verify
@@ -79,18 +79,31 @@ NO_STREAM = StreamState.NO_STREAM
 STREAM_EXISTS = StreamState.STREAM_EXISTS
 
 
-def _read_chunk(log: Log, lo: int, hi: int, backwards: bool) -> Iterator[RecordedEvent]:
+def _read_chunk(log: Log, notifier: _subs.AppendNotifier, lo: int, hi: int,
+                backwards: bool) -> Iterator[RecordedEvent]:
     """The events of positions [lo, hi) (reversed when backwards), read at once. When one of
     them is damaged, the events before it in reading order are still delivered: the chunk is
     read again one event at a time, which yields those and then raises the CorruptionError at
     the damaged one (a read chunk by chunk must not hide the good events of its chunk)."""
     try:
-        chunk = _reads.read_positions(log, lo, hi, backwards)
+        chunk = _read_positions(log, notifier, lo, hi, backwards)
     except CorruptionError:
         for p in (range(hi - 1, lo - 1, -1) if backwards else range(lo, hi)):
-            yield from _reads.read_positions(log, p, p + 1, False)
+            yield from _read_positions(log, notifier, p, p + 1, False)
         return
     yield from chunk
+
+
+def _read_positions(log: Log, notifier: _subs.AppendNotifier, lo: int, hi: int,
+                    backwards: bool) -> list[RecordedEvent]:
+    """read_positions with close() held off: a compressed frame is decoded without the GIL,
+    from the segment's mapping, which close() unmaps (a close from another thread mid-read
+    was a segfault)."""
+    notifier.begin_read()
+    try:
+        return _reads.read_positions(log, lo, hi, backwards)
+    finally:
+        notifier.end_read()
 
 
 class EventStore:
@@ -389,12 +402,13 @@ class EventStore:
                                        "compression='zstd'")
         int_option(sample_events, "sample_events", 1, 1 << 30)
         int_option(dict_bytes, "dict_bytes", 1024, 1 << 24)
-        samples = _compact.sample_records(log, sample_events)
+        with self._notifier.reading():  # (frames decoded without the GIL: see _read_positions)
+            samples = _compact.sample_records(log, sample_events)
+            # A new id above every id a frame names: a dictionary file lost (deleted, not yet
+            # restored from a backup) must not have its id handed out again, or the frames
+            # that used it could never be read, even with the backup back in place.
+            named = int(_compact.frame_totals(log)[3])
         data = train(samples, dict_bytes)
-        # A new id above every id a frame names: a dictionary file lost (deleted, not yet
-        # restored from a backup) must not have its id handed out again, or the frames that
-        # used it could never be read, even with the backup back in place.
-        named = int(_compact.frame_totals(log)[3])
         try:
             dict_id = int(log.dicts.add(data, log.io, named + 1))
         except OSError as exc:
@@ -559,13 +573,17 @@ class EventStore:
         """
         log = self._reading()
         lim = non_negative(limit, "limit", default=UNBOUNDED)
-        if backwards:
+        if flag(backwards, "backwards"):
             hi = non_negative(from_version, "from_version", default=UNBOUNDED - 1) + 1
             lo = non_negative(to_version, "to_version", default=0)
         else:
             lo = non_negative(from_version, "from_version", default=0)
             hi = non_negative(to_version, "to_version", default=UNBOUNDED - 1) + 1
-        return _reads.read_stream(log, stream, lo, hi, backwards, lim)  # a new list each call
+        self._notifier.begin_read()  # (close() held off: see _read_positions)
+        try:
+            return _reads.read_stream(log, stream, lo, hi, backwards, lim)  # a new list each call
+        finally:
+            self._notifier.end_read()
 
     def read_all(self, from_position: int | None = None, *, backwards: bool = False,
                  limit: int | None = None) -> Iterator[RecordedEvent]:
@@ -585,27 +603,25 @@ class EventStore:
         log = self._reading()
         lim = non_negative(limit, "limit", default=UNBOUNDED)
         head = int(log.head)
-        if backwards:
+        if flag(backwards, "backwards"):
             start = min(non_negative(from_position, "from_position", default=head - 1), head - 1)
             return self._read_back(log, start, lim)
         start = non_negative(from_position, "from_position", default=0)
         return self._read_fwd(log, start, head, lim)
 
-    @staticmethod
-    def _read_fwd(log: Log, start: int, head: int, limit: int) -> Iterator[RecordedEvent]:
+    def _read_fwd(self, log: Log, start: int, head: int, limit: int) -> Iterator[RecordedEvent]:
         end = min(head, start + limit)
         p = start
         while p < end:
-            yield from _read_chunk(log, p, min(end, p + _READ_CHUNK), False)
+            yield from _read_chunk(log, self._notifier, p, min(end, p + _READ_CHUNK), False)
             p += _READ_CHUNK
 
-    @staticmethod
-    def _read_back(log: Log, start: int, limit: int) -> Iterator[RecordedEvent]:
+    def _read_back(self, log: Log, start: int, limit: int) -> Iterator[RecordedEvent]:
         stop = start + 1
         lowest = max(0, stop - limit)
         while stop > lowest:
             lo = max(lowest, stop - _READ_CHUNK)
-            yield from _read_chunk(log, lo, stop, True)
+            yield from _read_chunk(log, self._notifier, lo, stop, True)
             stop = lo
 
     # ------------------------------------------------------------------ the columnar read side

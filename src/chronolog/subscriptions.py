@@ -9,14 +9,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from chronolog._args import name_list, timeout_seconds
+from chronolog._args import flag, name_list, timeout_seconds
 from chronolog._core.events import RecordedEvent
 from chronolog._core.reads import read_positions
 from chronolog._wakeup import AppendNotifier, HeadWaiter
 from chronolog.errors import (
+    ConcurrentUseError,
     CorruptionError,
     InvalidArgumentError,
     ResourceLimitError,
@@ -85,7 +86,7 @@ class Subscription(Generic[T]):
         self._types = types
         self._prefix = stream_prefix or None
         self._batch_size = batch_size
-        self._batches = batches
+        self._batches = flag(batches, "batches")
         self._timeout = timeout
         self._pending: deque[Any] = deque()
         self._closed = False
@@ -149,7 +150,8 @@ class Subscription(Generic[T]):
     def _take_one(self, timeout: float | None) -> T | None:
         with self._lock:
             if self._busy:
-                raise RuntimeError("a Subscription is iterated by one thread at a time")
+                raise ConcurrentUseError("a Subscription is iterated by one thread at a time: "
+                                         "give each thread a subscription of its own")
             if self._closed:
                 return None
             self._busy = True
@@ -256,7 +258,9 @@ class AsyncSubscription(Generic[T]):
 
     Waits run in one worker thread owned by the subscription, so the event loop never
     blocks; items arrive a chunk at a time. Same ordering, filters and timeout as
-    Subscription (a timeout ends the `async for`).
+    Subscription (a timeout ends the `async for`). A step that is cancelled (a task
+    cancelled, `asyncio.wait_for` timing out) leaves the subscription open: the wait goes on in
+    the worker, and what it fetches is what the next step returns, nothing skipped.
 
     Thread-safety: use from one event loop; close() may be called from anywhere.
 
@@ -270,6 +274,8 @@ class AsyncSubscription(Generic[T]):
         self._sub = sub
         self._ready: deque[T] = deque()
         self._executor: ThreadPoolExecutor | None = None
+        # The worker's wait, while nothing took its result (a cancelled step leaves it running).
+        self._inflight: Future[list[T]] | None = None
 
     @property
     def position(self) -> int:
@@ -288,18 +294,17 @@ class AsyncSubscription(Generic[T]):
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="chronolog-subscribe")
         import asyncio  # (not at `import chronolog`: only async iteration needs it)
 
-        loop = asyncio.get_running_loop()
-        try:
-            waiting = loop.run_in_executor(self._executor, self._sub.take, self._sub._timeout)
-        except RuntimeError as exc:  # its thread cannot start (a thread or memory limit)
-            raise ResourceLimitError(str(self._sub._log.path), "start the thread an async subscription "
-                                   "waits in", exc, ", or iterate the subscription without "
-                                   "async (store.subscribe)") from exc
-        try:
-            items = await waiting
-        except asyncio.CancelledError:
-            self.close()
-            raise
+        if self._inflight is None:
+            try:
+                self._inflight = self._executor.submit(self._sub.take, self._sub._timeout)
+            except RuntimeError as exc:  # its thread cannot start (a thread or memory limit)
+                raise ResourceLimitError(str(self._sub._log.path), "start the thread an async "
+                                         "subscription waits in", exc, ", or iterate the "
+                                         "subscription without async (store.subscribe)") from exc
+        # Shielded: a cancelled step must not cancel the wait (its items would be lost, and a
+        # subscription closed on cancel ended an `async for` at the first wait_for timeout).
+        items = await asyncio.shield(asyncio.wrap_future(self._inflight))
+        self._inflight = None
         if not items:
             raise StopAsyncIteration
         self._ready.extend(items[1:])

@@ -26,7 +26,7 @@ from chronolog._core.columns cimport (
     COL_STREAM, COL_TYPE, COL_DATA, COL_METADATA, COL_NARROW, MAX_COLUMN_BYTES, SelectedRecords,
     column_names, column_bits, build_batch)
 
-from chronolog.errors import CorruptionError, InvalidArgumentError, StoreClosedError
+from chronolog.errors import ConcurrentUseError, CorruptionError, InvalidArgumentError, StoreClosedError
 
 cdef enum:
     # Problems of pass 1, turned into CorruptionError by _raise_problem (with the GIL).
@@ -271,7 +271,8 @@ cdef class Scanner:
             StoreClosedError: the log was closed.
         """
         if self.busy:
-            raise RuntimeError("a Scanner is used by one thread at a time")
+            raise ConcurrentUseError("a scan's iterator is used by one thread at a time: give "
+                                     "each thread a scan of its own")
         self.busy = True
         try:
             return self._next_batch()
