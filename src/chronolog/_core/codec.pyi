@@ -1,11 +1,15 @@
 """Type stubs of chronolog._core.codec (compiled): zstd for frame bodies, dictionaries."""
 
+from typing_extensions import disjoint_base
+
 DEFAULT_BLOCK_BYTES: int
+RESTORE_DICTIONARY: str  # the remedy of a CorruptionError about a dictionary
 
 def dictionary_name(dict_id: int) -> str: ...
 def train(samples: list[bytes], capacity: int = 112640) -> bytes:
     """Train a zstd dictionary on `samples`; return its bytes."""
 
+@disjoint_base
 class Dictionaries:
     """The trained zstd dictionaries of a store (primary files), loaded on first use."""
 
@@ -16,6 +20,7 @@ class Dictionaries:
     def __init__(self, path: str, listing: list[str] | None = None) -> None: ...
     def add(self, data: bytes, io: object = None, at_least: int = 1) -> int: ...
 
+@disjoint_base
 class Compressor:
     """Compresses one frame body at a time (the writer's)."""
 
@@ -29,6 +34,7 @@ class Compressor:
                  block_bytes: int = ...) -> None: ...
     def use_dictionary(self, dicts: Dictionaries, dict_id: int) -> None: ...
 
+@disjoint_base
 class Decoder:
     """Decodes compressed frame bodies."""
 

@@ -2,10 +2,13 @@
 
 from typing import Any
 
+from typing_extensions import disjoint_base
+
 from chronolog._core.recovery import RecoveredLog
 
 def acquire_through(lock: Any) -> BaseException | None: ...
 
+@disjoint_base
 class GroupCommitLog(RecoveredLog):
     """A recovered log that syncs what its writers wrote, together, and writes checkpoints."""
 

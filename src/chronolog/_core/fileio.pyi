@@ -3,6 +3,9 @@
 from collections.abc import Callable
 from typing import Any
 
+from typing_extensions import disjoint_base
+
+@disjoint_base
 class FileIO:
     """Thin wrappers over the POSIX calls the log uses, with optional fault injection.
 

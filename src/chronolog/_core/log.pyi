@@ -1,5 +1,6 @@
 """Type stubs of chronolog._core.log (compiled): the segmented log of one store directory."""
 
+
 from typing import Any
 
 import pyarrow as pa
@@ -13,6 +14,8 @@ DEFAULT_MAX_SEGMENT_BYTES: int
 DEFAULT_MAX_EVENT_BYTES: int
 STREAM_NAME_MAX_BYTES: int
 MAX_SEGMENT_BYTES_LIMIT: int
+DEFAULT_BLOCK_BYTES: int
+WHOLE_APPEND_REMEDY: str  # what an append over the largest frame is told to do
 
 class Log(WritingLog):
     """The segmented append-only log of one store directory, with its indexes."""

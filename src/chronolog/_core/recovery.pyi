@@ -1,11 +1,15 @@
 """Type stubs of chronolog._core.recovery (compiled): a store directory opened and recovered."""
 
+from typing_extensions import disjoint_base
+
 from chronolog._core.codec import Compressor, Dictionaries
 from chronolog._core.fileio import FileIO
 
 STORE_FILE: str
 QUARANTINE_BYTES: int
+VISIBLE_FILE: str  # the visibility mark's path in the store (index/visible)
 
+@disjoint_base
 class RecoveredLog:
     """A store directory opened and recovered: its segments and the indexes over them."""
 

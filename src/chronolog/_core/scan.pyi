@@ -3,9 +3,11 @@
 from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
+from typing_extensions import disjoint_base
 
 from chronolog._core.log import Log
 
+@disjoint_base
 class Scanner(Iterator[pa.RecordBatch]):
     start: int
     stop: int

@@ -1,6 +1,8 @@
 """Type stubs of chronolog._core.segment (compiled): segment files, their headers and the
 store header."""
 
+from typing_extensions import disjoint_base
+
 from chronolog._core.fileio import FileIO
 
 def segment_name(first_position: int) -> str:
@@ -20,6 +22,7 @@ def decode_segment_header(h: bytes, path: str, store_id: bytes) -> tuple[int, in
     """Check a segment header; return (first_position, salt, format version) or raise
     CorruptionError."""
 
+@disjoint_base
 class Segment:
     """One segment file of the log, read through a shared read-only mapping."""
 
