@@ -26,7 +26,8 @@ class WrongExpectedVersionError(ChronologError, ValueError):
 
     Attributes:
         stream: the stream name.
-        expected: what the append expected (an int, or the name of ANY/NO_STREAM/STREAM_EXISTS).
+        expected: what the append expected, as an int (-1 NO_STREAM, -2 ANY, -4 STREAM_EXISTS:
+            equal to the StreamState members).
         actual: the stream's current version (its last event's version), or None when the
             stream does not exist.
 

@@ -425,7 +425,8 @@ class EventStore:
         """Check every frame and record on disk (CRCs, dense positions and versions) and the
         indexes against them. Returns a report: {"ok", "events", "frames", "segments",
         "bytes" (of the frames, as stats() counts them), "problems": [{"segment", "offset",
-        "reason"}]}, first problem first.
+        "reason"}], first problem first, "notes": [the same shape: what was not checked or is
+        worth knowing, not damage (e.g. frames a reader's handle has not refreshed to yet)]}.
 
         Example:
             >>> store.verify()["ok"]  # doctest: +SKIP

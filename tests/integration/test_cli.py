@@ -319,8 +319,10 @@ def test_demo_refuses_a_directory_that_is_not_empty(tmp_path, capsys):
 # ---------------------------------------------------------------- usage
 
 @pytest.mark.parametrize("command", sorted(NOT_AVAILABLE))
-def test_a_command_not_built_yet_exits_2_saying_so(command, capsys):
-    code, out, err = run_cli(capsys, command, "whatever")
+@pytest.mark.parametrize("rest", [["whatever"], ["--help"], []])
+def test_a_command_not_built_yet_exits_2_saying_so(command, rest, capsys):
+    """With any arguments: `project --help` once said "unrecognized arguments: --help"."""
+    code, out, err = run_cli(capsys, command, *rest)
     assert code == 2
     assert "not available yet" in err
     assert out == ""

@@ -108,7 +108,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the workload's seed")
     p.add_argument("--path", default=None, metavar="DIR",
                    help="keep the store in DIR (new or empty) instead of a temporary directory "
-                        "(a Parquet export, when available, goes to DIR.events.parquet)")
+                        "(its Parquet exports go to DIR.events.parquet and DIR.orders.parquet)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     p.set_defaults(func=run)
 
@@ -247,7 +247,7 @@ def _scan_to_parquet(store: EventStore, demo: DemoRun) -> None:
 
 
 def _order_read_model(store: EventStore, demo: DemoRun) -> None:
-    """A columnar read model, the way DESIGN.md says projections work: scan the events into
+    """A columnar read model, the way the team's design says projections work: scan the events into
     Arrow, decode every JSON payload in one go with pyarrow's JSON reader (no Python loop per
     event), group by order, and export the model to Parquet."""
     import numpy as np

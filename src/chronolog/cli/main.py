@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import sys
 from collections.abc import Sequence
 
 import chronolog
@@ -86,15 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits on --help, --version and usage errors
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    if args.func is None:
-        error(f"`chronolog {args.command}` ({NOT_AVAILABLE[args.command]}) is not available "
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in NOT_AVAILABLE:  # whatever follows (--help included: argparse
+        command = words[0]                   # took it for an unknown option)
+        error(f"`chronolog {command}` ({NOT_AVAILABLE[command]}) is not available "
               f"yet in chronolog {chronolog.__version__}; available: init, info, verify, dump, "
               "ingest, repair, tail, export, demo")
         return EXIT_USAGE
+    try:
+        args = parser.parse_args(words)
+    except SystemExit as exc:  # argparse exits on --help, --version and usage errors
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return int(args.func(args))
     except ChronologError as exc:

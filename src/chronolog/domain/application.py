@@ -250,7 +250,8 @@ class Application:
         """Run the registered command `name` (for dispatch by name, e.g. from a queue).
 
         Example:
-            >>> app.handle("cancel", "7", command_id="cancel-7")  # doctest: +SKIP
+            >>> app.handle("cancel", "7", command_id="cancel-7").duplicate  # doctest: +SKIP
+            False
         """
         runner = self._commands.get(name) or getattr(self, name, None)
         if not isinstance(runner, _Runner):

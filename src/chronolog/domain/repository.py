@@ -125,9 +125,11 @@ class Repository(Generic[A]):
     it with your own lock (the LRU is not synchronised).
 
     Example:
+        >>> # Order: the README's (place(customer) records an OrderPlaced)
         >>> repo = Repository(store, Order, snapshots=SnapshotPolicy(every=50))  # doctest: +SKIP
         >>> order = Order("7"); order.place("ada")  # doctest: +SKIP
         >>> repo.save(order)  # doctest: +SKIP
+        AppendResult(first_position=0, last_position=0, next_version=1)
         >>> repo.get("7").version  # doctest: +SKIP
         0
     """

@@ -178,7 +178,7 @@ class SnapshotStreams:
 
     Example:
         >>> snaps = SnapshotStreams(store)  # doctest: +SKIP
-        >>> snaps.write(codec, order)  # doctest: +SKIP
+        >>> snaps.write(codec, order, Order.stream_name(order.id))  # doctest: +SKIP
         True
     """
 
