@@ -129,7 +129,11 @@ def _salvage(path: str, first: CorruptionError) -> dict[str, Any]:
         log(f"found: {first}")
     except OSError as exc:
         raise _nothing_changed(path, aside, exc, "writing its log failed") from exc
-    fd = take_lock(path)
+    try:
+        fd = take_lock(path)
+    except BaseException:
+        shutil.rmtree(aside, ignore_errors=True)  # (a writer opened it meanwhile: nothing changed)
+        raise
     try:
         segments = sorted(n for n in os.listdir(path) if _SEGMENT.match(n))
         if segments:

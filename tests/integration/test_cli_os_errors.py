@@ -95,3 +95,23 @@ def test_salvage_after_a_failed_copy_runs_again_once_there_is_space(tmp_path, ca
     assert main(["repair", str(path), "--salvage"]) == 0
     (aside,) = path.glob("salvage-*")
     assert (aside / f"{newest.name}.before-repair").stat().st_size == size
+
+
+def test_salvage_that_finds_a_writer_in_the_way_leaves_no_salvage_directory(tmp_path, monkeypatch):
+    """A writer opening the store between salvage's check and its lock: StoreLockedError, and
+    the salvage directory it had begun (holding its first log line) goes too."""
+    import importlib
+
+    repair_module = importlib.import_module("chronolog.repair")  # (cl.repair is the function)
+
+    path = tmp_path / "s"
+    _damaged_store(path)
+    before = _tree(path)
+
+    def locked(p: object) -> int:
+        raise cl.StoreLockedError(str(p))
+    monkeypatch.setattr(repair_module, "take_lock", locked)
+    with pytest.raises(cl.StoreLockedError):
+        repair_module._salvage(str(path), cl.CorruptionError(str(path), 0, "found"))
+    assert list(path.glob("salvage-*")) == []
+    assert _tree(path) == before
