@@ -83,6 +83,7 @@ class Subscription(Generic[T]):
         self._log = log
         self._notifier = notifier
         self._next = from_position
+        self._scanner: Any = None  # the scan a filtered or batched catch-up goes on with
         self._types = types
         self._prefix = stream_prefix or None
         self._batch_size = batch_size
@@ -198,8 +199,7 @@ class Subscription(Generic[T]):
         notifier = self._notifier
         with notifier.reading() if notifier is not None else contextlib.nullcontext():
             if self._batches:
-                scanner = make_scanner(self._log, self._next, stop, types=self._types,
-                                       stream_prefix=self._prefix, batch_size=self._batch_size)
+                scanner = self._scanner_from(stop, None)
                 batch = scanner.next_batch()
                 if batch is not None:
                     self._pending.append(batch)
@@ -214,13 +214,24 @@ class Subscription(Generic[T]):
                 self._pending.extend(events)
                 self._next = stop
             else:
-                scanner = make_scanner(self._log, self._next, stop, types=self._types,
-                                       stream_prefix=self._prefix, batch_size=self._batch_size,
-                                       columns=["position"])
+                scanner = self._scanner_from(stop, ["position"])
                 batch = scanner.next_batch()
                 if batch is not None:
                     self._pending.extend(_read_runs(self._log, batch.column(0).to_numpy()))
                 self._next = scanner.position if batch is not None else stop
+
+
+    def _scanner_from(self, stop: int, columns: list[str] | None) -> Any:
+        """The scan the subscription goes on with: the previous fetch's while it has more (a
+        scan checks each frame's body once, so a new scan per fetch checked a frame of a
+        million events again for every batch of catch-up), else a new one up to `stop`."""
+        scanner = self._scanner
+        if scanner is None or scanner.position != self._next or scanner.position >= scanner.stop:
+            scanner = make_scanner(self._log, self._next, stop, types=self._types,
+                                   stream_prefix=self._prefix, batch_size=self._batch_size,
+                                   columns=columns)
+            self._scanner = scanner
+        return scanner
 
 
 def _read_up_to_damage(log: Log, start: int, stop: int) -> tuple[list[RecordedEvent], int]:

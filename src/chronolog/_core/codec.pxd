@@ -43,12 +43,14 @@ cdef class Decoder:
     cdef const unsigned char *block_key
     cdef uint32_t block_raw
     cdef uint64_t block_start
+    cdef const unsigned char *frame_key  # the stored body buf holds decoded (decode_frame_seq)
     cdef int _layout(self, const FrameInfo *fi, str path, uint32_t *n_blocks) except -1
     cdef int _inflate(self, const FrameInfo *fi, const unsigned char *src, size_t n,
                       unsigned char *dst, size_t raw, str path) except -1
     cdef int _decode_all(self, const FrameInfo *fi, uint32_t n_blocks, unsigned char *out,
                          str path) except -1
     cdef int decode_frame(self, FrameInfo *fi, str path) except -1
+    cdef int decode_frame_seq(self, FrameInfo *fi, str path) except -1
     cdef bytes decode_frame_into(self, FrameInfo *fi, str path)
     cdef const unsigned char *record_block(self, const FrameInfo *fi, uint32_t i, str path,
                                            uint64_t *off_in_block, uint64_t *limit) except NULL

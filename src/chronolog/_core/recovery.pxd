@@ -59,6 +59,10 @@ cdef class RecoveredLog:
     # The writer's open: a newest segment whose header is torn (a crash while creating it),
     # removed only once the open knows it will not refuse the store (_drop_torn_new).
     cdef str torn_new
+    # Sequential reads: the frame (its header in a mapping) whose body CRC was checked last,
+    # not checked again when the next read_all chunk comes back to it (reads.pyx _view_seq).
+    cdef const unsigned char *seq_checked
+    cdef readonly uint64_t seq_checks  # whole-frame checks made by sequential reads (tests)
     cdef list _types
     cdef list _decoders
     cdef readonly Compressor compressor

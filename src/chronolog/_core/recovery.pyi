@@ -41,6 +41,8 @@ class RecoveredLog:
     @property
     def durable_floor(self) -> int: ...  # the position checkpoint's count at open: a floor under the log
     @property
+    def seq_checks(self) -> int: ...  # whole-frame checks made by sequential reads (tests)
+    @property
     def written(self) -> int: ...
     @property
     def compressor(self) -> Compressor | None: ...
