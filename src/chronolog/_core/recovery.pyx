@@ -795,6 +795,7 @@ cdef class RecoveredLog:
         for seg in self.segments:
             seg.release()
         self.segments = []
+        self._decoders = []  # (each holds the last frame it decoded, up to a frame's size)
         self.pidx.clear()
         self.sidx.clear()
         if self.visible_fd >= 0:

@@ -20,6 +20,7 @@ cdef class WritingLog(GroupCommitLog):
     cdef uint64_t reserve_from
     cdef uint64_t zeroed
     cdef unsigned char *_frame_buffer(self, size_t n) except NULL
+    cdef void _trim_buffers(self, size_t keep) noexcept
     cdef Segment _segment_for(self, size_t frame_bytes)
     cdef Segment _roll(self)
     cdef size_t _plan_narrow(self, ColView *cols, Py_ssize_t n, size_t body) except? 0

@@ -78,6 +78,26 @@ cdef class WritingLog(GroupCommitLog):
             self.buf_cap = n
         return self.buf
 
+    cdef void _trim_buffers(self, size_t keep) noexcept:
+        """Give back the encoding buffers and per-event scratch an append grew past `keep`
+        bytes (KEEP_BUFFER_BYTES after each append; 0 at close): one append_batch of 3M
+        events kept ~740 MB for the life of the handle, close() included. Smaller ones stay,
+        so the usual batches never allocate again."""
+        if self.buf_cap > keep:
+            free(self.buf)
+            self.buf = NULL
+            self.buf_cap = 0
+        if self.zbuf_cap > keep:
+            free(self.zbuf)
+            self.zbuf = NULL
+            self.zbuf_cap = 0
+        if self.scratch_cap * 16 > keep:  # (sids and vers: 8 bytes each per event)
+            free(self.sids)
+            free(self.vers)
+            self.sids = NULL
+            self.vers = NULL
+            self.scratch_cap = 0
+
     cdef Segment _segment_for(self, size_t frame_bytes):
         cdef Segment seg = self.segments[len(self.segments) - 1]
         if seg.end > SEGMENT_HEADER_BYTES and seg.end + frame_bytes > self.max_segment_bytes:
