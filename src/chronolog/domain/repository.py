@@ -8,7 +8,7 @@ import os
 import uuid
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -27,6 +27,8 @@ __all__ = ["Repository", "append_aggregates"]
 A = TypeVar("A", bound=Aggregate)
 
 _META_CACHE_MAX = 4096
+# Events read per step when an aggregate is replayed (Repository._chunks).
+REPLAY_CHUNK = 4096
 
 
 def append_aggregates(store: EventStore, aggregates: Sequence[Aggregate],
@@ -217,17 +219,38 @@ class Repository(Generic[A]):
         if self.reads_snapshots:
             agg = self._from_snapshot(id, stream, at_version)
         if agg is None:
-            records = self.store.read_stream(stream, to_version=at_version)
-            if not records:
+            chunks = self._chunks(stream, 0, at_version)
+            first = next(chunks, None)
+            if first is None:
                 return None
             agg = self.aggregate(id)
+            self._replay(agg, first)
         else:
             if at_version is not None and agg.version >= at_version:
                 return agg
-            records = self.store.read_stream(stream, agg.version + 1, to_version=at_version)
-        if records:
-            self._replay(agg, records)
+            chunks = self._chunks(stream, agg.version + 1, at_version)
+        for chunk in chunks:
+            self._replay(agg, chunk)
         return agg
+
+    def _chunks(self, stream: str, first: int, at_version: int | None = None,
+                before: int | None = None) -> Iterator[list[RecordedEvent]]:
+        """The stream's events from version `first` (up to at_version; at positions below
+        `before`), REPLAY_CHUNK at a time: an aggregate of a million events is replayed
+        without holding them all (~300 bytes an event)."""
+        while True:
+            chunk = self.store.read_stream(stream, first, to_version=at_version, limit=REPLAY_CHUNK)
+            if before is not None and chunk and chunk[-1].position >= before:
+                chunk = [r for r in chunk if r.position < before]
+                if chunk:
+                    yield chunk
+                return
+            if not chunk:
+                return
+            yield chunk
+            if len(chunk) < REPLAY_CHUNK:
+                return
+            first = chunk[-1].version + 1
 
     def _from_snapshot(self, id: Any, stream: str, at_version: int | None) -> A | None:
         best = self.snapshots.latest(self.state_codec, id, stream, at_version)
@@ -245,8 +268,7 @@ class Repository(Generic[A]):
                 raise AggregateNotFoundError(stream)
         else:
             # Fast-forward: only the events appended since the cached copy.
-            tail = self.store.read_stream(stream, cached.version + 1)
-            if tail:
+            for tail in self._chunks(stream, cached.version + 1):
                 try:
                     self._replay(cached, tail)
                 except BaseException:
@@ -403,11 +425,14 @@ class Repository(Generic[A]):
             id = self.aggregate.id_from_stream(stream)
             if self.aggregate.stream_name(id) != stream:
                 continue
-            records = [r for r in self.store.read_stream(stream) if r.position < position]
-            if not records:
+            chunks = self._chunks(stream, 0, before=position)
+            first = next(chunks, None)
+            if first is None:
                 continue
             agg = self.aggregate(id)
-            self._replay(agg, records)
+            self._replay(agg, first)
+            for chunk in chunks:
+                self._replay(agg, chunk)
             data = self.state_codec.encode(agg)
             if data is not None:
                 rows.append((str(id), stream, agg.version, data))
