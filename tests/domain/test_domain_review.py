@@ -336,16 +336,6 @@ def test_a_payload_newer_than_the_code_says_so_with_or_without_upcasters(
 
 # ---------------------------------------------------------------- replay in chunks (scaling review)
 
-class Clicks(Aggregate):
-    def __init__(self, id: str) -> None:
-        super().__init__(id)
-        self.n = 0
-
-    @event("Clicked")
-    def click(self) -> None:
-        self.n += 1
-
-
 def test_an_aggregate_is_replayed_a_chunk_at_a_time(store: cl.EventStore, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """get() read the whole stream into one list before replaying it (~300 bytes an event:
@@ -361,24 +351,24 @@ def test_an_aggregate_is_replayed_a_chunk_at_a_time(store: cl.EventStore, tmp_pa
         reads.append(kwargs.get("limit"))
         return real(*args, **kwargs)
 
-    repo = Repository(store, Clicks)
-    c = Clicks("1")
+    repo = Repository(store, Tally)
+    c = Tally("1")
     for _ in range(50):
-        c.click()
+        c.count()
     repo.save(c)
     monkeypatch.setattr(store, "read_stream", spy)
     assert repo.get("1").n == 50 and repo.get("1", at_version=20).n == 21
     assert reads and set(reads) == {7}
-    cached = Repository(store, Clicks, cache_size=4)
+    cached = Repository(store, Tally, cache_size=4)
     assert cached.get("1").n == 50
     more = repo.get("1")
     for _ in range(30):
-        more.click()
+        more.count()
     repo.save(more)
     middle = store.head
     assert cached.get("1").n == 80 and set(reads) == {7}
     more = repo.get("1")
-    more.click()
+    more.count()
     repo.save(more)
     bulk = repo.snapshot_all(tmp_path / "bulk.arrow", position=middle)
-    assert bulk.find("clicks-1")[0] == 79 and set(reads) == {7}
+    assert bulk.find("tally-1")[0] == 79 and set(reads) == {7}
