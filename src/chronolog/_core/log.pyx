@@ -252,6 +252,7 @@ cdef class Log(WritingLog):
                 # Written but not indexed: fail-stop, the frame cut as after a failed write.
                 self._fail_write(exc, seg, off)
             seq = self.written_seq
+            self._trim_buffers(KEEP_BUFFER_BYTES)
         if self.dmode == DURABILITY_FSYNC:
             self.sync_to(seq)
         return AppendResult(first, first + n - 1, count + n)
