@@ -295,3 +295,25 @@ def test_ingest_of_a_named_pipe_is_refused_before_it_is_read(tmp_path, capsys):
     os.mkfifo(fifo)  # opening it to read would block: the refusal must come first
     code, _, err = run_cli(capsys, "ingest", tmp_path / "s", fifo)
     assert code == 1 and f"'{fifo}' is a pipe, and ingest reads FILE twice" in err
+
+
+def test_a_batch_the_store_recognises_by_its_ids_is_reported_as_not_written(tmp_path, capsys):
+    """A re-run is recognised from line 1's id; when line 1 has none, a later batch whose
+    events all carry ids can still be taken by the store for a retry of its last append to
+    their stream: it writes nothing and returns that append's positions, which the summary
+    once counted as appended."""
+    n = 10_001  # two batches: lines 1..10000 (line 1 without an id) and line 10001 alone
+    ids = [None] + [str(uuid.UUID(int=i)) for i in range(2, n + 1)]
+    lines = [json.dumps({"stream": "t" if i == n else "s", "type": "T", "data": {"i": i},
+                         **({"id": ids[i - 1]} if ids[i - 1] else {})}) for i in range(1, n + 1)]
+    src = tmp_path / "e.ndjson"
+    src.write_text("\n".join(lines) + "\n")
+    assert run_cli(capsys, "ingest", tmp_path / "s", src)[0] == 0
+    code, out, _ = run_cli(capsys, "ingest", tmp_path / "s", src)
+    assert code == 0
+    flat = " ".join(out.split())
+    assert "lines 10001..10001 (1 event, positions 10000..10000) were already in the store: " \
+           "the store recognised their ids" in flat, flat
+    assert "ingested 10,000 events (positions 10,001..20,000)" in flat, flat
+    events = stored(tmp_path / "s")
+    assert len(events) == 20_001 and [e.stream for e in events].count("t") == 1

@@ -185,16 +185,20 @@ class _Committed:
         self.events += events
 
     def __str__(self) -> str:
-        return (f"lines {self.first_line}..{self.last_line} ({fmt_int(self.events)} events, "
+        return (f"lines {self.first_line}..{self.last_line} ({fmt_int(self.events)} "
+                f"event{'s' if self.events != 1 else ''}, "
                 f"positions {self.first_position}..{self.last_position})")
 
 
-def _report(args: argparse.Namespace, found: _Committed, done: _Committed) -> str:
-    """What of FILE is in the store (found by id: a re-run; appended by this run), and the
-    command that appends the rest."""
+def _report(args: argparse.Namespace, found: _Committed, done: _Committed,
+            retried: _Committed) -> str:
+    """What of FILE is in the store (found by id: a re-run; appended by this run; a batch the
+    store recognised by its ids), and the command that appends the rest."""
     parts = [f"{found} were already in the store (recognised by their ids)"] if found.events else []
     parts += [f"{done} were appended"] if done.events else ["nothing was written"]
-    last = max(args.skip, found.last_line, done.last_line)
+    if retried.events:
+        parts.append(f"{retried} were already in the store (the store recognised their ids)")
+    last = max(args.skip, found.last_line, done.last_line, retried.last_line)
     if last > args.skip:
         parts.append(f"the lines from {last + 1} on are not in the store")
     return "; ".join(parts) + f"; resume with `{_command(args, last)}`"
@@ -290,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     # Pass 2: append in atomic batches, then one sync (close) for the whole file. It reads
     # only the bytes pass 1 checked: a live log may have grown (or got a torn last line).
     store = EventStore.open(args.path, durability="os", max_event_bytes=limit)
-    found, done = _Committed(), _Committed()
+    found, done, retried = _Committed(), _Committed(), _Committed()
     number = batch_first = 0
     batch: list[Event] = []
     try:
@@ -307,11 +311,11 @@ def run(args: argparse.Namespace) -> int:
                     batch_first = batch_first or number
                     batch.append(parse_line(text, args.file, number, limit))
                     if len(batch) == BATCH_EVENTS:
-                        _append(store, batch, batch_first, number, done)
+                        _append(store, batch, batch_first, number, done, retried)
                         progress.advance(task, len(batch))
                         batch, batch_first = [], 0
                 if batch:
-                    _append(store, batch, batch_first, number, done)
+                    _append(store, batch, batch_first, number, done, retried)
                     progress.advance(task, len(batch))
                     batch = []
             except BaseException:
@@ -324,11 +328,11 @@ def run(args: argparse.Namespace) -> int:
                 raise
     except KeyboardInterrupt:
         error(f"{args.file} line {batch_first or number or 1}: ingest stopped: interrupted; "
-              f"{_report(args, found, done)}")
+              f"{_report(args, found, done, retried)}")
         return EXIT_INTERRUPTED
     except (ChronologError, OSError) as exc:
         line = exc.line if isinstance(exc, InputError) else batch_first or number or 1
-        raise IngestStoppedError(args.file, line, _why(exc), _report(args, found, done)) from exc
+        raise IngestStoppedError(args.file, line, _why(exc), _report(args, found, done, retried)) from exc
     seconds = time.perf_counter() - started  # includes the final sync done by close
     grown = _size(args.file) - checked.bytes
     if grown > 0:
@@ -338,8 +342,12 @@ def run(args: argparse.Namespace) -> int:
     if found.events:
         console.print(f"{found} were already in the store, recognised by their ids; they were "
                       "not written again", soft_wrap=True)
+    if retried.events:
+        console.print(f"{retried} were already in the store: the store recognised their ids "
+                      "(a retry of its last append to their stream) and wrote nothing",
+                      soft_wrap=True)
     if done.events == 0:
-        if not found.events:
+        if not found.events and not retried.events:
             console.print(f"{args.file} holds no events"
                           f"{f' after line {args.skip}' if args.skip else ''}; nothing was written")
         return 0
@@ -411,9 +419,15 @@ def _position_of(store: EventStore, stream: str, ident: uuid.UUID) -> int | None
 
 
 def _append(store: EventStore, batch: list[Event], first_line: int, last_line: int,
-            done: _Committed) -> None:
+            done: _Committed, retried: _Committed) -> None:
     streams, types, datas, metas, ids = zip(*batch)
+    head = store.head
     res = store.append_batch(list(streams), list(types), list(datas),
                              metadatas=list(metas) if any(metas) else None,
                              ids=list(ids) if any(i is not None for i in ids) else None)
-    done.add(first_line, last_line, res.first_position, res.last_position, len(batch))
+    if res.last_position < head:
+        # Every event had an id and the store took the batch for a retry of an append it holds
+        # (docs/idempotency.md): it wrote nothing and returned that append's positions.
+        retried.add(first_line, last_line, res.first_position, res.last_position, len(batch))
+    else:
+        done.add(first_line, last_line, res.first_position, res.last_position, len(batch))
